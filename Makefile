@@ -1,0 +1,49 @@
+# anomclip — two commands: `make book` (set up, execute every chapter, render) and `make test`.
+# PROFILE=smoke (default: tiny random backbone, synthetic data, CPU) or
+# PROFILE=paper DATA_ROOT=/data DEVICE=cuda (ViT-L-14-336 openai, MVTec AD + VisA + …).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= smoke
+DATA_ROOT ?= data
+DEVICE ?= auto
+FORCE ?= 0
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: env test test-fast book notebooks html bench clean distclean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+test: env
+	$(BIN)/python -m pytest -q -ra
+
+test-fast: env
+	$(BIN)/python -m pytest -q -m "not slow and not notebooks"
+
+notebooks: env
+	$(BIN)/python -m anomclip.book execute --profile $(PROFILE) --data-root $(DATA_ROOT) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force)
+
+html: env
+	$(BIN)/python -m anomclip.book html
+
+book: notebooks html
+	@echo "book: open book/_build/html/index.html"
+
+bench: env
+	$(BIN)/anomclip bench --out results/bench.json
+
+clean:
+	rm -rf book/_build book/chapters .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) results/* data/* .cache

@@ -1,0 +1,153 @@
+"""DPAM: the diagonally prominent attention map, as a dual-path visual encoder (SPEC §2).
+
+CLIP's own tokens ``x_o`` run through the ViT untouched (the **original path**). From block
+``s0`` on, a **surrogate path** ``x_s`` adds, block by block, a second attention computed from
+the *same* ``ln_1(x_o)`` but with a diagonally prominent attention map::
+
+    a_s^(l) = out_proj( softmax(v vᵀ · d^-½) v )      # V-V mode (Q-Q: q qᵀ, K-K: k kᵀ, Q-K: q kᵀ)
+    x_s^(s0) = x_o^(s0-1) + a_s^(s0),   x_s^(l) = x_s^(l-1) + a_s^(l)
+
+The surrogate path has no MLP and no ``ln_2``. Its attention input is always the original
+path's ``ln_1`` output, so one ``in_proj`` per block serves both paths: the extra cost of DPAM
+is one more attention product and one ``out_proj`` per block and mode.
+
+Outputs: the global feature ``x_o^(L)[CLS] @ proj`` (``ln_post`` optional, authors: off) and,
+for each requested block m, the patch features ``ln_post(x_s^(m)) @ proj`` without the CLS
+token. With ``modes=()`` (DPAM off) patch features come from the original path.
+
+Built on open_clip's modules: it reads each block's ``ln_1``, ``attn.in_proj_*``,
+``attn.out_proj``, ``ln_2`` and ``mlp``, and calls open_clip's own block for blocks before
+``s0``. Attention products use ``torch.nn.functional.scaled_dot_product_attention``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import AnomclipError
+
+
+def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    b, n, w = t.shape
+    return t.view(b, n, heads, w // heads).transpose(1, 2)  # [B, h, N, d]
+
+
+def _merge_heads(t: torch.Tensor) -> torch.Tensor:
+    b, h, n, d = t.shape
+    return t.transpose(1, 2).reshape(b, n, h * d)
+
+
+def attention_pair(mode: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """The (query, key) tensors whose product gives the attention map of a DPAM ``mode``."""
+    return {"vv": (v, v), "qq": (q, q), "kk": (k, k), "qk": (q, k)}[mode]
+
+
+class DualPathEncoder(nn.Module):
+    """DPAM around an open_clip ``VisionTransformer`` (frozen; no parameters of its own).
+
+    Args:
+        visual: ``clip_model.visual`` (open_clip ViT, ``pool_type='tok'``).
+        modes: DPAM modes of the surrogate path(s), e.g. ``("vv",)``; ``()`` = DPAM off.
+        start: first block (1-based) of the surrogate path (authors: 6 of 24).
+        layers: blocks (1-based) whose patch features are returned.
+        global_ln_post: apply ``ln_post`` to the global feature (open_clip: yes; authors: no).
+    """
+
+    def __init__(self, visual: nn.Module, modes=("vv",), start: int = 6, layers=(24,),
+                 global_ln_post: bool = False):
+        super().__init__()
+        self.visual = visual
+        self.depth = len(visual.transformer.resblocks)
+        self.modes = tuple(modes)
+        self.start = int(start)
+        self.layers = tuple(sorted(set(int(m) for m in layers)))
+        self.global_ln_post = global_ln_post
+        if not 1 <= self.start <= self.depth:
+            raise AnomclipError(f"DPAM start block {self.start} is outside 1..{self.depth}")
+        for m in self.layers:
+            if not 1 <= m <= self.depth:
+                raise AnomclipError(f"feature layer {m} is outside 1..{self.depth}")
+            if self.modes and m < self.start:
+                raise AnomclipError(f"feature layer {m} comes before the DPAM start block {self.start}")
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
+            raise AnomclipError("DPAM needs a ViT with a class token (pool_type 'tok', no attentional pooler)")
+
+    # ---------------------------------------------------------------- helpers
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        v = self.visual
+        if hasattr(v, "_embeds"):
+            return v._embeds(images)
+        x = v.conv1(images).flatten(2).transpose(1, 2)
+        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        return v.ln_pre(x)
+
+    def _run_block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.visual.transformer.batch_first:
+            return blk(x)
+        return blk(x.transpose(0, 1)).transpose(0, 1)
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``ln_post(tokens) @ proj``, L2-normalised."""
+        return F.normalize(self.visual.ln_post(tokens) @ self.visual.proj, dim=-1)
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor, return_attention: int | None = None):
+        """Encode images.
+
+        Returns ``(global [B, D], {mode: {layer: [B, N, D]}})``, all L2-normalised. With DPAM
+        off the inner dict is keyed by ``"none"``. If ``return_attention`` is a block number,
+        a third element holds that block's attention maps ``{mode: [B, heads, N+1, N+1]}``
+        (including ``"qk"``, the ordinary attention) for plotting.
+        """
+        x = self._embed(images)  # [B, N+1, W]
+        surrogate: dict[str, torch.Tensor] = {}
+        feats: dict[str, dict[int, torch.Tensor]] = {m: {} for m in (self.modes or ("none",))}
+        attn_maps = {}
+        last_needed = max(self.layers)
+        for l, blk in enumerate(self.visual.transformer.resblocks, start=1):
+            dual = bool(self.modes) and self.start <= l <= last_needed
+            if not dual and l != return_attention:
+                x = self._run_block(blk, x)
+            else:
+                x_prev = x
+                x, a_s, maps = self._dual_block(blk, x, self.modes if dual else (), l == return_attention)
+                attn_maps.update(maps)
+                for mode, a in a_s.items():  # x_s^(s0) = x_o^(s0-1) + a_s; then x_s += a_s
+                    surrogate[mode] = surrogate.get(mode, x_prev) + a
+            if l in self.layers:
+                for mode in feats:
+                    tokens = x if mode == "none" else surrogate[mode]
+                    feats[mode][l] = self.project(tokens[:, 1:])
+        cls = x[:, 0]
+        if self.global_ln_post:
+            cls = self.visual.ln_post(cls)
+        g = F.normalize(cls @ self.visual.proj, dim=-1)
+        if return_attention is not None:
+            return g, feats, attn_maps
+        return g, feats
+
+    def _dual_block(self, blk: nn.Module, x: torch.Tensor, modes, want_maps: bool):
+        """One block on both paths. Returns (x_o^(l), {mode: a_s^(l)}, attention maps)."""
+        attn = blk.attn
+        heads = attn.num_heads
+        h = blk.ln_1(x)
+        q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (_split_heads(t, heads) for t in (q, k, v))
+        ls_1 = getattr(blk, "ls_1", nn.Identity())
+
+        def branch(a, b):
+            return ls_1(attn.out_proj(_merge_heads(F.scaled_dot_product_attention(a, b, v))))
+
+        x_new = x + branch(q, k)
+        x_new = x_new + getattr(blk, "ls_2", nn.Identity())(blk.mlp(blk.ln_2(x_new)))
+        a_s = {mode: branch(*attention_pair(mode, q, k, v)) for mode in modes}
+        maps = {}
+        if want_maps:
+            scale = q.shape[-1] ** -0.5
+            for mode in ("qk", "qq", "kk", "vv"):
+                a, b = attention_pair(mode, q, k, v)
+                maps[mode] = torch.softmax(a @ b.transpose(-2, -1) * scale, dim=-1)
+        return x_new, a_s, maps
+

@@ -1,0 +1,242 @@
+"""AnomalyCLIP: a frozen open_clip model + DPAM + the object-agnostic prompt learner.
+
+>>> model = AnomalyCLIP.create(backbone="ViT-L-14-336", pretrained="openai", image_size=518)
+>>> out = model(images)            # out.image_score [B], out.anomaly_map [B, H, W]
+
+The only trainable tensors are the prompt learner's (SPEC §3). Scoring (SPEC §4) is a pure
+function of the visual features and the two text features, so training can reuse cached
+visual features (:meth:`AnomalyCLIP.score_features`).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import backbone as bb
+from .dpam import DualPathEncoder
+from .errors import AnomclipError
+from .prompt_learner import PromptLearner, encode_prompts
+from .recipes import Recipe, get_recipe, resolve_block
+from .scoring import anomaly_map, probability_maps, similarity_logits
+
+CHECKPOINT_FORMAT = "anomclip-prompts/1"
+
+
+@dataclass
+class AnomalyOutput:
+    """What the model says about a batch of images."""
+
+    image_score: torch.Tensor  # [B] probability of "anomalous" from the global feature
+    anomaly_map: torch.Tensor | None  # [B, H, W] smoothed map (None when not asked for)
+    image_logits: torch.Tensor  # [B, 2] cosine / T against (normal, abnormal)
+    layer_probs: dict[int, torch.Tensor] = field(default_factory=dict)  # {layer: [B, 2, H, W]}
+
+
+class AnomalyCLIP(nn.Module):
+    """AnomalyCLIP around an open_clip model. Build with :meth:`create` or :meth:`from_open_clip`."""
+
+    def __init__(self, clip_model: nn.Module, tokenizer, info: bb.BackboneInfo, recipe: Recipe):
+        super().__init__()
+        self.clip = clip_model.eval()
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        self.info, self.recipe = info, recipe
+        depth = info.vision_layers
+        self.layers = tuple(sorted({resolve_block(m, depth) for m in recipe.layers}))
+        self.dpam_start = resolve_block(recipe.dpam_start, depth)
+        self.modes = () if recipe.dpam == "none" else recipe.dpam_modes
+        self.encoder = DualPathEncoder(self.clip.visual, self.modes, self.dpam_start, self.layers,
+                                       recipe.global_ln_post)
+        self.prompt_learner = PromptLearner(
+            self.clip.token_embedding, tokenizer, n_ctx=recipe.n_ctx, shared=recipe.shared_ctx,
+            state_word=recipe.state_word, object_aware=recipe.object_aware, depth=recipe.prompt_depth,
+            length=recipe.prompt_length, text_layers=len(self.clip.transformer.resblocks),
+            fp16_quirk=recipe.fp16_quirk, seed=recipe.seed,
+        )
+        self._text_cache: dict = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, backbone: str = "ViT-L-14-336", pretrained: str | None = "openai",
+               image_size: int | None = None, recipe: str | Recipe = "official",
+               device: str | torch.device = "cpu", cache_dir: str | None = None, **overrides) -> "AnomalyCLIP":
+        """Load ``backbone``/``pretrained`` through open_clip and wrap it with ``recipe``."""
+        r = get_recipe(recipe, backbone=backbone, pretrained=pretrained, image_size=image_size, **overrides)
+        if pretrained is None and backbone == r.backbone:  # explicit "random weights"
+            r = r.with_(pretrained=None)
+        clip_model, tokenizer, info = bb.load_clip(
+            r.backbone, r.pretrained, r.image_size, r.pos_interpolation, device=device, cache_dir=cache_dir
+        )
+        return cls(clip_model, tokenizer, info, r).to(device)
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, device: str | torch.device = "cpu") -> "AnomalyCLIP":
+        """The backbone, weights and image size named in ``recipe``."""
+        clip_model, tokenizer, info = bb.load_clip(
+            recipe.backbone, recipe.pretrained, recipe.image_size, recipe.pos_interpolation, device=device
+        )
+        return cls(clip_model, tokenizer, info, recipe).to(device)
+
+    @classmethod
+    def from_open_clip(cls, clip_model: nn.Module, image_size: int | None = None, tokenizer=None,
+                       recipe: str | Recipe = "official", name: str = "custom", weights: str = "unknown",
+                       pos_interpolation: str = "bilinear", **overrides) -> "AnomalyCLIP":
+        """Wrap an open_clip model built elsewhere (its visual tower is resized in place)."""
+        import open_clip
+
+        if image_size:
+            bb.set_image_size(clip_model.visual, int(image_size), pos_interpolation)
+        info = bb.describe(clip_model, name=name, weights=weights, pos_interpolation=pos_interpolation)
+        r = get_recipe(recipe, backbone=name, pretrained=weights, image_size=info.image_size,
+                       pos_interpolation=pos_interpolation, **overrides)
+        device = next(clip_model.parameters()).device
+        return cls(clip_model, tokenizer or open_clip.tokenizer.SimpleTokenizer(), info, r).to(device)
+
+    # ------------------------------------------------------------------ encoders
+    @property
+    def device(self) -> torch.device:
+        return self.clip.visual.proj.device
+
+    @property
+    def image_size(self) -> int:
+        return self.info.image_size
+
+    def encode_image_modes(self, images: torch.Tensor):
+        """``(global [B, D], {mode: {layer: [B, N, D]}})``, L2-normalised (visual side is frozen)."""
+        with torch.no_grad():
+            return self.encoder(images.to(self.device))
+
+    def encode_image(self, images: torch.Tensor):
+        """``(global [B, D], {layer: [B, N, D]})`` for one DPAM mode (nested by mode for ensembles)."""
+        g, feats = self.encode_image_modes(images)
+        return (g, next(iter(feats.values()))) if len(feats) == 1 else (g, feats)
+
+    def encode_text(self, cls_name: str | None = None) -> torch.Tensor:
+        """The normal/abnormal text features ``[2, D]`` (row 0 normal, row 1 abnormal).
+
+        Without gradients the result is cached until a prompt tensor changes, so evaluation
+        computes the text side once per model (per category for object-aware prompts).
+        """
+        name = self.prompt_learner.object_name(cls_name)
+        if torch.is_grad_enabled():
+            return self._encode_text(name)
+        version = tuple(p._version for p in self.prompt_learner.parameters())
+        key = (name, version, id(self.prompt_learner))
+        if key not in self._text_cache:
+            self._text_cache = {k: v for k, v in self._text_cache.items() if k[1] == version}
+            self._text_cache[key] = self._encode_text(name)
+        return self._text_cache[key]
+
+    def _encode_text(self, object_name: str) -> torch.Tensor:
+        emb, ids = self.prompt_learner(object_name if self.prompt_learner.object_aware else None)
+        return encode_prompts(self.clip, emb, ids, self.prompt_learner)
+
+    def text_for(self, cls_names=None) -> torch.Tensor:
+        """``[2, D]`` for object-agnostic prompts, ``[B, 2, D]`` for object-aware ones."""
+        if not self.prompt_learner.object_aware:
+            return self.encode_text()
+        if cls_names is None:
+            raise AnomclipError("object-aware prompts need the category name of every image")
+        per = {n: self.encode_text(n) for n in dict.fromkeys(cls_names)}
+        return torch.stack([per[n] for n in cls_names])
+
+    # ------------------------------------------------------------------ scoring
+    def score_features(self, g: torch.Tensor, feats: dict, text: torch.Tensor, with_map: bool = True,
+                       sigma: float | None = None) -> AnomalyOutput:
+        """Scores from (cached) visual features: SPEC §4. Ensembles average per-mode logits."""
+        t = self.recipe.temperature
+        image_logits = similarity_logits(g, text, t)
+        layer_probs = {}
+        for layer in self.layers:
+            logits = torch.stack([similarity_logits(feats[m][layer], text, t) for m in feats]).mean(0)
+            layer_probs[layer] = probability_maps(logits, self.image_size)
+        amap = None
+        if with_map:
+            amap = anomaly_map(list(layer_probs.values()), self.recipe.sigma if sigma is None else sigma)
+        return AnomalyOutput(image_logits.softmax(-1)[:, 1], amap, image_logits, layer_probs)
+
+    def forward(self, images: torch.Tensor, cls_names=None) -> AnomalyOutput:
+        g, feats = self.encode_image_modes(images)
+        return self.score_features(g, feats, self.text_for(cls_names))
+
+    # ------------------------------------------------------------------ parameters & checkpoints
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.prompt_learner.parameters() if p.requires_grad]
+
+    def checkpoint(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "recipe": self.recipe.to_dict(),
+            "backbone": {"name": self.info.name, "weights": self.info.weights,
+                         "text_width": self.info.text_width},
+            "prompt_learner": {k: v.detach().cpu() for k, v in self.prompt_learner.state_dict().items()},
+        }
+
+    def save_prompts(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write the prompt learner (and the recipe) atomically to ``path``."""
+        ckpt = self.checkpoint()
+        ckpt.update(extra or {})
+        return atomic_torch_save(ckpt, path)
+
+    def load_prompts(self, path: str | os.PathLike) -> dict:
+        """Load a checkpoint written by :meth:`save_prompts` (checked against this backbone)."""
+        ckpt = read_checkpoint(path)
+        if ckpt.get("format") != CHECKPOINT_FORMAT:
+            if isinstance(ckpt.get("prompt_learner"), dict) and "ctx_pos" in ckpt["prompt_learner"]:
+                raise AnomclipError(f"{path} is an authors' checkpoint: load it with --authors-checkpoint")
+            raise AnomclipError(f"{path} is not an anomclip prompt checkpoint")
+        width = ckpt["backbone"].get("text_width")
+        if width != self.info.text_width or ckpt["backbone"]["name"] != self.info.name:
+            raise AnomclipError(
+                f"{path} was trained on backbone {ckpt['backbone']['name']} (text width {width}), "
+                f"not on {self.info.name} (text width {self.info.text_width})"
+            )
+        own = self.prompt_learner.state_dict()
+        sd = ckpt["prompt_learner"]
+        bad = [k for k in own if k not in sd or tuple(sd[k].shape) != tuple(own[k].shape)]
+        if bad or set(sd) - set(own):
+            raise AnomclipError(f"{path}: prompt tensors do not fit this recipe (E, shared, depth or length differ)")
+        self.prompt_learner.load_state_dict(sd)
+        return ckpt
+
+    def load_authors_checkpoint(self, path: str | os.PathLike) -> None:
+        """Import the authors' released prompts (SPEC §9) into the prompt learner."""
+        ckpt = read_checkpoint(path)
+        sd = ckpt.get("prompt_learner") if isinstance(ckpt, dict) else None
+        if not isinstance(sd, dict):
+            raise AnomclipError(f"{path} has no 'prompt_learner' entry (not an AnomalyCLIP checkpoint)")
+        self.prompt_learner.load_authors_state(sd, source=str(path))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """``torch.load`` with one-line errors for a missing or junk file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnomclipError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AnomclipError(f"checkpoint {path} cannot be read ({type(e).__name__}): not a torch checkpoint?") from None
+    if not isinstance(ckpt, dict):
+        raise AnomclipError(f"checkpoint {path} does not hold a dict")
+    return ckpt
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,21 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """The embedded tiny random CLIP at 96 px (grid 12×12, 8 visual blocks, 12 text blocks)."""
+    from anomclip.backbone import load_clip
+
+    return load_clip("tiny-random", None, image_size=96)
+
+
+@pytest.fixture
+def images():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, 96, 96, generator=g)

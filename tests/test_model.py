@@ -1,0 +1,362 @@
+"""The model half of AnomalyCLIP (SPEC §1–4, §9) against formulas written out here."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter
+
+from anomclip import AnomalyCLIP, AnomclipError
+from anomclip.backbone import resize_pos_embed
+from anomclip.prompt_learner import PromptLearner, encode_prompts, prompt_sentences
+from anomclip.scoring import gaussian_blur
+
+
+def wrap(tiny_clip, **overrides):
+    clip_model, tokenizer, info = tiny_clip
+    from anomclip.recipes import smoke
+
+    return AnomalyCLIP(clip_model, tokenizer, info, smoke("official", **overrides))
+
+
+# ---------------------------------------------------------------- correctness anchors
+def test_dpam_off_global_feature_equals_open_clip_encode_image(tiny_clip, images):
+    clip_model = tiny_clip[0]
+    model = wrap(tiny_clip, dpam="none", global_ln_post=True)
+    g, _ = model.encode_image(images)
+    with torch.no_grad():
+        ref = F.normalize(clip_model.encode_image(images), dim=-1)
+    assert torch.allclose(g, ref, atol=1e-5), (g - ref).abs().max()
+
+
+def test_global_feature_without_ln_post_is_cls_token_times_proj(tiny_clip, images):
+    clip_model = tiny_clip[0]
+    model = wrap(tiny_clip)  # authors: no ln_post on the global feature
+    g, _ = model.encode_image(images)
+    v = clip_model.visual
+    with torch.no_grad():
+        x = v._embeds(images)
+        for blk in v.transformer.resblocks:
+            x = blk(x)
+        ref = F.normalize(x[:, 0] @ v.proj, dim=-1)
+    assert torch.allclose(g, ref, atol=1e-5)
+
+
+def test_text_without_learnable_tokens_equals_open_clip_encode_text(tiny_clip):
+    clip_model, tokenizer, _ = tiny_clip
+    learner = PromptLearner(clip_model.token_embedding, tokenizer, n_ctx=0, depth=1, length=0)
+    emb, ids = learner()
+    with torch.no_grad():
+        ours = encode_prompts(clip_model, emb, ids, learner)
+        ref = F.normalize(clip_model.encode_text(tokenizer(["object.", "damaged object."])), dim=-1)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+# ---------------------------------------------------------------- DPAM against the formula
+def reference_dpam(clip_model, images, mode, start, layers):
+    """SPEC §2 written out head by head with explicit softmax (no SDPA, no shared code)."""
+    v_ = clip_model.visual
+    x = v_._embeds(images)
+    xs, out = None, {}
+    for l, blk in enumerate(v_.transformer.resblocks, start=1):
+        if l >= start:
+            h = blk.ln_1(x)
+            W, b = blk.attn.in_proj_weight, blk.attn.in_proj_bias
+            width = x.shape[-1]
+            q = h @ W[:width].T + b[:width]
+            k = h @ W[width:2 * width].T + b[width:2 * width]
+            v = h @ W[2 * width:].T + b[2 * width:]
+            heads = blk.attn.num_heads
+            d = width // heads
+            pair = {"vv": (v, v), "qq": (q, q), "kk": (k, k), "qk": (q, k)}[mode]
+            per_head = []
+            for i in range(heads):
+                sl = slice(i * d, (i + 1) * d)
+                a, bb = pair[0][..., sl], pair[1][..., sl]
+                att = torch.softmax(a @ bb.transpose(1, 2) / math.sqrt(d), dim=-1)
+                per_head.append(att @ v[..., sl])
+            a_s = torch.cat(per_head, dim=-1) @ blk.attn.out_proj.weight.T + blk.attn.out_proj.bias
+            xs = (x if xs is None else xs) + a_s  # no MLP, no ln_2; input is ln_1 of x_o
+        x = blk(x)  # the original path: open_clip's untouched block
+        if l in layers:
+            out[l] = F.normalize(v_.ln_post(xs[:, 1:]) @ v_.proj, dim=-1)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["vv", "qq", "kk", "qk"])
+def test_dpam_mode_matches_spec_formula(tiny_clip, images, mode):
+    model = wrap(tiny_clip, dpam=mode, dpam_start=3, layers=(3, 5, 8))
+    _, patches = model.encode_image(images)
+    with torch.no_grad():
+        ref = reference_dpam(tiny_clip[0], images, mode, start=3, layers=(3, 5, 8))
+    assert set(patches) == {3, 5, 8}
+    for layer in (3, 5, 8):
+        assert patches[layer].shape == (2, 144, 64)
+        assert torch.allclose(patches[layer], ref[layer], atol=1e-5), (mode, layer)
+
+
+def test_surrogate_path_ignores_mlp_and_ln2(tiny_clip, images):
+    """Changing a DPAM block's MLP changes later original tokens but not that block's own surrogate."""
+    clip_model = tiny_clip[0]
+    model = wrap(tiny_clip, dpam="vv", dpam_start=3, layers=(3,))
+    _, before = model.encode_image(images)
+    blk = clip_model.visual.transformer.resblocks[2]  # block 3
+    saved = blk.mlp.c_fc.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            blk.mlp.c_fc.bias.add_(1.0)
+            blk.ln_2.weight.mul_(3.0)
+        _, after = model.encode_image(images)
+    finally:
+        with torch.no_grad():
+            blk.mlp.c_fc.bias.copy_(saved)
+            blk.ln_2.weight.div_(3.0)
+    assert torch.allclose(before[3], after[3], atol=1e-6)
+
+
+def test_dpam_off_patches_come_from_original_path(tiny_clip, images):
+    clip_model = tiny_clip[0]
+    model = wrap(tiny_clip, dpam="none", layers=(4,))
+    _, patches = model.encode_image(images)
+    v = clip_model.visual
+    with torch.no_grad():
+        x = v._embeds(images)
+        for blk in v.transformer.resblocks[:4]:
+            x = blk(x)
+        ref = F.normalize(v.ln_post(x[:, 1:]) @ v.proj, dim=-1)
+    assert torch.allclose(patches[4], ref, atol=1e-5)
+
+
+def test_layers_given_as_fractions_scale_with_depth(tiny_clip):
+    paper = wrap(tiny_clip, layers=(0.25, 0.5, 0.75, 1.0), dpam_start=0.25)
+    assert paper.layers == (2, 4, 6, 8) and paper.dpam_start == 2  # ViT-L: 6, 12, 18, 24 and 6
+
+
+# ---------------------------------------------------------------- deep prompts
+def test_deep_prompts_overwrite_positions_of_blocks_2_to_depth(tiny_clip):
+    clip_model, tokenizer, _ = tiny_clip
+    learner = PromptLearner(clip_model.token_embedding, tokenizer, n_ctx=12, depth=9, length=4, seed=1)
+    seen = {}
+    hooks = [blk.register_forward_pre_hook(lambda mod, args, j=j: seen.__setitem__(j, args[0].detach().clone()))
+             for j, blk in enumerate(clip_model.transformer.resblocks, start=1)]
+    try:
+        emb, ids = learner()
+        encode_prompts(clip_model, emb, ids, learner)
+    finally:
+        for h in hooks:
+            h.remove()
+    pos = clip_model.positional_embedding
+    # block 1 gets the context tokens (+ positional embedding), not a deep prompt
+    assert torch.allclose(seen[1][0, 1:13], learner.ctx_normal.detach() + pos[1:13], atol=1e-6)
+    assert torch.allclose(seen[1][1, 1:13], learner.ctx_abnormal.detach() + pos[1:13], atol=1e-6)
+    for j in range(2, 10):  # blocks 2..9: positions 1..4 overwritten (no positional embedding added)
+        for row in (0, 1):
+            assert torch.equal(seen[j][row, 1:5], learner.deep_prompts[j - 2].detach())
+    for j in range(10, 13):  # blocks 10..12 get nothing
+        assert not torch.equal(seen[j][0, 1:5], learner.deep_prompts[-1].detach())
+
+
+def test_each_learnable_tensor_changes_the_text_and_gets_gradients(tiny_clip):
+    model = wrap(tiny_clip)
+    text = model.encode_text()
+    (text[1] - text[0]).pow(2).sum().backward()
+    learner = model.prompt_learner
+    named = dict(learner.named_parameters())
+    assert len(named) == 2 + 8
+    for name, p in named.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in model.clip.parameters())
+    with torch.no_grad():
+        base = model.encode_text().clone()
+        for name, p in named.items():  # (a constant shift would vanish in the LayerNorms)
+            delta = torch.randn(p.shape, generator=torch.Generator().manual_seed(1))
+            p.add_(delta)
+            assert not torch.allclose(model.encode_text(), base, atol=1e-4), name
+            p.sub_(delta)
+
+
+def test_trainable_parameters_number_43008_for_vit_l_text_tower(tiny_clip):
+    tokenizer = tiny_clip[1]
+    emb = torch.nn.Embedding(49408, 768)
+    learner = PromptLearner(emb, tokenizer, n_ctx=12, depth=9, length=4, text_layers=12)
+    assert sum(p.numel() for p in learner.parameters()) == 12 * 768 * 2 + 8 * 4 * 768 == 43008
+    shared = PromptLearner(emb, tokenizer, n_ctx=12, shared=True, depth=9, length=4, text_layers=12)
+    assert sum(p.numel() for p in shared.parameters()) == 12 * 768 + 8 * 4 * 768
+
+
+def test_prompt_templates_and_variants():
+    assert prompt_sentences(3) == ("X X X object.", "X X X damaged object.")
+    assert prompt_sentences(2, "flawed", "metal_nut") == ("X X metal nut.", "X X flawed metal nut.")
+
+
+def test_shared_context_is_one_tensor_for_both_prompts(tiny_clip):
+    model = wrap(tiny_clip, shared_ctx=True)
+    emb, _ = model.prompt_learner()
+    assert torch.equal(emb[0, 1:13], emb[1, 1:13])
+
+
+def test_text_features_are_cached_until_prompts_change(tiny_clip):
+    model = wrap(tiny_clip)
+    with torch.no_grad():
+        a = model.encode_text()
+        assert model.encode_text() is a
+        model.prompt_learner.ctx_normal.mul_(2.0)
+        b = model.encode_text()
+        assert b is not a and not torch.allclose(a, b)
+
+
+# ---------------------------------------------------------------- scoring
+def test_image_score_and_map_follow_spec_formulas(tiny_clip, images):
+    model = wrap(tiny_clip, layers=(4, 8), dpam_start=2)
+    with torch.no_grad():
+        out = model(images)
+        g, patches = model.encode_image(images)
+        t = model.encode_text()
+    logits = (g @ t.T) / 0.07
+    p_anom = torch.exp(logits[:, 1]) / torch.exp(logits).sum(1)
+    assert torch.allclose(out.image_score, p_anom, atol=1e-6)
+    total = np.zeros((2, 96, 96))
+    for layer in (4, 8):
+        pl = torch.softmax(patches[layer] @ t.T / 0.07, dim=-1)  # [B, 144, 2]
+        grid = pl.permute(0, 2, 1).reshape(2, 2, 12, 12)
+        up = F.interpolate(grid, size=(96, 96), mode="bilinear", align_corners=False)
+        total += (0.5 * (1 - up[:, 0]) + 0.5 * up[:, 1]).numpy()
+    expected = np.stack([gaussian_filter(m, sigma=4) for m in total])
+    assert out.anomaly_map.shape == (2, 96, 96)
+    assert np.allclose(out.anomaly_map.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,sigma", [((3, 40, 33), 4.0), ((1, 10, 7), 4.0), ((2, 20, 20), 1.5)])
+def test_gaussian_blur_equals_scipy_gaussian_filter(shape, sigma):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ours = gaussian_blur(x, sigma).numpy()
+    ref = np.stack([gaussian_filter(m, sigma=sigma) for m in x.numpy()])  # mode reflect, truncate 4
+    assert np.allclose(ours, ref, atol=1e-12)
+
+
+def test_dpam_ensemble_averages_logits_of_each_mode(tiny_clip, images):
+    model = wrap(tiny_clip, dpam="qq+vv", layers=(8,))
+    with torch.no_grad():
+        out = model(images)
+        _, feats = model.encode_image(images)
+        t = model.encode_text()
+    mean_logits = (feats["qq"][8] @ t.T + feats["vv"][8] @ t.T) / 2 / 0.07
+    pa = torch.softmax(mean_logits, -1)[..., 1].reshape(2, 1, 12, 12)
+    up = F.interpolate(pa, size=(96, 96), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(out.layer_probs[8][:, 1], up, atol=1e-6)
+
+
+# ---------------------------------------------------------------- backbone
+def test_positional_embedding_resize_is_bilinear_align_corners_false():
+    g, n, w = 4, 7, 3
+    pos = torch.randn(1 + g * g, w, generator=torch.Generator().manual_seed(0))
+    out = resize_pos_embed(pos, n, "bilinear")
+    assert torch.equal(out[0], pos[0])  # class position kept as is
+    grid = pos[1:].reshape(g, g, w)
+
+    def src(o):  # PyTorch's align_corners=False source coordinate, clamped at 0
+        s = max((o + 0.5) * g / n - 0.5, 0.0)
+        i0 = min(int(math.floor(s)), g - 1)
+        return i0, min(i0 + 1, g - 1), s - i0
+
+    expected = torch.zeros(n, n, w)
+    for oy in range(n):
+        y0, y1, wy = src(oy)
+        for ox in range(n):
+            x0, x1, wx = src(ox)
+            expected[oy, ox] = ((1 - wy) * ((1 - wx) * grid[y0, x0] + wx * grid[y0, x1])
+                                + wy * ((1 - wx) * grid[y1, x0] + wx * grid[y1, x1]))
+    assert torch.allclose(out[1:].reshape(n, n, w), expected, atol=1e-6)
+    assert not torch.allclose(resize_pos_embed(pos, n, "bicubic"), out)
+
+
+def test_unknown_backbone_and_missing_weights_file_are_one_line_errors():
+    with pytest.raises(AnomclipError, match="unknown backbone") as e:
+        AnomalyCLIP.create("ViT-Q-99", None)
+    assert "\n" not in str(e.value)
+    with pytest.raises(AnomclipError, match="does not exist"):
+        AnomalyCLIP.create("ViT-B-16", "/nowhere/ViT-B-16.pt")
+
+
+def test_unreachable_openai_weights_say_what_to_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(AnomclipError) as e:
+        AnomalyCLIP.create("ViT-B-16", "openai", image_size=224, cache_dir=str(tmp_path))
+    msg = str(e.value)
+    assert "\n" not in msg and "HF_HUB_OFFLINE" in msg and "ViT-B-16" in msg
+
+
+# ---------------------------------------------------------------- checkpoints
+def authors_state(width, n_ctx=12, n_deep=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sd = {
+        "ctx_pos": torch.randn(1, 1, n_ctx, width, generator=g),
+        "ctx_neg": torch.randn(1, 1, n_ctx, width, generator=g),
+        "token_prefix_pos": torch.randn(1, 1, 1, width), "token_prefix_neg": torch.randn(1, 1, 1, width),
+        "token_suffix_pos": torch.randn(1, 1, 64, width), "token_suffix_neg": torch.randn(1, 1, 64, width),
+        "tokenized_prompts_pos": torch.zeros(1, 1, 77, dtype=torch.long),
+        "tokenized_prompts_neg": torch.zeros(1, 1, 77, dtype=torch.long),
+    }
+    for i in range(n_deep):
+        sd[f"compound_prompts_text.{i}"] = torch.randn(4, width, generator=g)
+        sd[f"compound_prompt_projections.{i}.weight"] = torch.randn(896, width)
+        sd[f"compound_prompt_projections.{i}.bias"] = torch.randn(896)
+    return sd
+
+
+def test_authors_checkpoint_import_round_trips(tiny_clip, tmp_path):
+    sd = authors_state(64)
+    path = tmp_path / "epoch_15.pth"
+    torch.save({"prompt_learner": sd, "epoch": 15}, path)
+    model = wrap(tiny_clip)
+    model.load_authors_checkpoint(path)
+    pl = model.prompt_learner
+    assert torch.equal(pl.ctx_normal.detach(), sd["ctx_pos"][0, 0])
+    assert torch.equal(pl.ctx_abnormal.detach(), sd["ctx_neg"][0, 0])
+    for i in range(8):
+        assert torch.equal(pl.deep_prompts[i].detach(), sd[f"compound_prompts_text.{i}"])
+
+
+def test_authors_checkpoint_for_another_backbone_is_refused(tiny_clip, tmp_path):
+    path = tmp_path / "vitl.pth"
+    torch.save({"prompt_learner": authors_state(768)}, path)
+    with pytest.raises(AnomclipError, match="vitl.pth.*another backbone"):
+        wrap(tiny_clip).load_authors_checkpoint(path)
+
+
+def test_own_checkpoint_round_trip_and_junk_files(tiny_clip, tmp_path):
+    model = wrap(tiny_clip)
+    with torch.no_grad():
+        model.prompt_learner.ctx_normal.mul_(3.0)
+    path = model.save_prompts(tmp_path / "prompts.pt")
+    other = wrap(tiny_clip)
+    other.load_prompts(path)
+    for a, b in zip(model.prompt_learner.parameters(), other.prompt_learner.parameters()):
+        assert torch.equal(a, b)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(AnomclipError, match="junk.pt"):
+        other.load_prompts(junk)
+    with pytest.raises(AnomclipError, match="does not exist"):
+        other.load_prompts(tmp_path / "missing.pt")
+    wrong = wrap(tiny_clip, prompt_depth=5)
+    with pytest.raises(AnomclipError, match="do not fit"):
+        wrong.load_prompts(path)
+
+
+# ---------------------------------------------------------------- the real backbone (slow)
+@pytest.mark.slow
+def test_vit_l_14_336_at_518_gives_37x37_patches_and_518_maps():
+    torch.manual_seed(0)
+    model = AnomalyCLIP.create("ViT-L-14-336", pretrained=None, image_size=518, recipe="paper")
+    assert model.layers == (6, 12, 18, 24) and model.dpam_start == 6
+    x = torch.randn(1, 3, 518, 518)
+    with torch.no_grad():
+        out = model(x)
+        g, patches = model.encode_image(x)
+    assert g.shape == (1, 768)
+    assert all(p.shape == (1, 37 * 37, 768) for p in patches.values())
+    assert out.anomaly_map.shape == (1, 518, 518)
+    assert sum(p.numel() for p in model.trainable_parameters()) == 43008
