@@ -1,0 +1,170 @@
+"""Frozen visual features, computed once and reused (SPEC §6).
+
+The visual encoder is frozen and there is no augmentation, so the global feature and the
+patch features of every requested layer are the same at every epoch and in every run that
+shares the backbone, weights, image size, DPAM modes/start and layers. They are computed
+once per dataset and stored on disk as ``.npy`` files opened as memory maps, so a dataset
+larger than memory trains by reading only the batch it needs.
+
+Cache folder: ``$ANOMCLIP_CACHE`` or ``.cache/features`` in the working directory; one
+sub-folder per key (a hash of everything the features depend on, including the dataset's
+fingerprint). A folder is written under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import AnomalyDataset, Sample, dataset_fingerprint
+
+CACHE_VERSION = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ANOMCLIP_CACHE", ".cache/features"))
+
+
+@dataclass
+class FeatureSet:
+    """Visual features and labels of a list of samples, in the samples' order."""
+
+    global_feats: np.ndarray  # [N, D]
+    patches: dict  # {mode: {layer: [N, P, D]}} (memory maps when loaded from the cache)
+    labels: np.ndarray  # [N] 0/1
+    masks: np.ndarray  # [N, S, S] uint8 0/1
+    cls_names: list
+    specie_names: list
+    paths: list
+    has_mask: np.ndarray  # [N] bool: an anomalous image with a pixel mask (or a normal one)
+    skipped: list = field(default_factory=list)  # [(path, reason)] unreadable files left out
+    seconds: float = 0.0  # extraction time (0 when read from the cache)
+    from_cache: bool = False
+    key: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, idx, device="cpu"):
+        """``(global, {mode: {layer: tensor}}, labels, masks, cls_names)`` for indices ``idx``."""
+        idx = np.sort(np.asarray(idx))  # memory maps read faster in order
+        g = torch.from_numpy(np.ascontiguousarray(self.global_feats[idx])).to(device)
+        feats = {m: {l: torch.from_numpy(np.ascontiguousarray(a[idx])).to(device) for l, a in d.items()}
+                 for m, d in self.patches.items()}
+        labels = torch.from_numpy(self.labels[idx]).long().to(device)
+        masks = torch.from_numpy(self.masks[idx].astype(np.float32)).to(device)
+        return g, feats, labels, masks, [self.cls_names[i] for i in idx], idx
+
+    def categories(self) -> dict[str, np.ndarray]:
+        """Indices of each category, in first-seen order."""
+        out: dict[str, list] = {}
+        for i, c in enumerate(self.cls_names):
+            out.setdefault(c, []).append(i)
+        return {c: np.asarray(v) for c, v in out.items()}
+
+
+def feature_key(model, samples: list[Sample], image_size: int) -> str:
+    r = model.recipe
+    parts = dict(
+        version=CACHE_VERSION, backbone=model.info.name, weights=model.info.weights, image_size=image_size,
+        pos=model.info.pos_interpolation, modes=list(model.modes) or ["none"], start=model.dpam_start,
+        layers=list(model.layers), global_ln_post=r.global_ln_post, data=dataset_fingerprint(samples),
+    )
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def extract_features(model, samples: list[Sample], batch_size: int = 8, use_cache: bool = True,
+                     skip_unreadable: bool = False, progress: bool = True, desc: str = "features",
+                     cache_dir: Path | None = None) -> FeatureSet:
+    """The :class:`FeatureSet` of ``samples`` under ``model``'s frozen visual encoder."""
+    size = model.image_size
+    key = feature_key(model, samples, size)
+    folder = (cache_dir or cache_root()) / key
+    if use_cache and (folder / "index.json").is_file():
+        return _load(folder, key)
+    ds = AnomalyDataset(samples, size, skip_unreadable=skip_unreadable)
+    t0 = time.perf_counter()
+    fs = _compute(model, ds, batch_size, progress, desc)
+    fs.seconds, fs.key = time.perf_counter() - t0, key
+    if use_cache:
+        _save(fs, folder)
+        fs = _load(folder, key, seconds=fs.seconds, skipped=fs.skipped)
+        fs.from_cache = False
+    return fs
+
+
+def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: str) -> FeatureSet:
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+    gs, labels, masks, cls, species, paths = [], [], [], [], [], []
+    patches: dict = {}
+    for item in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        g, feats = model.encode_image_modes(item["image"])
+        gs.append(g.float().cpu().numpy())
+        for m, d in feats.items():
+            for l, t in d.items():
+                patches.setdefault(m, {}).setdefault(l, []).append(t.float().cpu().numpy())
+        labels.append(item["label"].numpy())
+        masks.append(item["mask"].numpy().astype(np.uint8))
+        cls += list(item["cls_name"])
+        species += list(item["specie_name"])
+        paths += list(item["path"])
+    has_mask = [bool(getattr(s, "mask_path", None)) or not s.anomaly for s in getattr(ds, "samples", [])]
+    n = sum(len(x) for x in labels)
+    return FeatureSet(
+        global_feats=np.concatenate(gs) if gs else np.zeros((0, model.info.embed_dim), np.float32),
+        patches={m: {l: np.concatenate(v) for l, v in d.items()} for m, d in patches.items()},
+        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        masks=np.concatenate(masks) if masks else np.zeros((0, ds.image_size, ds.image_size), np.uint8),
+        cls_names=cls, specie_names=species, paths=paths,
+        has_mask=np.asarray(has_mask if len(has_mask) == n else [True] * n, dtype=bool),
+        skipped=list(getattr(ds, "skipped", [])),
+    )
+
+
+def _save(fs: FeatureSet, folder: Path) -> None:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        np.save(tmp / "global.npy", fs.global_feats)
+        np.save(tmp / "labels.npy", fs.labels)
+        np.save(tmp / "masks.npy", fs.masks)
+        np.save(tmp / "has_mask.npy", fs.has_mask)
+        files = {}
+        for m, d in fs.patches.items():
+            for l, a in d.items():
+                name = f"patches_{m}_{l}.npy"
+                np.save(tmp / name, a)
+                files[name] = [m, l]
+        index = dict(cls_names=fs.cls_names, specie_names=fs.specie_names, paths=fs.paths,
+                     skipped=fs.skipped, patch_files=files, seconds=fs.seconds)
+        (tmp / "index.json").write_text(json.dumps(index))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load(folder: Path, key: str, seconds: float = 0.0, skipped=None) -> FeatureSet:
+    index = json.loads((folder / "index.json").read_text())
+    patches: dict = {}
+    for name, (m, l) in index["patch_files"].items():
+        patches.setdefault(m, {})[int(l)] = np.load(folder / name, mmap_mode="r")
+    return FeatureSet(
+        global_feats=np.load(folder / "global.npy"), patches=patches,
+        labels=np.load(folder / "labels.npy"), masks=np.load(folder / "masks.npy", mmap_mode="r"),
+        cls_names=index["cls_names"], specie_names=index["specie_names"], paths=index["paths"],
+        has_mask=np.load(folder / "has_mask.npy"),
+        skipped=[tuple(s) for s in (skipped if skipped is not None else index["skipped"])],
+        seconds=seconds, from_cache=True, key=key,
+    )
