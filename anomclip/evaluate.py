@@ -61,8 +61,9 @@ def evaluate(model: AnomalyCLIP, features: FeatureSet, batch_size: int = 16, pro
                 res = M.category_metrics(s, labels, m, masks)
             else:
                 res = M.category_metrics(s, labels, None, None)
-        for w in caught:
+        for w in caught:  # re-issued once, with the category's name
             notes.append(f"{cat}: {w.message}")
+            warnings.warn(notes[-1], w.category, stacklevel=2)
         per_cat[cat] = res
         if keep_scores:
             scores[cat] = s

@@ -77,17 +77,20 @@ def provenance(model=None, recipe=None, data: dict | None = None, device="cpu", 
         prov["backbone"] = {"name": info.name, "weights": info.weights, "trained": info.trained,
                             "image_size": info.image_size, "layers": list(model.layers),
                             "dpam_start": model.dpam_start}
-        prov["label"] = label_for(info.trained, (data or {}).get("synthetic", False))
+        prov["label"] = label_for(info.trained, (data or {}).get("synthetic", False), info.name)
     prov.update(extra)
     return prov
 
 
-def label_for(trained_backbone: bool, synthetic: bool) -> str:
+def label_for(trained_backbone: bool, synthetic: bool, backbone: str = "tiny-random") -> str:
     """The honest one-line label of where numbers come from."""
+    data = "synthetic data" if synthetic else "real data"
     if not trained_backbone:
-        data = "synthetic data" if synthetic else "real data"
-        return f"untrained tiny backbone, {data} — not a reproduction of the paper"
-    return "pretrained backbone, " + ("synthetic data" if synthetic else "real data")
+        what = "untrained tiny backbone" if backbone == "tiny-random" else f"untrained {backbone} (random weights)"
+        return f"{what}, {data} — not a reproduction of the paper"
+    if synthetic:
+        return f"pretrained {backbone}, synthetic data — not a reproduction of the paper"
+    return f"pretrained {backbone}, {data}"
 
 
 def _clean(x):

@@ -141,23 +141,38 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
                          "features_from_cache": feats.from_cache}
     exp.training = training_info
     for spec in eval_data:
-        t0 = time.perf_counter()
-        feats = extract_features(model, eval_samples[spec.name], progress=progress, desc=f"features {spec.name}")
-        res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress, keep_maps=keep_maps)
-        d = dict(durations, eval_features_s=feats.seconds, eval_s=res.seconds,
-                 eval_total_s=time.perf_counter() - t0)
-        prov = provenance(model, data=_data_info(spec, eval_samples[spec.name]), device=device, durations=d,
-                          training=training_info, experiment=label, init=init or "learned" if train_data
-                          else init or "untrained prompts (N(0, 0.02) init)", skipped=feats.skipped)
-        scores = {c: [float(x) for x in v] for c, v in res.scores.items()}
-        write_results(paths[spec.name], res.categories, res.mean, prov, res.notes, scores=scores,
-                      labels={c: [int(feats.labels[i]) for i in idx] for c, idx in feats.categories().items()},
-                      paths_by_category={c: [feats.paths[i] for i in idx] for c, idx in feats.categories().items()})
-        exp.results[spec.name] = read_results(paths[spec.name])
-        exp.evals[spec.name] = res
+        doc, res = evaluate_dataset(model, spec, eval_samples[spec.name], paths[spec.name], device, durations,
+                                    training_info, init or ("learned" if train_data else UNTRAINED),
+                                    experiment=label, progress=progress, keep_maps=keep_maps,
+                                    batch_size=batch_size)
+        exp.results[spec.name], exp.evals[spec.name] = doc, res
     if keep_model:
         exp.model = model
     return exp
+
+
+UNTRAINED = "untrained prompts (N(0, 0.02) init)"
+
+
+def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, device: str, durations: dict | None = None,
+                     training_info: dict | None = None, init: str = UNTRAINED, experiment: str | None = None,
+                     progress: bool = True, keep_maps: bool = False, batch_size: int = 16,
+                     skip_unreadable: bool = False):
+    """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically)."""
+    t0 = time.perf_counter()
+    feats = extract_features(model, samples, progress=progress, desc=f"features {spec.name}",
+                             skip_unreadable=skip_unreadable)
+    res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress, keep_maps=keep_maps)
+    d = dict(durations or {}, eval_features_s=feats.seconds, eval_s=res.seconds,
+             eval_total_s=time.perf_counter() - t0)
+    prov = provenance(model, data=_data_info(spec, samples), device=device, durations=d, training=training_info,
+                      experiment=experiment, init=init, skipped=[list(s) for s in feats.skipped])
+    cats = feats.categories()
+    write_results(out_path, res.categories, res.mean, prov, res.notes,
+                  scores={c: [float(x) for x in v] for c, v in res.scores.items()},
+                  labels={c: [int(feats.labels[i]) for i in idx] for c, idx in cats.items()},
+                  paths_by_category={c: [feats.paths[i] for i in idx] for c, idx in cats.items()})
+    return read_results(out_path), res
 
 
 def _matches(doc: dict, recipe: Recipe, eval_samples, train_samples) -> bool:
