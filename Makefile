@@ -12,7 +12,7 @@ FORCE ?= 0
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: env test test-fast book notebooks html bench clean distclean
+.PHONY: env test test-fast book notebooks html check-book bench clean distclean
 
 env: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ html: env
 
 book: notebooks html
 	@echo "book: open book/_build/html/index.html"
+
+check-book: env
+	$(BIN)/python tools/check_book.py --html book/_build/html --screenshot docs/book-screenshot.png
 
 bench: env
 	$(BIN)/anomclip bench --out results/bench.json
