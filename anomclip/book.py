@@ -181,6 +181,10 @@ def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
     echo = echo or _say
     book_dir = Path(book_dir)
     toc = write_toc(book_dir)
+    missing = [p.stem for p in chapters() if not (book_dir / "chapters" / f"{p.stem}.ipynb").is_file()]
+    if missing:
+        echo(f"[book] warning: not executed yet, left out of the book: {', '.join(missing)} "
+             "(run `python -m anomclip.book execute`)")
     echo(f"[book] {toc}: {sum(1 for l in toc.read_text().splitlines() if 'file:' in l)} chapter(s)")
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book"]

@@ -51,7 +51,7 @@ def provenance_box(doc_or_provenance: dict, profile: str | None = None, title: s
     if profile is None:
         profile = "smoke" if data.get("synthetic") else "paper"
     weights = bb.get("weights") or recipe.get("pretrained") or "none (random init)"
-    if bb and not bb.get("trained", True):
+    if bb and not bb.get("trained", True) and "untrained" not in str(weights):
         weights = f"{weights} — untrained (random weights)"
     rows = [
         ("profile", profile),
@@ -152,11 +152,12 @@ def _loss_frame(history) -> pd.DataFrame:
                    var_name="term", value_name="value")
 
 
-def loss_curves(history, x: str = "step", title: str | None = None, ax=None):
+def loss_curves(history, x: str = "step", title: str | None = None, ax=None, logy: bool = True):
     """Total, global and local loss against ``x`` ("step" or "epoch").
 
     ``history`` is a list of dicts (``exp.training["history"]`` or ``["steps"]``) or a dict
-    ``{run label: list}`` for several runs (drawn with one line style per run)."""
+    ``{run label: list}`` for several runs (drawn with one line style per run). The total is
+    ``global + λ · local``; the local term is drawn unweighted."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -172,7 +173,10 @@ def loss_curves(history, x: str = "step", title: str | None = None, ax=None):
     style = "run" if len(runs) > 1 else None
     sns.lineplot(data=df, x=x if x in df.columns else "step", y="value", hue="term", style=style,
                  marker="o" if x == "epoch" else None, ax=ax)
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss" + (" (log scale)" if logy else ""))
+    if logy:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2, loc="upper right", framealpha=0.7)
     if title:
         ax.set_title(title)
     ax.figure.tight_layout()

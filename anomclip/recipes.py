@@ -147,6 +147,6 @@ def get_recipe(name_or_recipe: str | Recipe, **overrides) -> Recipe:
 
 def smoke(recipe: str | Recipe = "official", **overrides) -> Recipe:
     """The recipe on the tiny random backbone at a small image size (tests, CI, smoke book)."""
-    base = dict(backbone=TINY_BACKBONE, pretrained=None, image_size=96, epochs=15)
+    base = dict(backbone=TINY_BACKBONE, pretrained=None, image_size=96)
     base.update(overrides)
-    return get_recipe(recipe, **base)
+    return get_recipe(recipe).with_(**base)

@@ -1,0 +1,55 @@
+"""Every chapter of the book executes with the smoke profile, without an error output.
+
+One test per ``notebooks/NN_*.py`` (``pytest -m notebooks``). The chapters run in order from
+the repository root exactly as ``make book`` runs them: results land in ``results/smoke``
+(later chapters, and a later ``make book``, re-use matching runs), executed notebooks in
+``book/chapters`` (so ``make html`` can render what the tests executed), the synthetic data
+in ``data``. Set ``ANOMCLIP_BOOK_TMP=1`` to run them in a temporary folder instead.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from anomclip import book
+
+CHAPTER_FILES = book.chapters()
+
+
+@pytest.fixture(scope="session")
+def book_workdir(tmp_path_factory):
+    if os.environ.get("ANOMCLIP_BOOK_TMP"):
+        return tmp_path_factory.mktemp("book")
+    return book.REPO
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("source", CHAPTER_FILES, ids=[p.stem for p in CHAPTER_FILES])
+def test_chapter_executes(source, book_workdir, monkeypatch):
+    monkeypatch.setenv("ANOMCLIP_CACHE", os.environ.get("ANOMCLIP_CACHE", str(book.REPO / ".cache" / "features")))
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+    params = {"profile": "smoke", "data_root": str(book.REPO / "data"), "device": "cpu", "force": False}
+    try:
+        out_dir = book_workdir / "chapters" if os.environ.get("ANOMCLIP_BOOK_TMP") else book.CHAPTERS
+        out, seconds = book.execute_chapter(source, out_dir, params, cwd=book_workdir)
+    except book.ChapterError as e:
+        pytest.fail(str(e), pytrace=False)
+    assert out.is_file()
+    assert book.notebook_errors(out) == []
+
+
+def test_chapters_found():
+    """The book picks up every ``notebooks/NN_*.py`` (sorted) and writes a TOC for them."""
+    names = [p.name for p in CHAPTER_FILES]
+    assert names == sorted(names) and names, names
+    assert all(n[:2].isdigit() and n[2] == "_" and n.endswith(".py") for n in names)
+
+
+def test_toc(tmp_path):
+    (tmp_path / "chapters").mkdir()
+    for n in ("01_a.ipynb", "10_b.ipynb", "02_c.ipynb"):
+        (tmp_path / "chapters" / n).write_text("{}")
+    toc = book.write_toc(tmp_path).read_text()
+    assert "root: intro" in toc and "caption: Chapters" in toc
+    assert toc.index("chapters/01_a") < toc.index("chapters/02_c") < toc.index("chapters/10_b")
