@@ -13,6 +13,7 @@ bicubic (open_clip's helper). All CLIP weights are frozen and the model is in ``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,8 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
             raise AnomclipError(
                 f"unknown pretrained tag {pretrained!r} for {name} (known: {', '.join(tags) or 'none'})"
             )
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)  # open_clip / huggingface_hub log every retry; we say it in one line
     try:
         model = open_clip.create_model(
             name, pretrained=pretrained or None, force_quick_gelu=bool(quick_gelu), cache_dir=cache_dir
@@ -122,6 +125,8 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
             f"could not get the {name} '{pretrained}' weights (offline?): "
             + OPENAI_HELP.format(name=name, tag=pretrained)
         ) from None
+    finally:
+        logging.disable(previous)
     return model
 
 

@@ -23,7 +23,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--recipe", default="official", help="official | paper | official-fp16-quirk (default official)")
     g.add_argument("--backbone", default=None, help="open_clip model name, e.g. ViT-L-14-336 (default: tiny-random)")
-    g.add_argument("--pretrained", default=None, help="open_clip tag (openai) or a weights file")
+    g.add_argument("--pretrained", default=None,
+                   help="open_clip tag (openai), a weights file, or 'none' for random weights (benchmarks)")
     g.add_argument("--image-size", type=int, default=None, help="input size (paper: 518; tiny default: 96)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
@@ -31,6 +32,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 def _recipe(args, base=None):
     from .recipes import Recipe, get_recipe, smoke
 
+    random_weights = str(args.pretrained).lower() in ("none", "random")
+    if random_weights:
+        args.pretrained = None
     if base is not None:
         r = Recipe.from_dict(base)
     elif args.backbone in (None, "tiny-random"):
@@ -47,6 +51,8 @@ def _recipe(args, base=None):
     for key in ("epochs", "batch_size", "lr", "seed"):
         if getattr(args, key, None) is not None:
             over[key] = getattr(args, key)
+    if random_weights and r.backbone != "tiny-random":
+        over["pretrained"] = None
     return r.with_(**over) if over else r
 
 
