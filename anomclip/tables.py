@@ -43,6 +43,13 @@ def run_table(profile, rows, folder: str, datasets=None, train: bool = True, for
     return pd.DataFrame(out)
 
 
+def relabel(df: pd.DataFrame, rows: dict) -> pd.DataFrame:
+    """The rows of ``df`` whose label is a key of ``rows``, renamed to its value (a paper row name)."""
+    d = df[df["label"].isin(rows)].copy()
+    d["label"] = d["label"].map(rows)
+    return d
+
+
 def wide(df: pd.DataFrame, metrics=SHOWN, percent: bool = True) -> pd.DataFrame:
     """Rows = label, columns = (dataset, metric); values in % (rounded to 0.1)."""
     d = df[df["metric"].isin(metrics)].copy()

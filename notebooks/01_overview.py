@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 1. Overview: zero-shot anomaly detection with AnomalyCLIP
+# # Overview: zero-shot anomaly detection with AnomalyCLIP
 #
 # **What this chapter reproduces.** Nothing numeric yet: it sets the stage for the paper's
 # Figure 1 / Figure 2 (the task and the pipeline). It shows the data the book runs on, trains

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 3. Training the prompts: the glocal loss
+# # Training the prompts: the glocal loss
 #
 # **What this chapter reproduces.** The training procedure of §3.3 and §4.1 of the paper
 # (the *glocal* objective, Eq. 3–5; 15 epochs, learning rate 0.001, batch size 8, Adam with

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 4. Zero-shot results: Tables 1, 2 and 15–26
+# # Zero-shot results: Tables 1, 2 and 15–26
 #
 # **What this chapter reproduces.** The AnomalyCLIP rows of the paper's main results —
 # Table 1 (industrial datasets) and Table 2 (medical datasets) — and the per-category

@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 
 from anomclip.metrics import UndefinedMetricWarning
 from anomclip.profiles import get_profile
-from anomclip.tables import paper_wide, run_table, wide
+from anomclip.tables import paper_wide, relabel, run_table, wide
 from anomclip.widgets import ablation_datasets, chapter_recipe, compare, gap_note, plot_compare, provenance_line
 
 P = get_profile(profile, data_root, results_dir="results")
@@ -98,12 +98,6 @@ table7_rows = {"full": "full", "without T1 DPAM": "without T1 DPAM",
                "without T2 object-agnostic prompts": "without T2 object-agnostic prompts",
                "without T3 text prompt tuning": "without T3 text prompt tuning",
                "+T3 text prompt tuning": "without T4 multi-layer features"}
-
-
-def relabel(df, rows):
-    d = df[df["label"].isin(rows)].copy()
-    d["label"] = d["label"].map(rows)
-    return d
 
 
 ours4, ours7 = relabel(ours, table4_rows), relabel(ours, table7_rows)

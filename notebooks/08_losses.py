@@ -44,7 +44,7 @@ from IPython.display import Markdown, display
 
 from anomclip.metrics import UndefinedMetricWarning
 from anomclip.profiles import get_profile
-from anomclip.tables import paper_wide, run_table, wide
+from anomclip.tables import paper_wide, relabel, run_table, wide
 from anomclip.widgets import ablation_datasets, chapter_recipe, compare, gap_note, plot_compare, provenance_line
 
 P = get_profile(profile, data_root, results_dir="results")
@@ -77,12 +77,6 @@ table5_rows = {"no local, no global": "no local, no global", "global only": "glo
                "local only": "local only", "full": "local + global"}
 table11_rows = {"global only": "no focal, no dice", "dice only": "dice only", "focal only": "focal only",
                 "full": "focal + dice"}
-
-
-def relabel(df, rows):
-    d = df[df["label"].isin(rows)].copy()
-    d["label"] = d["label"].map(rows)
-    return d
 
 
 ours5, ours11 = relabel(ours, table5_rows), relabel(ours, table11_rows)

@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # 14. The paper vs the released code
+# # The paper vs the released code
 #
 # **What this chapter reproduces.** No table of the paper: it measures the places where the
 # authors' released code does something other than what the paper's text says (or where two
