@@ -199,19 +199,7 @@ def load_clip(
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    info = BackboneInfo(
-        name=name,
-        weights=weights,
-        trained=trained,
-        image_size=visual.image_size[0],
-        patch_size=visual.conv1.kernel_size[0],
-        vision_layers=len(visual.transformer.resblocks),
-        vision_width=visual.conv1.out_channels,
-        text_width=model.token_embedding.weight.shape[1],
-        embed_dim=visual.proj.shape[1],
-        pos_interpolation=pos_interpolation,
-    )
-    return model, tokenizer, info
+    return model, tokenizer, describe(model, name, weights, trained, pos_interpolation)
 
 
 def describe(clip_model: nn.Module, name: str = "custom", weights: str = "unknown", trained: bool = True,
