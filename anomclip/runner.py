@@ -103,11 +103,20 @@ def experiment_id(recipe: Recipe, train_data: DataSpec | None, init: str | None)
 def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[DataSpec], out_dir: str | Path,
                    label: str | None = None, device: str | None = "auto", force: bool = False,
                    progress: bool = True, authors_checkpoint: str | None = None, keep_model: bool = False,
-                   keep_maps: bool = False, batch_size: int = 16) -> Experiment:
-    """Train (if ``train_data``) and evaluate ``recipe``; reuse matching results unless ``force``."""
+                   keep_maps: bool = False, batch_size: int = 16, init_prompts: str | None = None) -> Experiment:
+    """Train (if ``train_data``) and evaluate ``recipe``; reuse matching results unless ``force``.
+
+    The prompts start from their N(0, 0.02) initialisation, from the authors' released file
+    (``authors_checkpoint``) or from one of our own checkpoints (``init_prompts``, e.g. prompts
+    tuned with another template, re-evaluated as in the paper's Fig. 9).
+    """
     device = resolve_device(device)
     label = label or recipe.name
-    init = f"authors:{Path(authors_checkpoint).name}" if authors_checkpoint else None
+    init = None
+    if authors_checkpoint:
+        init = f"authors:{Path(authors_checkpoint).name}"
+    elif init_prompts:
+        init = f"prompts:{Path(init_prompts).parent.name}/{Path(init_prompts).name}"
     folder = Path(out_dir) / f"{slug(label)}-{experiment_id(recipe, train_data, init)}"
     exp = Experiment(label, recipe, folder=folder)
     eval_samples = {spec.name: _samples(spec) for spec in eval_data}
@@ -126,6 +135,8 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     training_info = None
     if authors_checkpoint:
         model.load_authors_checkpoint(authors_checkpoint)
+    elif init_prompts:
+        model.load_prompts(init_prompts)
     if train_data is not None:
         t0 = time.perf_counter()
         feats = extract_features(model, train_samples, progress=progress, desc=f"features {train_data.name}")

@@ -216,3 +216,17 @@ def test_checkpoint_for_another_backbone_is_refused(synth, tmp_path):
     assert main(["train", "--data", synth["textures"], "--out", ckpt, "--epochs", "1"]) == 0
     proc = run_cli("eval", "--checkpoint", ckpt, "--backbone", "ViT-B-16", "--out", tmp_path / "r.json")
     assert_one_line_error(proc, "p.pt", "tiny-random")
+
+
+def test_runner_starts_from_our_own_prompts(synth, tmp_path):
+    """Evaluating a checkpoint through ``init_prompts`` gives exactly the trained run's numbers."""
+    spec_t, spec_o = DataSpec(str(synth["textures"]), "textures", synthetic=True), \
+        DataSpec(str(synth["objects"]), "objects", synthetic=True)
+    recipe = smoke("official", epochs=2)
+    trained = run_experiment(recipe, spec_t, [spec_o], tmp_path, label="t", progress=False)
+    again = run_experiment(recipe, None, [spec_o], tmp_path, label="re", progress=False,
+                           init_prompts=trained.training["checkpoint"])
+    untrained = run_experiment(recipe, None, [spec_o], tmp_path, label="u", progress=False)
+    assert again.results["objects"]["mean"] == trained.results["objects"]["mean"]
+    assert again.results["objects"]["mean"] != untrained.results["objects"]["mean"]
+    assert again.results["objects"]["provenance"]["init"].startswith("prompts:")
