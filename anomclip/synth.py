@@ -51,7 +51,7 @@ STAIN_COLOURS = ((235, 30, 210), (40, 225, 40), (250, 210, 15), (30, 200, 245), 
 MUTED_CHROMA = 0.15
 
 # kinds of generated images, part of the RNG seed
-_TRAIN, _GOOD, _BAD = 0, 1, 2
+_TRAIN, _GOOD, _BAD, _PAIR = 0, 1, 2, 3
 
 Array = np.ndarray
 
@@ -351,6 +351,31 @@ def _write_category(root: Path, domain_i: int, cat_i: int, name: str, seed: int,
         _save_png(_finish(rgb, rng), root / name / "test" / defect / f"{stem}.png")
         mask_path = root / name / "ground_truth" / defect / f"{stem}_mask.png"
         _save_png(mask.astype(np.uint8) * 255, mask_path)
+
+
+def defect_pairs(n_per_category: int = 8, seed: int = 0, size: int = 128) -> list[dict]:
+    """The same image without and with a defect, for every category of both domains (in memory).
+
+    Returns dicts ``{domain, category, defect, normal, defective, mask}`` (uint8 RGB arrays
+    [size, size, 3] and a bool mask): ``defective`` equals ``normal`` outside ``mask``, sensor
+    noise included, so any difference in the features is caused by the defect alone. Defect
+    types in turn, as in :func:`make_synthetic`; nothing is written to disk.
+    """
+    pairs = []
+    for domain_i, domain in enumerate(DOMAINS):
+        for cat_i, name in enumerate(CATEGORIES[domain]):
+            for i in range(n_per_category):
+                rng = np.random.default_rng([seed, domain_i, cat_i, _PAIR, i])
+                defect = DEFECTS[i % len(DEFECTS)]
+                rgb, region = GENERATORS[name](rng, size)
+                rgb = _mute(rgb)
+                bad, mask = _add_defect(defect, rgb, region, rng, size)
+                state = rng.bit_generator.state
+                normal = _finish(rgb, rng)
+                rng.bit_generator.state = state  # the same noise on both
+                pairs.append(dict(domain=domain, category=name, defect=defect, normal=normal,
+                                  defective=_finish(bad, rng), mask=mask))
+    return pairs
 
 
 def make_synthetic(

@@ -39,8 +39,9 @@ def test_training_on_one_domain_improves_the_unseen_domain(synth, source, target
     """Zero-shot transfer: prompts tuned on one domain raise the other domain's pixel AUROC.
 
     Measured on this synthetic data with the untrained tiny backbone: textures→objects
-    +0.08, objects→textures +0.54 (pixel AUROC, mean over categories). The global (image)
-    score does not transfer with a random-weight backbone; see the issue note.
+    +0.08, objects→textures +0.54 (pixel AUROC, mean over categories). The image score does
+    not transfer with a random-weight backbone: its class token hardly moves when a defect
+    appears (tests/test_diagnostics.py, chapter 4), so only the pixel margin is asserted.
     """
     model = build_model(smoke("official"))
     train_feats = extract_features(model, samples(synth[source]), progress=False)

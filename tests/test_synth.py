@@ -136,3 +136,22 @@ def test_size_and_bad_arguments(tmp_path):
         with pytest.raises(AnomclipError) as exc:
             make_synthetic(tmp_path, **kwargs)
         assert "\n" not in str(exc.value)
+
+
+def test_defect_pairs_differ_by_the_defect_alone():
+    from anomclip.synth import defect_pairs
+
+    pairs = defect_pairs(n_per_category=4, size=64)
+    assert len(pairs) == 8 * 4
+    assert {(p["domain"], p["category"]) for p in pairs} == {
+        (d, c) for d, cats in (("textures", ("weave", "marble", "grid", "dots")),
+                               ("objects", ("disc", "ring", "square", "capsule"))) for c in cats}
+    for p in pairs:
+        assert p["normal"].shape == p["defective"].shape == (64, 64, 3) and p["normal"].dtype == np.uint8
+        changed = np.any(p["normal"] != p["defective"], axis=-1)
+        assert p["mask"].any()
+        assert not (changed & ~p["mask"]).any()  # outside the defect: identical, noise included
+        assert changed[p["mask"]].mean() > 0.5  # inside: (nearly) every pixel is repainted
+    assert {p["defect"] for p in pairs} == DEFECTS
+    again = defect_pairs(n_per_category=4, size=64)
+    assert all(np.array_equal(a["defective"], b["defective"]) for a, b in zip(pairs, again))
