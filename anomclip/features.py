@@ -3,8 +3,9 @@
 The visual encoder is frozen and there is no augmentation, so the global feature and the
 patch features of every requested layer are the same at every epoch and in every run that
 shares the backbone, weights, image size, DPAM modes/start and layers. They are computed
-once per dataset and stored on disk as ``.npy`` files opened as memory maps, so a dataset
-larger than memory trains by reading only the batch it needs.
+once per dataset and stored on disk as ``.npy`` memory maps, written batch by batch during
+extraction and read batch by batch during training, so a dataset larger than memory is
+extracted and trained on with one batch in memory.
 
 Cache folder: ``$ANOMCLIP_CACHE`` or ``.cache/features`` in the working directory; one
 sub-folder per key (a hash of everything the features depend on, including the dataset's
@@ -85,7 +86,12 @@ def feature_key(model, samples: list[Sample], image_size: int) -> str:
 def extract_features(model, samples: list[Sample], batch_size: int = 8, use_cache: bool = True,
                      skip_unreadable: bool = False, progress: bool = True, desc: str = "features",
                      cache_dir: Path | None = None) -> FeatureSet:
-    """The :class:`FeatureSet` of ``samples`` under ``model``'s frozen visual encoder."""
+    """The :class:`FeatureSet` of ``samples`` under ``model``'s frozen visual encoder.
+
+    With ``use_cache`` the features are written batch by batch into memory-mapped ``.npy``
+    files of a temporary folder, renamed into the cache when complete: extraction holds one
+    batch in memory, whatever the size of the dataset.
+    """
     size = model.image_size
     key = feature_key(model, samples, size)
     folder = (cache_dir or cache_root()) / key
@@ -93,66 +99,88 @@ def extract_features(model, samples: list[Sample], batch_size: int = 8, use_cach
         return _load(folder, key)
     ds = AnomalyDataset(samples, size, skip_unreadable=skip_unreadable)
     t0 = time.perf_counter()
-    fs = _compute(model, ds, batch_size, progress, desc)
-    fs.seconds, fs.key = time.perf_counter() - t0, key
-    if use_cache:
-        _save(fs, folder)
-        fs = _load(folder, key, seconds=fs.seconds, skipped=fs.skipped)
-        fs.from_cache = False
+    if not use_cache:
+        fs = _compute(model, ds, batch_size, progress, desc, _Arrays(len(ds)))
+        fs.seconds, fs.key = time.perf_counter() - t0, key
+        return fs
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        fs = _compute(model, ds, batch_size, progress, desc, _Arrays(len(ds), tmp))
+        fs.seconds = time.perf_counter() - t0
+        _save(fs, tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    fs = _load(folder, key, seconds=fs.seconds, skipped=fs.skipped)
+    fs.from_cache = False
     return fs
 
 
-def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: str) -> FeatureSet:
+class _Arrays:
+    """Arrays of ``n`` rows filled batch by batch: in memory, or ``.npy`` memory maps in ``folder``."""
+
+    def __init__(self, n: int, folder: Path | None = None):
+        self.n, self.folder, self.arrays = n, folder, {}
+
+    def get(self, name: str, row_shape: tuple, dtype) -> np.ndarray:
+        """The array ``name`` of shape ``(n, *row_shape)``, allocated on first use."""
+        if name not in self.arrays:
+            shape = (self.n, *row_shape)
+            self.arrays[name] = (np.empty(shape, dtype) if self.folder is None else
+                                 np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+",
+                                                           dtype=dtype, shape=shape))
+        return self.arrays[name]
+
+    def put(self, name: str, start: int, block: np.ndarray) -> None:
+        self.get(name, block.shape[1:], block.dtype)[start:start + len(block)] = block
+
+
+def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: str, out: _Arrays) -> FeatureSet:
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-    gs, labels, masks, cls, species, paths = [], [], [], [], [], []
-    patches: dict = {}
+    labels, cls, species, paths = [], [], [], []
+    patch_names: dict = {}
+    start = 0
     for item in tqdm(loader, desc=desc, disable=not progress, leave=False):
         g, feats = model.encode_image_modes(item["image"])
-        gs.append(g.float().cpu().numpy())
+        out.put("global", start, g.float().cpu().numpy())
         for m, d in feats.items():
             for l, t in d.items():
-                patches.setdefault(m, {}).setdefault(l, []).append(t.float().cpu().numpy())
+                patch_names.setdefault(m, {})[l] = f"patches_{m}_{l}"
+                out.put(patch_names[m][l], start, t.float().cpu().numpy())
+        out.put("masks", start, item["mask"].numpy().astype(np.uint8))
         labels.append(item["label"].numpy())
-        masks.append(item["mask"].numpy().astype(np.uint8))
         cls += list(item["cls_name"])
         species += list(item["specie_name"])
         paths += list(item["path"])
+        start += len(g)
     has_mask = [bool(getattr(s, "mask_path", None)) or not s.anomaly for s in getattr(ds, "samples", [])]
-    n = sum(len(x) for x in labels)
+    n = len(paths)
     return FeatureSet(
-        global_feats=np.concatenate(gs) if gs else np.zeros((0, model.info.embed_dim), np.float32),
-        patches={m: {l: np.concatenate(v) for l, v in d.items()} for m, d in patches.items()},
+        global_feats=out.get("global", (model.info.embed_dim,), np.float32),
+        patches={m: {l: out.arrays[name] for l, name in d.items()} for m, d in patch_names.items()},
         labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        masks=np.concatenate(masks) if masks else np.zeros((0, ds.image_size, ds.image_size), np.uint8),
+        masks=out.get("masks", (ds.image_size, ds.image_size), np.uint8),
         cls_names=cls, specie_names=species, paths=paths,
         has_mask=np.asarray(has_mask if len(has_mask) == n else [True] * n, dtype=bool),
         skipped=list(getattr(ds, "skipped", [])),
     )
 
 
-def _save(fs: FeatureSet, folder: Path) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        np.save(tmp / "global.npy", fs.global_feats)
-        np.save(tmp / "labels.npy", fs.labels)
-        np.save(tmp / "masks.npy", fs.masks)
-        np.save(tmp / "has_mask.npy", fs.has_mask)
-        files = {}
-        for m, d in fs.patches.items():
-            for l, a in d.items():
-                name = f"patches_{m}_{l}.npy"
-                np.save(tmp / name, a)
-                files[name] = [m, l]
-        index = dict(cls_names=fs.cls_names, specie_names=fs.specie_names, paths=fs.paths,
-                     skipped=fs.skipped, patch_files=files, seconds=fs.seconds)
-        (tmp / "index.json").write_text(json.dumps(index))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def _save(fs: FeatureSet, tmp: Path, folder: Path) -> None:
+    """Complete the cache folder ``tmp`` (its memory maps are already written) and rename it."""
+    for a in [fs.global_feats, fs.masks, *(a for d in fs.patches.values() for a in d.values())]:
+        if isinstance(a, np.memmap):
+            a.flush()
+    np.save(tmp / "labels.npy", fs.labels)
+    np.save(tmp / "has_mask.npy", fs.has_mask)
+    files = {f"patches_{m}_{l}.npy": [m, l] for m, d in fs.patches.items() for l in d}
+    index = dict(cls_names=fs.cls_names, specie_names=fs.specie_names, paths=fs.paths,
+                 skipped=fs.skipped, patch_files=files, seconds=fs.seconds)
+    (tmp / "index.json").write_text(json.dumps(index))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
 
 
 def _load(folder: Path, key: str, seconds: float = 0.0, skipped=None) -> FeatureSet:

@@ -89,6 +89,38 @@ def test_feature_cache_is_reused_and_keyed_by_what_features_depend_on(synth):
     assert other.key != first.key and set(other.patches["vv"]) == {2, 4, 6, 8}
 
 
+def test_feature_extraction_streams_to_disk_and_matches_in_memory(synth, tmp_path):
+    """The cache is filled batch by batch (memory maps), and holds exactly the in-memory features."""
+    import tracemalloc
+
+    model = build_model(smoke("paper"))  # four layers: the largest features of the smoke recipes
+    items = samples(synth["textures"])
+
+    def peak_extra(**kw):
+        """(features, the most memory numpy/Python held at once beyond what was held before)."""
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        fs = extract_features(model, items, progress=False, **kw)
+        return fs, tracemalloc.get_traced_memory()[1] - before
+
+    tracemalloc.start()
+    try:
+        in_memory, peak_memory = peak_extra(use_cache=False)
+        cached, peak_cached = peak_extra(cache_dir=tmp_path / "cache")
+    finally:
+        tracemalloc.stop()
+    patch_bytes = sum(a.nbytes for d in in_memory.patches.values() for a in d.values())
+    assert peak_memory >= patch_bytes  # all patch features were held at once
+    assert peak_cached < patch_bytes / 4, (peak_cached, patch_bytes)  # only a batch at a time
+    assert not cached.from_cache and isinstance(cached.patches["vv"][8], np.memmap)
+    assert np.array_equal(cached.global_feats, in_memory.global_feats)
+    assert np.array_equal(np.asarray(cached.masks), in_memory.masks)
+    for layer, a in in_memory.patches["vv"].items():
+        assert np.array_equal(np.asarray(cached.patches["vv"][layer]), a), layer
+    assert list(cached.labels) == list(in_memory.labels) and cached.paths == in_memory.paths
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
+
+
 def _image(synth, path):
     from anomclip.data import load_image
 
