@@ -26,7 +26,7 @@ from . import backbone as bb
 from .data import dataset_fingerprint, load_index
 from .errors import AnomclipError
 from .evaluate import EvalResult, evaluate
-from .features import extract_features
+from .features import cache_dtype, extract_features
 from .model import AnomalyCLIP
 from .recipes import Recipe
 from .results import provenance, read_results, write_results
@@ -177,7 +177,8 @@ def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, devi
     d = dict(durations or {}, eval_features_s=feats.seconds, eval_s=res.seconds,
              eval_total_s=time.perf_counter() - t0)
     prov = provenance(model, data=_data_info(spec, samples), device=device, durations=d, training=training_info,
-                      experiment=experiment, init=init, skipped=[list(s) for s in feats.skipped])
+                      experiment=experiment, init=init, skipped=[list(s) for s in feats.skipped],
+                      feature_dtype=cache_dtype())
     cats = feats.categories()
     write_results(out_path, res.categories, res.mean, prov, res.notes,
                   scores={c: [float(x) for x in v] for c, v in res.scores.items()},
@@ -189,6 +190,8 @@ def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, devi
 def _matches(doc: dict, recipe: Recipe, eval_samples, train_samples) -> bool:
     prov = doc["provenance"]
     if prov.get("recipe") != json.loads(json.dumps(recipe.to_dict())):
+        return False
+    if prov.get("feature_dtype", "float32") != cache_dtype():
         return False
     if prov.get("data", {}).get("fingerprint") != dataset_fingerprint(eval_samples):
         return False

@@ -121,6 +121,34 @@ def test_feature_extraction_streams_to_disk_and_matches_in_memory(synth, tmp_pat
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
+def test_half_precision_cache_is_opt_in_keyed_and_recorded(synth, tmp_path, monkeypatch):
+    model = build_model(smoke("official"))
+    items = samples(synth["objects"])
+    full = extract_features(model, items, progress=False, cache_dir=tmp_path / "c")
+    monkeypatch.setenv("ANOMCLIP_CACHE_DTYPE", "float16")
+    half = extract_features(model, items, progress=False, cache_dir=tmp_path / "c")
+    assert half.key != full.key and not half.from_cache
+    a32, a16 = np.asarray(full.patches["vv"][8]), np.asarray(half.patches["vv"][8])
+    assert a16.dtype == np.float16 and a16.nbytes * 2 == a32.nbytes
+    assert np.array_equal(a16, a32.astype(np.float16))  # round to nearest, nothing else
+    assert np.array_equal(half.global_feats, full.global_feats)  # the global feature stays fp32
+    _, feats, *_ = half.batch(np.arange(3))
+    assert feats["vv"][8].dtype == torch.float32
+    # results: recorded, and not re-used across dtypes
+    data = DataSpec(str(synth["objects"]), "objects", synthetic=True)
+    e16 = run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False)
+    assert e16.results["objects"]["provenance"]["feature_dtype"] == "float16"
+    monkeypatch.delenv("ANOMCLIP_CACHE_DTYPE")
+    e32 = run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False)
+    assert not e32.reused and e32.results["objects"]["provenance"]["feature_dtype"] == "float32"
+    assert run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False).reused
+    d = {k: abs(e16.results["objects"]["mean"][k] - e32.results["objects"]["mean"][k]) for k in ("pixel_auroc",)}
+    assert d["pixel_auroc"] < 0.01, d
+    monkeypatch.setenv("ANOMCLIP_CACHE_DTYPE", "bfloat16")
+    with pytest.raises(AnomclipError, match="ANOMCLIP_CACHE_DTYPE"):
+        extract_features(model, items, progress=False, cache_dir=tmp_path / "c")
+
+
 def _image(synth, path):
     from anomclip.data import load_image
 
