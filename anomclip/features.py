@@ -35,8 +35,6 @@ from .data import AnomalyDataset, Sample, dataset_fingerprint
 from .errors import AnomclipError
 
 CACHE_VERSION = 1
-
-
 CACHE_DTYPES = ("float32", "float16")
 
 
@@ -124,8 +122,10 @@ def extract_features(model, samples: list[Sample], batch_size: int = 8, use_cach
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        fs = _compute(model, ds, batch_size, progress, desc, _Arrays(len(ds), tmp))
+        arrays = _Arrays(len(ds), tmp)
+        fs = _compute(model, ds, batch_size, progress, desc, arrays)
         fs.seconds = time.perf_counter() - t0
+        arrays.flush()
         _save(fs, tmp, folder)
     finally:
         if tmp.exists():
@@ -153,20 +153,30 @@ class _Arrays:
     def put(self, name: str, start: int, block: np.ndarray) -> None:
         self.get(name, block.shape[1:], block.dtype)[start:start + len(block)] = block
 
+    def flush(self) -> None:
+        for a in self.arrays.values():
+            if isinstance(a, np.memmap):
+                a.flush()
+
+
+def _patch_name(mode: str, layer: int) -> str:
+    """File stem of the patch features of one DPAM mode and layer in a cache folder."""
+    return f"patches_{mode}_{layer}"
+
 
 def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: str, out: _Arrays) -> FeatureSet:
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
     dtype = getattr(torch, cache_dtype())
     labels, cls, species, paths = [], [], [], []
-    patch_names: dict = {}
+    seen: dict = {}  # {mode: {layer}} of the patch features written
     start = 0
     for item in tqdm(loader, desc=desc, disable=not progress, leave=False):
         g, feats = model.encode_image_modes(item["image"])
         out.put("global", start, g.float().cpu().numpy())
         for m, d in feats.items():
             for l, t in d.items():
-                patch_names.setdefault(m, {})[l] = f"patches_{m}_{l}"
-                out.put(patch_names[m][l], start, t.to(dtype).cpu().numpy())
+                seen.setdefault(m, set()).add(l)
+                out.put(_patch_name(m, l), start, t.to(dtype).cpu().numpy())
         out.put("masks", start, item["mask"].numpy().astype(np.uint8))
         labels.append(item["label"].numpy())
         cls += list(item["cls_name"])
@@ -177,7 +187,7 @@ def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: s
     n = len(paths)
     return FeatureSet(
         global_feats=out.get("global", (model.info.embed_dim,), np.float32),
-        patches={m: {l: out.arrays[name] for l, name in d.items()} for m, d in patch_names.items()},
+        patches={m: {l: out.arrays[_patch_name(m, l)] for l in sorted(ls)} for m, ls in seen.items()},
         labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
         masks=out.get("masks", (ds.image_size, ds.image_size), np.uint8),
         cls_names=cls, specie_names=species, paths=paths,
@@ -188,12 +198,9 @@ def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: s
 
 def _save(fs: FeatureSet, tmp: Path, folder: Path) -> None:
     """Complete the cache folder ``tmp`` (its memory maps are already written) and rename it."""
-    for a in [fs.global_feats, fs.masks, *(a for d in fs.patches.values() for a in d.values())]:
-        if isinstance(a, np.memmap):
-            a.flush()
     np.save(tmp / "labels.npy", fs.labels)
     np.save(tmp / "has_mask.npy", fs.has_mask)
-    files = {f"patches_{m}_{l}.npy": [m, l] for m, d in fs.patches.items() for l in d}
+    files = {f"{_patch_name(m, l)}.npy": [m, l] for m, d in fs.patches.items() for l in d}
     index = dict(cls_names=fs.cls_names, specie_names=fs.specie_names, paths=fs.paths,
                  skipped=fs.skipped, patch_files=files, seconds=fs.seconds)
     (tmp / "index.json").write_text(json.dumps(index))

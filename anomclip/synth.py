@@ -332,6 +332,15 @@ def _save_png(array: Array, path: Path) -> None:
     Image.fromarray(array, mode).save(path, format="PNG", compress_level=6)
 
 
+def _draw_defective(name: str, defect: str, rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
+    """A normal image of category ``name`` before and after adding ``defect``, noise not yet added:
+    ``(normal rgb, defective rgb, mask)``."""
+    rgb, region = GENERATORS[name](rng, size)
+    rgb = _mute(rgb)
+    defective, mask = _add_defect(defect, rgb, region, rng, size)
+    return rgb, defective, mask
+
+
 def _write_category(root: Path, domain_i: int, cat_i: int, name: str, seed: int,
                     n_train: int, n_normal: int, n_anomalous: int, size: int) -> None:
     """Write train/good, test/good, test/<defect> and ground_truth/<defect> of one category."""
@@ -346,8 +355,7 @@ def _write_category(root: Path, domain_i: int, cat_i: int, name: str, seed: int,
         rng = np.random.default_rng([seed, domain_i, cat_i, _BAD, i])
         defect = DEFECTS[i % len(DEFECTS)]
         stem = f"{i // len(DEFECTS):03d}"
-        rgb, region = draw(rng, size)
-        rgb, mask = _add_defect(defect, _mute(rgb), region, rng, size)
+        _, rgb, mask = _draw_defective(name, defect, rng, size)
         _save_png(_finish(rgb, rng), root / name / "test" / defect / f"{stem}.png")
         mask_path = root / name / "ground_truth" / defect / f"{stem}_mask.png"
         _save_png(mask.astype(np.uint8) * 255, mask_path)
@@ -367,9 +375,7 @@ def defect_pairs(n_per_category: int = 8, seed: int = 0, size: int = 128) -> lis
             for i in range(n_per_category):
                 rng = np.random.default_rng([seed, domain_i, cat_i, _PAIR, i])
                 defect = DEFECTS[i % len(DEFECTS)]
-                rgb, region = GENERATORS[name](rng, size)
-                rgb = _mute(rgb)
-                bad, mask = _add_defect(defect, rgb, region, rng, size)
+                rgb, bad, mask = _draw_defective(name, defect, rng, size)
                 state = rng.bit_generator.state
                 normal = _finish(rgb, rng)
                 rng.bit_generator.state = state  # the same noise on both
