@@ -169,7 +169,8 @@ plt.show()
 # * **ratio** = shift / spread: above 1 the defect stands out of normal variation.
 
 # %%
-shifts = defect_shift(build_model(recipe, device), defect_pairs(n_per_category=8))
+diag_model = build_model(recipe, device)
+shifts = defect_shift(diag_model, defect_pairs(n_per_category=8))
 shifts.pivot_table(index=["domain", "category"], columns="feature", values=["shift", "spread", "ratio"],
                    sort=False).round(4)
 
@@ -178,8 +179,7 @@ ax = sns.barplot(data=shifts, x="category", y="ratio", hue="feature", errorbar=N
 ax.set_yscale("log")
 ax.axhline(1, color="black", lw=0.8)
 ax.set_ylabel("defect shift / normal spread (log)")
-ax.set_title(f"{recipe.backbone} ({'untrained, random weights' if recipe.pretrained is None else recipe.pretrained})"
-             ": what a defect moves, synthetic pairs", fontsize=10)
+ax.set_title(f"{diag_model.info.name}, {diag_model.info.weights}: what a defect moves, synthetic pairs", fontsize=10)
 ax.tick_params(axis="x", rotation=30)
 plt.show()
 
@@ -199,7 +199,7 @@ display(Markdown(
        "rank another domain's images by defect. The patch tokens at the defect do move, which is what the "
        "maps use. The image-level transfer the paper reports rests on CLIP's pretrained global token, "
        "which this smoke run does not have."
-       if recipe.pretrained is None and ratio["global"] < 1 else
+       if not diag_model.info.trained and ratio["global"] < 1 else
        "Here the global feature does see the defect (median ratio ≥ 1), so image-level transfer has "
        "something to work with." if ratio["global"] >= 1 else
        "Even with these weights the global feature moves less with a defect than between normal images "
