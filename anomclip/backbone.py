@@ -2,7 +2,9 @@
 
 * ``load_clip("ViT-L-14-336", "openai")`` — open_clip by name and pretrained tag (weights come
   from the Hugging Face cache, or are downloaded once when a network is available);
-* ``load_clip("ViT-L-14-336", "/path/ViT-L-14-336px.pt")`` — a local weights file;
+* ``load_clip("ViT-L-14-336", "/path/ViT-L-14-336px.pt")`` — a local weights file: OpenAI's
+  own TorchScript archive (read with ``torch.jit.load``, its state dict loaded into the
+  open_clip model of that name) or any file open_clip reads (state dict, safetensors);
 * ``load_clip("tiny-random")`` — a tiny CLIP with random weights (seeded), for tests, CI and
   the default smoke runs. Every number it produces is from an **untrained tiny backbone**.
 
@@ -12,9 +14,12 @@ bicubic (open_clip's helper). All CLIP weights are frozen and the model is in ``
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import AnomclipError
+from .recipes import TINY_BACKBONE
 
-TINY = "tiny-random"
+#: Loggers of the libraries that load weights: they log every download retry and cache miss,
+#: which anomclip reports in one line of its own instead.
+NOISY_LOGGERS = ("open_clip", "huggingface_hub", "timm", "urllib3", "filelock", "root")
 
 #: The tiny configuration: 8 visual blocks (so ¼, ½, ¾, 1 of depth are blocks 2, 4, 6, 8) and a
 #: 12-block text tower (so the paper's deep prompts of depth 9 fit).
@@ -81,6 +89,72 @@ def _tiny_clip() -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def quiet_loggers(names=NOISY_LOGGERS, level: int = logging.ERROR):
+    """Drop the named loggers' records below ``level`` while loading (then restore them).
+
+    A named logger gets its level raised for the block; ``"root"`` (open_clip logs with
+    ``logging.info(...)`` on the root logger) gets a filter, which applies to records logged
+    on the root logger itself only, not to those other loggers propagate to it. The rest of
+    the process's logging is untouched (no ``logging.disable``).
+    """
+    named = [logging.getLogger(n) for n in names if n != "root"]
+    saved = [lg.level for lg in named]
+    root_filter = (lambda record: record.levelno >= level) if "root" in names else None
+    for lg in named:
+        lg.setLevel(max(level, lg.getEffectiveLevel()))
+    if root_filter:
+        logging.getLogger().addFilter(root_filter)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(named, saved):
+            lg.setLevel(lv)
+        if root_filter:
+            logging.getLogger().removeFilter(root_filter)
+
+
+def is_torchscript(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a TorchScript archive (as OpenAI's ``ViT-L-14-336px.pt``).
+
+    Both ``torch.save`` and ``torch.jit.save`` write zip files; only TorchScript stores its
+    ``code/`` and ``constants.pkl``.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def load_torchscript_weights(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load the state dict of a TorchScript archive into an open_clip ``model`` (in place).
+
+    OpenAI's archives use the same parameter names as open_clip's ``CLIP`` and store some
+    tensors in float16 (copied into the model's float32 parameters); their extra entries
+    ``input_resolution``, ``context_length`` and ``vocab_size`` are dropped, and a positional
+    embedding of another grid is resized with open_clip's own helper.
+    """
+    from open_clip.model import resize_pos_embed as open_clip_resize
+
+    try:
+        with warnings.catch_warnings():  # torch ≥ 2.9 calls torch.jit.load deprecated; it is the reader here
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    except Exception as e:
+        raise AnomclipError(f"weights file {path} cannot be read as TorchScript: {str(e).splitlines()[0][:160]}") from None
+    state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    open_clip_resize(state, model)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        what = (f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another shape, e.g. "
+                f"{(missing or unexpected or wrong)[0]}")
+        raise AnomclipError(f"weights file {path} does not fit backbone {name} ({what})")
+    model.load_state_dict(state)
+
+
 def _file_identity(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -94,7 +168,8 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
 
     if name not in open_clip.list_models():
         raise AnomclipError(
-            f"unknown backbone {name!r}: use an open_clip model name such as ViT-L-14-336 or ViT-B-16, or {TINY!r}"
+            f"unknown backbone {name!r}: use an open_clip model name such as ViT-L-14-336 or ViT-B-16, "
+            f"or {TINY_BACKBONE!r}"
         )
     if quick_gelu is None:  # OpenAI weights were trained with QuickGELU
         quick_gelu = pretrained is not None and (
@@ -108,12 +183,13 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
             raise AnomclipError(
                 f"unknown pretrained tag {pretrained!r} for {name} (known: {', '.join(tags) or 'none'})"
             )
-    previous = logging.root.manager.disable
-    logging.disable(logging.ERROR)  # open_clip / huggingface_hub log every retry; we say it in one line
+    torchscript = bool(pretrained) and os.path.isfile(pretrained) and is_torchscript(pretrained)
     try:
-        model = open_clip.create_model(
-            name, pretrained=pretrained or None, force_quick_gelu=bool(quick_gelu), cache_dir=cache_dir
-        )
+        with quiet_loggers():
+            model = open_clip.create_model(
+                name, pretrained=None if torchscript else (pretrained or None),
+                force_quick_gelu=bool(quick_gelu), cache_dir=cache_dir,
+            )
     except AnomclipError:
         raise
     except Exception as e:  # network, cache or file problems
@@ -125,8 +201,8 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
             f"could not get the {name} '{pretrained}' weights (offline?): "
             + OPENAI_HELP.format(name=name, tag=pretrained)
         ) from None
-    finally:
-        logging.disable(previous)
+    if torchscript:
+        load_torchscript_weights(model, pretrained, name)
     return model
 
 
@@ -178,9 +254,17 @@ def load_clip(
     """
     import open_clip
 
-    if name == TINY:
+    if name == TINY_BACKBONE:
         model = _tiny_clip()
         weights, trained = "untrained tiny backbone (random weights, seed 0)", False
+        if pretrained:  # the tiny architecture with weights from a file (tests of the loaders)
+            if not os.path.isfile(pretrained):
+                raise AnomclipError(f"weights file {pretrained} does not exist (the tiny backbone takes a "
+                                    "file or none)")
+            if not is_torchscript(pretrained):
+                raise AnomclipError(f"weights file {pretrained}: the tiny backbone loads TorchScript archives only")
+            load_torchscript_weights(model, pretrained, name)
+            weights, trained = _file_identity(pretrained), True
         tokenizer = open_clip.tokenizer.SimpleTokenizer()
     else:
         model = _open_clip_model(name, pretrained, quick_gelu, cache_dir)

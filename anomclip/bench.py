@@ -68,7 +68,7 @@ def bench_forward(model, batch_sizes, repeats, device, bf16=False) -> list[dict]
         x = torch.randn(bs, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
         with torch.no_grad():
             plain = _time(lambda: model.clip.encode_image(x), repeats, device)
-            dpam = _time(lambda: model.encode_image_modes(x), repeats, device)
+            dpam = _time(lambda: model.encode_image(x), repeats, device)
             naive = _time(lambda: naive_dual_path(model, x), repeats, device)
         row = {"batch": bs, "plain_s": plain, "dpam_s": dpam, "naive_s": naive,
                "plain_img_per_s": bs / plain, "dpam_img_per_s": bs / dpam, "naive_img_per_s": bs / naive,
@@ -77,7 +77,7 @@ def bench_forward(model, batch_sizes, repeats, device, bf16=False) -> list[dict]
             with torch.no_grad():
                 ref = model(x)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    t = _time(lambda: model.encode_image_modes(x), repeats, device)
+                    t = _time(lambda: model.encode_image(x), repeats, device)
                     low = model(x)
             row["dpam_bf16_s"] = t
             row["bf16_max_abs_score_diff"] = float((ref.image_score - low.image_score.float()).abs().max())
@@ -113,7 +113,7 @@ def bench_training(model, device) -> dict:
     root = ensure_synthetic("data")["textures"]
     samples = _samples(DataSpec(str(root), "textures"))
     t0 = time.perf_counter()
-    feats = extract_features(model, samples, use_cache=False, progress=False)
+    feats = extract_features(model, samples, progress=False)
     extract = time.perf_counter() - t0
     res = train(model, feats, epochs=2, progress=False)
     epoch = float(np.mean([h["seconds"] for h in res.history]))
@@ -125,12 +125,12 @@ def bench_training(model, device) -> dict:
 
 
 def run_bench(args) -> dict:
-    from .cli import _recipe
+    from .cli import recipe_from_args
     from .metrics import bench_aupro
     from .runner import build_model, resolve_device
 
     device = resolve_device(args.device)
-    recipe = _recipe(args)
+    recipe = recipe_from_args(args)
     model = build_model(recipe, device)
     info = model.info
     print(f"device: {device_name(device)}; backbone {info.name} ({info.weights}) at {info.image_size} px, "

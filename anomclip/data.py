@@ -1,29 +1,36 @@
-"""Datasets: the ``meta.json`` index, layout readers and the exact preprocessing.
+"""Datasets: the ``meta.json`` index, the generic layout readers and the exact preprocessing.
 
 **Index.** Every dataset root holds (or gets, via :func:`prepare`) a ``meta.json`` in the
 de-facto format of AnomalyCLIP / APRIL-GAN / AdaCLIP::
 
-    {"train": {cls: [item, ...]}, "test": {cls: [item, ...]}}
+    {"train": {cls: [item, ...]}, "test": {cls: [item, ...]}, "synthetic": true}   # marker optional
     item = {"img_path": "bottle/test/broken_large/000.png",      # relative to the root
             "mask_path": "bottle/ground_truth/broken_large/000_mask.png",  # "" if none
             "cls_name": "bottle", "specie_name": "broken_large",  # "good" for normal images
             "anomaly": 1}
 
+:func:`read_meta` validates it (one line naming the entry for: duplicate images, a mask on a
+normal image, ``anomaly`` not 0/1, a non-string ``cls_name``, a path that leaves the root) and
+keeps the top-level ``"synthetic": true`` marker of generated data (:func:`is_synthetic`).
 :func:`load_index` turns it into :class:`Sample` lists per category. Roots without a
-``meta.json`` are indexed on the fly when they have a known layout (:func:`detect_layout`):
-MVTec AD (:func:`index_mvtec`), VisA (:func:`index_visa`) or a plain user layout
-(:func:`index_folder`). :func:`split_sdd` turns KolektorSDD into an MVTec-style root.
+``meta.json`` are indexed on the fly when they have a known layout: the generic readers live
+here (MVTec AD :func:`index_mvtec`, VisA :func:`index_visa`, the user layout
+:func:`index_folder`); the 17 datasets of the paper and their detection are in
+:mod:`anomclip.layouts`. :func:`split_sdd` cuts KolektorSDD into an MVTec-style root.
 
-**Preprocessing** (exact, SPEC):
+**Preprocessing** (exact, SPEC §7, equal to the authors' ``dataset.py`` + ``test.py``):
 
-* images → RGB (greyscale, RGBA, palette and 16-bit images are converted; 16-bit values are
-  scaled to 8 bit with ``round(v * 255 / 65535)``, never clipped), resized to S×S with PIL
-  bicubic (aspect ratio squashed; PIL antialiases when downsampling), scaled to [0, 1] and
-  normalised with the CLIP mean/std;
-* masks → single channel at their original resolution, binarised with ``> 0`` (VisA masks hold
-  class ids, not 255), resized to S×S with torch bilinear interpolation
-  (``align_corners=False``, no antialias) on the float {0, 1} mask, thresholded ``> 0.5``;
-  normal images get an all-zero mask. A mask whose size differs from its image is an error.
+* images → read upright (EXIF orientation applied, ``PIL.ImageOps.exif_transpose``), RGB
+  (greyscale, RGBA, palette and 16-bit images are converted; 16-bit values are scaled to 8 bit
+  with ``round(v * 255 / 65535)``, never clipped), resized to S×S with PIL bicubic (aspect
+  ratio squashed; PIL antialiases when downsampling), scaled to [0, 1] and normalised with the
+  CLIP mean/std;
+* masks → read upright, single channel at their original resolution, binarised with ``> 0``
+  (VisA masks hold class ids, not 255) and stored as an 8-bit image of 0/255, resized to S×S
+  with **PIL bilinear** (which antialiases — smooths — when it shrinks, exactly like
+  torchvision's ``Resize`` on a PIL image in the authors' code), divided by 255 and
+  thresholded ``> 0.5`` (i.e. a resized value ≥ 128); normal images get an all-zero mask. A
+  mask whose size differs from its image is an error.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import csv
 import hashlib
 import json
 import os
-import tempfile
+import posixpath
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +46,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import AnomclipError
 
@@ -56,8 +62,10 @@ MASK_DIRS = ("masks", "mask", "ground_truth")
 LAYOUTS = ("meta", "mvtec", "visa", "folder")
 SPLITS = ("train", "test")
 META_NAME = "meta.json"
-#: Bytes read from the start and from the end of every file by :func:`dataset_fingerprint`.
-FINGERPRINT_CHUNK = 64 * 1024
+#: Top-level key of ``meta.json`` marking generated (synthetic) data.
+SYNTHETIC_KEY = "synthetic"
+#: A file a generated stand-in leaves in its root; :func:`prepare` turns it into the marker.
+SYNTHETIC_MARKER = ".anomclip-synthetic"
 
 
 # --------------------------------------------------------------------------- samples / meta
@@ -96,10 +104,20 @@ def _check_root(root: str | os.PathLike) -> Path:
 
 
 def _validate_meta(meta: object, source: Path) -> dict:
-    """Check the structure of a meta dict and return it normalised (defaults filled in)."""
+    """Check the structure of a meta dict and return it normalised (defaults filled in).
+
+    Refused, each with one line naming the entry: a split that is not a mapping, a category
+    that is not a list, an item without an ``img_path`` string, ``anomaly`` other than the
+    integers 0/1, a non-string ``cls_name`` or ``mask_path``, a mask on a normal image, a path
+    that leaves the dataset root (absolute, or ``..`` above it) and the same image listed twice
+    in a split. The top-level ``"synthetic": true`` marker is kept.
+    """
     if not isinstance(meta, dict) or not any(s in meta for s in SPLITS):
         raise AnomclipError(f"{source} is malformed: expected an object with 'train' and/or 'test'")
     out: dict = {}
+    synthetic = meta.get(SYNTHETIC_KEY, False)
+    if not isinstance(synthetic, bool):
+        raise AnomclipError(f"{source} is malformed: '{SYNTHETIC_KEY}' must be true or false, got {synthetic!r}")
     for split in SPLITS:
         if split not in meta:
             continue
@@ -107,11 +125,34 @@ def _validate_meta(meta: object, source: Path) -> dict:
         if not isinstance(classes, dict):
             raise AnomclipError(f"{source} is malformed: '{split}' must map category names to lists")
         out[split] = {}
+        seen: dict[str, str] = {}
         for cls_name, items in classes.items():
             if not isinstance(items, list):
                 raise AnomclipError(f"{source} is malformed: '{split}/{cls_name}' is not a list")
-            out[split][cls_name] = [_validate_item(it, source, split, cls_name) for it in items]
+            checked = [_validate_item(it, source, split, cls_name) for it in items]
+            for it in checked:
+                key = posixpath.normpath(it["img_path"])
+                if key in seen:
+                    raise AnomclipError(
+                        f"{source}: image {it['img_path']!r} is listed twice in '{split}' "
+                        f"(categories {seen[key]!r} and {cls_name!r})"
+                    )
+                seen[key] = cls_name
+            out[split][cls_name] = checked
+    if synthetic:
+        out[SYNTHETIC_KEY] = True
     return out
+
+
+def _check_rel_path(rel: str, what: str, where: str) -> None:
+    """Refuse an index path that is absolute or climbs above the dataset root."""
+    if not rel.strip():
+        raise AnomclipError(f"{where} has an empty {what}")
+    pure = rel.replace("\\", "/")
+    if pure.startswith("/") or os.path.isabs(rel) or (len(pure) > 1 and pure[1] == ":"):
+        raise AnomclipError(f"{where}: {what} {rel!r} is absolute; paths must be relative to the dataset root")
+    if posixpath.normpath(pure).split("/")[0] == "..":
+        raise AnomclipError(f"{where}: {what} {rel!r} leaves the dataset root")
 
 
 def _validate_item(item: object, source: Path, split: str, cls_name: str) -> dict:
@@ -119,14 +160,23 @@ def _validate_item(item: object, source: Path, split: str, cls_name: str) -> dic
     where = f"{source} is malformed: an item of '{split}/{cls_name}'"
     if not isinstance(item, dict) or not isinstance(item.get("img_path"), str):
         raise AnomclipError(f"{where} has no 'img_path' string")
+    img = item["img_path"]
     anomaly = item.get("anomaly")
-    if isinstance(anomaly, str) or anomaly not in (0, 1):
-        raise AnomclipError(f"{where} ({item['img_path']}) has 'anomaly' {anomaly!r}, expected 0 or 1")
+    if type(anomaly) is not int or anomaly not in (0, 1):  # bools and floats refused too
+        raise AnomclipError(f"{where} ({img}) has 'anomaly' {anomaly!r}, expected 0 or 1")
     mask = item.get("mask_path") or ""
     if not isinstance(mask, str):
-        raise AnomclipError(f"{where} ({item['img_path']}) has a non-string 'mask_path'")
+        raise AnomclipError(f"{where} ({img}) has a non-string 'mask_path'")
+    name = item.get("cls_name", cls_name)
+    if not isinstance(name, str) or not name:
+        raise AnomclipError(f"{where} ({img}) has 'cls_name' {name!r}, expected a non-empty string")
+    if anomaly == 0 and mask:
+        raise AnomclipError(f"{source}: image {img!r} is labelled normal (anomaly 0) but has the mask {mask!r}")
+    _check_rel_path(img, "img_path", f"{source}: item {img!r}")
+    if mask:
+        _check_rel_path(mask, "mask_path", f"{source}: item {img!r}")
     specie = item.get("specie_name") or ("good" if anomaly == 0 else "anomaly")
-    return _item(item["img_path"], mask, str(item.get("cls_name") or cls_name), str(specie), anomaly)
+    return _item(img, mask, name, str(specie), anomaly)
 
 
 def read_meta(root: str | os.PathLike) -> dict:
@@ -146,25 +196,27 @@ def write_meta(root: str | os.PathLike, meta: dict) -> Path:
     root = _check_root(root)
     path = root / META_NAME
     meta = _validate_meta(meta, path)
-    fd, tmp = tempfile.mkstemp(prefix=".meta-", suffix=".json.tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(meta, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from .results import atomic_write
+
+    return atomic_write(path, json.dumps(meta, indent=2) + "\n")
+
+
+def is_synthetic(root: str | os.PathLike) -> bool:
+    """True when ``root/meta.json`` carries ``"synthetic": true`` (or, before ``prepare``, when
+    the root holds the :data:`SYNTHETIC_MARKER` file a generated stand-in leaves)."""
+    root = _check_root(root)
+    if (root / META_NAME).is_file():
+        return bool(read_meta(root).get(SYNTHETIC_KEY, False))
+    return (root / SYNTHETIC_MARKER).is_file()
 
 
 def _resolve_meta(root: Path) -> dict:
     """The meta dict of ``root``: its ``meta.json``, or an index built from its layout."""
-    layout = detect_layout(root)
-    if layout == "meta":
+    if (root / META_NAME).is_file():
         return read_meta(root)
-    return INDEXERS[layout](root)
+    from .layouts import detect
+
+    return _validate_meta(detect(root).read(root), root / META_NAME)
 
 
 def _pick_categories(
@@ -174,8 +226,12 @@ def _pick_categories(
     if categories is None:
         return list(known)
     if isinstance(categories, str):
-        categories = [c for c in categories.split(",") if c]
+        categories = [c.strip() for c in categories.split(",") if c.strip()]
     picked = list(dict.fromkeys(categories))
+    if not picked:
+        raise AnomclipError(
+            f"empty category selection for {where}; known: {', '.join(known) or '(none)'}"
+        )
     for cls_name in picked:
         if cls_name not in known:
             raise AnomclipError(
@@ -214,16 +270,25 @@ def load_index(
     return out
 
 
+def _listed_file(root: Path, rel: str, what: str) -> Path:
+    """The file ``root/rel`` of the index, resolved, or an error naming the path as listed."""
+    path = root / rel
+    where = f"{what} {rel!r} listed in {root / META_NAME}"
+    if path.is_symlink() and not path.exists():
+        raise AnomclipError(f"{where} is a dangling symlink (to {os.readlink(path)})")
+    if path.is_dir():
+        raise AnomclipError(f"{where} is a directory, not a file")
+    if not path.is_file():
+        raise AnomclipError(f"{where} does not exist ({path})")
+    return path.resolve()
+
+
 def _to_sample(root: Path, item: dict, require_masks: bool) -> Sample:
     """A :class:`Sample` from a meta item, checking its files exist."""
-    img = (root / item["img_path"]).resolve()
-    if not img.is_file():
-        raise AnomclipError(f"image file {img} listed in {root / META_NAME} does not exist")
+    img = _listed_file(root, item["img_path"], "image file")
     mask: Path | None = None
     if item["mask_path"]:
-        mask = (root / item["mask_path"]).resolve()
-        if not mask.is_file():
-            raise AnomclipError(f"mask file {mask} listed in {root / META_NAME} does not exist")
+        mask = _listed_file(root, item["mask_path"], "mask file")
     elif require_masks and item["anomaly"] == 1:
         raise AnomclipError(f"anomalous image {img} has no mask in {root / META_NAME}")
     return Sample(img, mask, item["cls_name"], item["specie_name"], int(item["anomaly"]))
@@ -277,35 +342,42 @@ def _mask_for(stem: str, masks: list[Path], where: Path) -> Path | None:
     return loose[0] if loose else None
 
 
-def index_mvtec(root: str | os.PathLike) -> dict:
-    """Meta dict of an MVTec AD layout.
+def mvtec_category(root: Path, cls_dir: Path, cls_name: str | None = None,
+                   normal: Sequence[str] = ("good",)) -> tuple[list[dict], list[dict]]:
+    """(train items, test items) of one MVTec-style category folder ``cls_dir`` under ``root``.
 
-    ``<cls>/train/good/*``, ``<cls>/test/<defect>/*`` (``good`` is normal) and masks
-    ``<cls>/ground_truth/<defect>/<stem>_mask.png`` paired by file stem. An anomalous image
-    without a mask gets ``mask_path ""`` (image-level only).
+    ``<cls>/train/<kind>/*``, ``<cls>/test/<defect>/*`` (a folder named in ``normal`` —
+    compared case-insensitively — holds normal images) and masks
+    ``<cls>/ground_truth/<defect>/<stem>*`` paired by file stem (``<stem>.*`` first, else
+    ``<stem>_*`` such as ``_mask``). An anomalous image without a mask gets ``mask_path ""``.
+    """
+    cls_name = cls_name or cls_dir.name
+    normal = tuple(n.lower() for n in normal)
+    train = [_item(_rel(p, root), "", cls_name, d.name, int(d.name.lower() not in normal))
+             for d in _subdirs(cls_dir / "train") for p in _images(d)]
+    test = []
+    for defect_dir in _subdirs(cls_dir / "test"):
+        defect, good = defect_dir.name, defect_dir.name.lower() in normal
+        gt_dir = cls_dir / "ground_truth" / defect
+        masks = _images(gt_dir)
+        for img in _images(defect_dir):
+            mask = None if good else _mask_for(img.stem, masks, gt_dir)
+            test.append(_item(_rel(img, root), _rel(mask, root) if mask else "", cls_name,
+                              "good" if good else defect, int(not good)))
+    return train, test
+
+
+def index_mvtec(root: str | os.PathLike, normal: Sequence[str] = ("good",)) -> dict:
+    """Meta dict of an MVTec AD layout (also MPDD, DTD-Synthetic; BTAD with ``normal=("ok",)``).
+
+    Every sub-folder with a ``test/`` folder is a category, read by :func:`mvtec_category`.
     """
     root = _check_root(root)
     meta: dict = {"train": {}, "test": {}}
     for cls_dir in _subdirs(root):
-        if not (cls_dir / "test").is_dir():
-            continue
-        cls_name = cls_dir.name
-        meta["train"][cls_name] = [
-            _item(_rel(p, root), "", cls_name, d.name, int(d.name != "good"))
-            for d in _subdirs(cls_dir / "train")
-            for p in _images(d)
-        ]
-        meta["test"][cls_name] = []
-        for defect_dir in _subdirs(cls_dir / "test"):
-            defect = defect_dir.name
-            gt_dir = cls_dir / "ground_truth" / defect
-            masks = _images(gt_dir)
-            for img in _images(defect_dir):
-                mask = None if defect == "good" else _mask_for(img.stem, masks, gt_dir)
-                mask_rel = _rel(mask, root) if mask else ""
-                meta["test"][cls_name].append(
-                    _item(_rel(img, root), mask_rel, cls_name, defect, int(defect != "good"))
-                )
+        if (cls_dir / "test").is_dir():
+            meta["train"][cls_dir.name], meta["test"][cls_dir.name] = mvtec_category(
+                root, cls_dir, normal=normal)
     if not meta["test"]:
         raise AnomclipError(f"{root} is not an MVTec AD layout: no <category>/test/ folder found")
     return meta
@@ -388,38 +460,24 @@ INDEXERS = {"mvtec": index_mvtec, "visa": index_visa, "folder": index_folder}
 
 
 def detect_layout(root: str | os.PathLike) -> str:
-    """``"meta"``, ``"visa"``, ``"mvtec"`` or ``"folder"`` (checked in that order)."""
+    """``"meta"`` when ``root/meta.json`` exists, else the layout :mod:`anomclip.layouts` finds."""
+    from .layouts import detect
+
     root = _check_root(root)
     if (root / META_NAME).is_file():
         return "meta"
-    if (root / "split_csv" / "1cls.csv").is_file():
-        return "visa"
-    subdirs = _subdirs(root)
-    if any((d / "test").is_dir() for d in subdirs):
-        return "mvtec"
-    if any(_find_dir(d, NORMAL_DIRS + ANOMALOUS_DIRS) for d in subdirs):
-        return "folder"
-    raise AnomclipError(
-        f"{root} has no meta.json and is not an MVTec AD or VisA layout; "
-        "run `anomclip prepare --layout mvtec|visa|folder` on it, or write a meta.json"
-    )
+    return detect(root).layout
 
 
 def prepare(root: str | os.PathLike, layout: str = "auto") -> Path:
     """Write ``root/meta.json`` from the layout (``auto`` detects it) and return its path.
 
     With ``auto`` an existing ``meta.json`` is validated and kept; an explicit layout always
-    (re)writes it.
+    (re)writes it. :func:`anomclip.layouts.prepare_dataset` also says what it found.
     """
-    root = _check_root(root)
-    if layout not in ("auto",) + LAYOUTS:
-        raise AnomclipError(f"unknown layout {layout!r} (choose from auto, {', '.join(LAYOUTS)})")
-    if layout == "auto":
-        layout = detect_layout(root)
-    if layout == "meta":
-        read_meta(root)
-        return root / META_NAME
-    return write_meta(root, INDEXERS[layout](root))
+    from .layouts import prepare_dataset
+
+    return prepare_dataset(root, layout).path
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -458,13 +516,27 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+#: The EXIF tag holding a camera's orientation (1 = upright).
+EXIF_ORIENTATION = 0x0112
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` rotated/flipped as its EXIF orientation says (phones and some scanners store
+    pixels sideways and an orientation tag); unchanged when there is no such tag."""
+    try:
+        orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # a broken EXIF block: PIL decodes the pixels, keep them as stored
+        return img
+    return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
+
+
 def read_image(path: str | os.PathLike) -> Image.Image:
-    """Decode an image file as 8-bit RGB at its original size."""
+    """Decode an image file as 8-bit RGB at its original size, upright (EXIF orientation)."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            return _to_rgb(img)
+            return _to_rgb(_upright(img))
     except FileNotFoundError:
         raise AnomclipError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
@@ -473,15 +545,18 @@ def read_image(path: str | os.PathLike) -> Image.Image:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """Decode a mask file as a boolean array (``value > 0``) at its original size.
+    """Decode a mask file as a boolean array (``value > 0``) at its original size, upright.
 
     Single-channel modes (``1``, ``L``, ``P`` indices, ``I``, ``I;16``, ``F``) are compared
-    directly; colour masks are anomalous where any channel is non-zero.
+    directly; colour masks are anomalous where any channel is non-zero (the authors convert
+    to ``L`` first, which rounds a faint pure-blue/red pixel to 0; real masks are 0/255 or
+    class ids, where both agree).
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
+            img = _upright(img)
             if img.mode in ("1", "L", "P", "I", "F") or img.mode.startswith("I;16"):
                 arr = np.asarray(img)
             else:
@@ -504,10 +579,14 @@ def image_to_tensor(img: Image.Image, size: int) -> torch.Tensor:
 
 
 def mask_to_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
-    """Boolean mask [H, W] → float {0, 1} [size, size]: bilinear resize, then ``> 0.5``."""
-    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    m = F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)
-    return (m[0, 0] > 0.5).float()
+    """Boolean mask [H, W] → float {0, 1} [size, size], the authors' steps exactly.
+
+    ``Image.fromarray(mask * 255, "L").resize((size, size), BILINEAR)`` (PIL's bilinear
+    filter widens with the shrink factor, i.e. antialiases), ``/ 255``, then ``> 0.5``.
+    """
+    eight = Image.fromarray(np.ascontiguousarray(mask, dtype=bool).astype(np.uint8) * 255, "L")
+    resized = np.asarray(eight.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+    return torch.from_numpy((resized > 0.5).astype(np.float32))
 
 
 def load_image(path: str | os.PathLike, size: int) -> torch.Tensor:
@@ -604,46 +683,6 @@ class AnomalyDataset(torch.utils.data.Dataset):
             "specie_name": sample.specie_name,
             "path": str(sample.img_path),
         }
-
-
-def _file_digest_parts(path: Path) -> bytes:
-    """Size + first and last :data:`FINGERPRINT_CHUNK` bytes of a file."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(FINGERPRINT_CHUNK)
-        tail = b""
-        if size > FINGERPRINT_CHUNK:
-            fh.seek(max(FINGERPRINT_CHUNK, size - FINGERPRINT_CHUNK))
-            tail = fh.read()
-    return str(size).encode() + b"\0" + hashlib.sha256(head + b"\0" + tail).digest()
-
-
-def dataset_fingerprint(samples: Iterable[Sample]) -> str:
-    """Hex sha256 identifying a dataset's content, fast even for large datasets.
-
-    Hashes, per sample (sorted by path): its image and mask paths *relative to the common
-    folder of all files* (so a moved dataset keeps its fingerprint), its labels
-    (category, defect type, anomaly) and, for each file, its size and first and last 64 KiB.
-    Modification times are not used. Edits in the middle of a large file that keep its size
-    go unnoticed — the price of not reading every byte.
-    """
-    samples = list(samples)
-    files = [s.img_path for s in samples] + [s.mask_path for s in samples if s.mask_path]
-    if not files:
-        return hashlib.sha256(b"").hexdigest()
-    base = Path(os.path.commonpath([str(Path(f).resolve().parent) for f in files]))
-    digest = hashlib.sha256()
-    rows = []
-    for s in samples:
-        img = Path(s.img_path).resolve()
-        mask = Path(s.mask_path).resolve() if s.mask_path else None
-        rows.append((_rel(img, base), _rel(mask, base) if mask else "", s, img, mask))
-    for img_rel, mask_rel, s, img, mask in sorted(rows, key=lambda r: (r[0], r[1])):
-        header = json.dumps([img_rel, mask_rel, s.cls_name, s.specie_name, int(s.anomaly)])
-        digest.update(header.encode() + b"\0" + _file_digest_parts(img))
-        if mask is not None:
-            digest.update(_file_digest_parts(mask))
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- SDD

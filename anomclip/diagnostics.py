@@ -28,7 +28,7 @@ def _features(model, images, batch_size: int):
     gs, ps = [], []
     for i in range(0, len(images), batch_size):
         x = torch.stack([image_to_tensor(Image.fromarray(a), model.image_size) for a in images[i:i + batch_size]])
-        g, feats = model.encode_image_modes(x)
+        g, feats = model.encode_image(x)
         patches = next(iter(feats.values()))
         gs.append(g.float().cpu())
         ps.append(patches[max(patches)].float().cpu())

@@ -21,11 +21,35 @@ Built on open_clip's modules: it reads each block's ``ln_1``, ``attn.in_proj_*``
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import AnomclipError
+
+
+class VisualFeatures(NamedTuple):
+    """What the dual-path encoder returns for a batch, whatever the recipe (all L2-normalised).
+
+    ``patches`` is always nested by DPAM mode, then by block: ``{"vv": {24: [B, N, D]}}``;
+    an ensemble has several modes, DPAM off has the single mode ``"none"``. Unpacks as
+    ``g, patches = features``.
+    """
+
+    global_feature: torch.Tensor  # [B, D]
+    patches: dict  # {mode: {layer: [B, N, D]}}
+
+    def by_layer(self, mode: str | None = None) -> dict:
+        """``{layer: [B, N, D]}`` of one mode: ``mode``, or the only one there is."""
+        if mode is None:
+            if len(self.patches) != 1:
+                raise AnomclipError(f"the features hold several DPAM modes ({', '.join(self.patches)}): name one")
+            mode = next(iter(self.patches))
+        if mode not in self.patches:
+            raise AnomclipError(f"no DPAM mode {mode!r} in these features (have {', '.join(self.patches)})")
+        return self.patches[mode]
 
 
 def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -93,27 +117,21 @@ class DualPathEncoder(nn.Module):
         return F.normalize(self.visual.ln_post(tokens) @ self.visual.proj, dim=-1)
 
     # ---------------------------------------------------------------- forward
-    def forward(self, images: torch.Tensor, return_attention: int | None = None):
-        """Encode images.
+    def forward(self, images: torch.Tensor) -> VisualFeatures:
+        """Encode images: the global feature and the patch features of every mode and layer.
 
-        Returns ``(global [B, D], {mode: {layer: [B, N, D]}})``, all L2-normalised. With DPAM
-        off the inner dict is keyed by ``"none"``. If ``return_attention`` is a block number,
-        a third element holds that block's attention maps ``{mode: [B, heads, N+1, N+1]}``
-        (including ``"qk"``, the ordinary attention) for plotting.
+        With DPAM off the patches are keyed by the mode ``"none"`` (the original path).
         """
         x = self._embed(images)  # [B, N+1, W]
         surrogate: dict[str, torch.Tensor] = {}
         feats: dict[str, dict[int, torch.Tensor]] = {m: {} for m in (self.modes or ("none",))}
-        attn_maps = {}
         last_needed = max(self.layers)
         for l, blk in enumerate(self.visual.transformer.resblocks, start=1):
-            dual = bool(self.modes) and self.start <= l <= last_needed
-            if not dual and l != return_attention:
+            if not (self.modes and self.start <= l <= last_needed):
                 x = self._run_block(blk, x)
             else:
                 x_prev = x
-                x, a_s, maps = self._dual_block(blk, x, self.modes if dual else (), l == return_attention)
-                attn_maps.update(maps)
+                x, a_s = self._dual_block(blk, x, self.modes)
                 for mode, a in a_s.items():  # x_s^(s0) = x_o^(s0-1) + a_s; then x_s += a_s
                     surrogate[mode] = surrogate.get(mode, x_prev) + a
             if l in self.layers:
@@ -123,18 +141,40 @@ class DualPathEncoder(nn.Module):
         cls = x[:, 0]
         if self.global_ln_post:
             cls = self.visual.ln_post(cls)
-        g = F.normalize(cls @ self.visual.proj, dim=-1)
-        if return_attention is not None:
-            return g, feats, attn_maps
-        return g, feats
+        return VisualFeatures(F.normalize(cls @ self.visual.proj, dim=-1), feats)
 
-    def _dual_block(self, blk: nn.Module, x: torch.Tensor, modes, want_maps: bool):
-        """One block on both paths. Returns (x_o^(l), {mode: a_s^(l)}, attention maps)."""
+    def attention_maps(self, images: torch.Tensor, block: int) -> dict[str, torch.Tensor]:
+        """The attention maps of ``block`` (1-based) for plotting: ``{mode: [B, heads, N+1, N+1]}``.
+
+        All four products are returned, ``"qk"`` being CLIP's ordinary attention; only the
+        original path up to ``block`` is run (the maps do not depend on the surrogate path).
+        """
+        if not 1 <= int(block) <= self.depth:
+            raise AnomclipError(f"block {block} is outside 1..{self.depth}")
+        x = self._embed(images)
+        blocks = self.visual.transformer.resblocks
+        for blk in list(blocks)[: int(block) - 1]:
+            x = self._run_block(blk, x)
+        blk = blocks[int(block) - 1]
+        q, k, v = self._qkv(blk, x)
+        scale = q.shape[-1] ** -0.5
+        maps = {}
+        for mode in ("qk", "qq", "kk", "vv"):
+            a, b = attention_pair(mode, q, k, v)
+            maps[mode] = torch.softmax(a @ b.transpose(-2, -1) * scale, dim=-1)
+        return maps
+
+    @staticmethod
+    def _qkv(blk: nn.Module, x: torch.Tensor):
+        """Per-head ``q, k, v`` ``[B, h, N, d]`` of a block from ``ln_1(x)`` (its own in_proj)."""
         attn = blk.attn
-        heads = attn.num_heads
-        h = blk.ln_1(x)
-        q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-        q, k, v = (_split_heads(t, heads) for t in (q, k, v))
+        q, k, v = F.linear(blk.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        return tuple(_split_heads(t, attn.num_heads) for t in (q, k, v))
+
+    def _dual_block(self, blk: nn.Module, x: torch.Tensor, modes):
+        """One block on both paths. Returns (x_o^(l), {mode: a_s^(l)})."""
+        attn = blk.attn
+        q, k, v = self._qkv(blk, x)
         ls_1 = getattr(blk, "ls_1", nn.Identity())
 
         def branch(a, b):
@@ -142,12 +182,4 @@ class DualPathEncoder(nn.Module):
 
         x_new = x + branch(q, k)
         x_new = x_new + getattr(blk, "ls_2", nn.Identity())(blk.mlp(blk.ln_2(x_new)))
-        a_s = {mode: branch(*attention_pair(mode, q, k, v)) for mode in modes}
-        maps = {}
-        if want_maps:
-            scale = q.shape[-1] ** -0.5
-            for mode in ("qk", "qq", "kk", "vv"):
-                a, b = attention_pair(mode, q, k, v)
-                maps[mode] = torch.softmax(a @ b.transpose(-2, -1) * scale, dim=-1)
-        return x_new, a_s, maps
-
+        return x_new, {mode: branch(*attention_pair(mode, q, k, v)) for mode in modes}

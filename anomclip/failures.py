@@ -1,51 +1,31 @@
 """Helpers of the failure-analysis chapter (13): score distributions, worst cases, an explorer.
 
 Everything here reads a results doc (``scores``/``labels``/``paths_by_category``, written by
-:func:`anomclip.runner.evaluate_dataset`) or the maps an evaluation kept; nothing trains or
-evaluates by itself except through :func:`anomclip.runner.run_experiment`.
+:func:`anomclip.runner.evaluate_dataset`) or the maps of :meth:`anomclip.runner.Experiment.predict`;
+nothing trains or evaluates.
 
 * :func:`score_frame` — one row per image: category, label, image score, and how often the image
   is out-ranked by the other class of its category (the cause of a lost image AUROC).
 * :func:`worst_cases` — the worst false positives (highest-ranked normal images) and false
   negatives (lowest-ranked anomalous images).
 * :func:`pixel_score_frame` — a sample of pixel scores of normal and anomalous pixels.
-* :func:`failure_explorer` — (image, threshold, σ) explorer of the worst cases; static unless
-  ``live=True`` in a running Jupyter kernel with ipywidgets (as :func:`anomclip.widgets.map_explorer`).
+* :func:`pixel_thresholds` — per category, the F1-max pixel threshold and the share of pixels
+  it flags, beside a fixed threshold.
+* :func:`case_batch` — images, masks and unsmoothed maps of chosen cases, for
+  :func:`anomclip.widgets.failure_explorer`.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .scoring import gaussian_blur
-from .widgets import _auroc, _live_ok, checkpoint_path
+from .attention import raw_maps_by_mode
+from .examples import batch_of
+from .metrics import f1_threshold
 
 KINDS = {"fp": "false positive (normal, scored high)", "fn": "false negative (anomalous, scored low)"}
-
-
-# --------------------------------------------------------------------------- the run
-def official_with_maps(P, recipe, src: str, reuse_folder: str = "main", folder: str = "ch13",
-                       label: str = "AnomalyCLIP", device: str = "auto", force: bool = False):
-    """:func:`~anomclip.runner.run_experiment` of ``recipe`` tuned on ``src``, keeping model and maps.
-
-    The prompts chapter 04 tuned (``<reuse_folder>/<label>-from-<src>``, same recipe) are copied
-    to ``folder`` first, so the run resumes a finished training instead of repeating it; without
-    them (or with ``force``) the prompts are tuned here.
-    """
-    from .runner import run_experiment
-
-    ckpt = checkpoint_path(P, folder, label, recipe, src)
-    done = checkpoint_path(P, reuse_folder, label, recipe, src)
-    if not force and done.is_file() and not ckpt.is_file():
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(done, ckpt)
-    return run_experiment(recipe, P.datasets[src], [P.datasets[t] for t in P.protocol[src]], P.out / folder,
-                          label=f"{label}-from-{src}", device=device, force=force, progress=False,
-                          keep_model=True, keep_maps=True)
 
 
 # --------------------------------------------------------------------------- image scores
@@ -120,38 +100,10 @@ def pixel_score_frame(P, dataset: str, doc: dict, maps: dict, n: int = 3000, see
     return pd.concat(rows, ignore_index=True)
 
 
-def f1_threshold(scores, labels) -> float:
-    """The score threshold with the best F1 (a common binarisation of anomaly maps)."""
-    from sklearn.metrics import precision_recall_curve
-
-    p, r, t = precision_recall_curve(np.asarray(labels).astype(int), np.asarray(scores))
-    f1 = 2 * p * r / np.maximum(p + r, 1e-12)
-    return float(t[np.argmax(f1[:-1])]) if len(t) else 0.5
-
-
-def plot_distributions(frame: pd.DataFrame, value: str = "score", hue: str = "label", col: str = "category",
-                       title: str | None = None, bins: int = 20):
-    """One histogram panel per category: the score distributions of normal vs anomalous."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    order = sorted(frame[hue].unique(), key=lambda h: h != "normal")
-    g = sns.displot(data=frame, x=value, hue=hue, hue_order=order, col=col, kind="hist", bins=bins,
-                    stat="density", common_norm=False, element="step", height=2.6, aspect=1.1,
-                    col_wrap=min(4, frame[col].nunique()), facet_kws={"sharey": False})
-    g.set_titles("{col_name}")
-    if title:
-        g.figure.suptitle(title, y=1.04, fontsize=10)
-    plt.close(g.figure)
-    return g.figure
-
-
 # --------------------------------------------------------------------------- cases
 def case_batch(P, dataset: str, cases: pd.DataFrame, model):
     """``(rgb [B,S,S,3], masks [B,S,S], raw maps [B,S,S])`` of the chosen cases: the anomaly maps
     are recomputed *unsmoothed* with ``model`` so that the explorer can apply any σ."""
-    from .widgets import batch_of, raw_maps_by_mode
-
     samples = samples_of(P, dataset, cases["path"])
     images, masks, _, rgb = batch_of(samples, model.image_size)
     mode = model.recipe.dpam
@@ -159,81 +111,23 @@ def case_batch(P, dataset: str, cases: pd.DataFrame, model):
     return rgb, masks.numpy(), raw
 
 
-def draw_cases(rgb, masks, raw, cases: pd.DataFrame, threshold: float, sigma: float = 4.0, images=None,
-               fig=None):
-    """Rows = cases: image + mask contour, smoothed map (σ), map ≥ threshold over the image."""
-    import matplotlib.pyplot as plt
-
-    images = list(range(len(rgb))) if images is None else list(images)
-    sm = gaussian_blur(torch.as_tensor(raw).float(), sigma).numpy()
-    if fig is None:
-        fig = plt.figure(figsize=(7.2, 2.3 * len(images) + 0.5))
-    axes = np.atleast_2d(fig.subplots(len(images), 3, squeeze=False))
-    for i, k in enumerate(images):
-        c = cases.iloc[k]
-        gt = np.asarray(masks[k]) > 0.5
-        s = sm[k]
-        axes[i, 0].imshow(rgb[k])
-        if gt.any():
-            axes[i, 0].contour(gt, levels=[0.5], colors="red", linewidths=1)
-        axes[i, 0].set_title(f"{c['kind'].upper()} {c['category']} #{c['i']} ({c['label']})\n"
-                             f"image score {c['score']:.3f}, out-ranks {100 * c['outranked']:.0f} %", fontsize=7)
-        axes[i, 1].imshow(s, cmap="jet")  # own colour scale per image: the title gives its range
-        au = _auroc(s.ravel(), gt.ravel().astype(int))
-        axes[i, 1].set_title(f"map, σ = {sigma:g}" + ("" if np.isnan(au) else f"\npixel AUROC {100 * au:.0f}")
-                             + f"\nrange {s.min():.3g}–{s.max():.3g}", fontsize=7)
-        axes[i, 2].imshow(rgb[k])
-        axes[i, 2].imshow(np.ma.masked_less(s, threshold), cmap="autumn", alpha=0.6)
-        if gt.any():
-            axes[i, 2].contour(gt, levels=[0.5], colors="white", linewidths=0.8)
-        flagged = (s >= threshold)
-        axes[i, 2].set_title(f"map ≥ {threshold:.3g}: {100 * flagged.mean():.0f} % of pixels"
-                             + (f"\nrecall {100 * (flagged & gt).sum() / gt.sum():.0f} %" if gt.any() else ""),
-                             fontsize=7)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    return fig
-
-
-def failure_explorer(rgb, masks, raw, cases: pd.DataFrame, threshold: float, live: bool = False,
-                     image: str | int = "all", sigma: float = 4.0):
-    """(image, threshold, σ) explorer of the worst cases.
-
-    Static (default, and whenever no live Jupyter kernel with ipywidgets runs): draws the default
-    state. ``live=True`` in Jupyter: an image menu ("all" or one case), a threshold slider (on the
-    map values) and a σ slider redraw the figure.
-    """
-    import matplotlib.pyplot as plt
-
-    def pick(image):
-        return None if image == "all" else [int(image)]
-
-    if not _live_ok(live):
-        draw_cases(rgb, masks, raw, cases, threshold, sigma, pick(image))
-        plt.show()
-        return None
-    import ipywidgets as W
-    from IPython.display import display
-
-    out = W.Output()
-    hi = float(gaussian_blur(torch.as_tensor(raw).float(), 0.0).max())
-
-    def redraw(image, threshold, sigma):
-        with out:
-            out.clear_output(wait=True)
-            fig = draw_cases(rgb, masks, raw, cases, threshold, sigma, pick(image))
-            plt.show()
-            plt.close(fig)
-
-    options = [("all", "all")] + [(f"{c.kind.upper()} {c.category} #{c.i}", str(k))
-                                  for k, c in enumerate(cases.itertuples())]
-    ctl = W.interactive(redraw,
-                        image=W.Dropdown(options=options, value=str(image), description="image"),
-                        threshold=W.FloatSlider(value=threshold, min=0.0, max=max(hi, threshold), step=0.005,
-                                                readout_format=".3f", description="threshold"),
-                        sigma=W.FloatSlider(value=sigma, min=0.0, max=12.0, step=0.5, description="σ"))
-    display(W.VBox([W.HBox(list(ctl.children[:-1])), out]))
-    ctl.update()
-    return ctl
+def pixel_thresholds(pixels: pd.DataFrame, fixed: float = 0.5) -> pd.DataFrame:
+    """Per (dataset, category) of a :func:`pixel_score_frame`: the F1-max threshold
+    (:func:`anomclip.metrics.f1_threshold`) and the share of the sampled normal and anomalous
+    pixels at or above it, beside the same shares at the ``fixed`` threshold (0.5: the map says
+    "anomalous" is more likely than "normal")."""
+    rows = []
+    keys = [k for k in ("dataset", "category") if k in pixels.columns]
+    for key, g in pixels.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        y = (g["pixel"] == "anomalous").to_numpy()
+        s = g["score"].to_numpy()
+        t = f1_threshold(s, y.astype(int))
+        row = dict(zip(keys, key))
+        row.update({"F1-max threshold": t,
+                    "normal px ≥ F1 threshold (%)": 100 * float(np.mean(s[~y] >= t)) if (~y).any() else np.nan,
+                    "anomalous px ≥ F1 threshold (%)": 100 * float(np.mean(s[y] >= t)) if y.any() else np.nan,
+                    f"normal px ≥ {fixed:g} (%)": 100 * float(np.mean(s[~y] >= fixed)) if (~y).any() else np.nan,
+                    f"anomalous px ≥ {fixed:g} (%)": 100 * float(np.mean(s[y] >= fixed)) if y.any() else np.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)

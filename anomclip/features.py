@@ -2,52 +2,106 @@
 
 The visual encoder is frozen and there is no augmentation, so the global feature and the
 patch features of every requested layer are the same at every epoch and in every run that
-shares the backbone, weights, image size, DPAM modes/start and layers. They are computed
-once per dataset and stored on disk as ``.npy`` memory maps, written batch by batch during
-extraction and read batch by batch during training, so a dataset larger than memory is
-extracted and trained on with one batch in memory.
+shares the model's :meth:`feature_spec` (backbone, weights, image size, DPAM modes/start,
+layers…). They are computed once per dataset and stored on disk as ``.npy`` memory maps,
+written batch by batch during extraction and read batch by batch during training, so a
+dataset larger than memory is extracted and trained on with one batch in memory.
 
-Cache folder: ``$ANOMCLIP_CACHE`` or ``.cache/features`` in the working directory; one
-sub-folder per key (a hash of everything the features depend on, including the dataset's
-fingerprint). A folder is written under a temporary name and renamed when complete.
+A :class:`FeatureCache` names the folder and the storage dtype explicitly (the CLI and the
+profiles build it from ``$ANOMCLIP_CACHE`` / ``$ANOMCLIP_CACHE_DTYPE``). One sub-folder per
+key: a hash of the feature spec, the dataset's content fingerprint
+(:mod:`anomclip.fingerprint`), the dtype and the ``skip_unreadable`` choice. The cache is
+safe to share:
 
-Patch features are stored as float32 (exact). ``$ANOMCLIP_CACHE_DTYPE=float16`` halves their
+* **concurrent writers** — extraction of one key holds an exclusive ``flock`` on
+  ``.<key>.lock``; a second process waits, then reads what the first wrote;
+* **kill -9** — a folder is written under a temporary name ``.<key>.*`` and renamed when
+  complete; temporary folders whose lock is free are left-overs and are removed;
+* **a full disk** — the free space is checked against the size of the memory maps before
+  anything is written to them (a memory map on a full disk kills the process with SIGBUS).
+
+Patch features are stored as float32 (exact) by default; ``dtype="float16"`` halves their
 size on disk (ViT-L at 518 px: ~2 MB instead of ~4 MB per image and layer) at the cost of
-rounding every feature to half precision; the dtype is part of the cache key and of every
-results file's provenance, and results are only re-used under the same dtype.
+rounding every feature to half precision; the dtype is part of the key and of every results
+file's provenance.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import AnomalyDataset, Sample, dataset_fingerprint
+from .data import AnomalyDataset, Sample
 from .errors import AnomclipError
+from .fingerprint import DigestIndex, content_key, dataset_fingerprint
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_DTYPES = ("float32", "float16")
+DEFAULT_CACHE = Path(".cache/features")
+#: Free space kept in reserve on top of the memory maps' size when extracting.
+DISK_MARGIN = 64 << 20
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ANOMCLIP_CACHE", ".cache/features"))
+@dataclass(frozen=True)
+class FeatureCache:
+    """Where frozen features are stored, and in which dtype."""
+
+    root: Path = DEFAULT_CACHE
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+        if self.dtype not in CACHE_DTYPES:
+            raise AnomclipError(f"feature cache dtype {self.dtype!r} is not one of {', '.join(CACHE_DTYPES)}")
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "FeatureCache":
+        """``$ANOMCLIP_CACHE`` (default ``.cache/features``) and ``$ANOMCLIP_CACHE_DTYPE`` (float32)."""
+        dtype = environ.get("ANOMCLIP_CACHE_DTYPE", "float32")
+        if dtype not in CACHE_DTYPES:
+            raise AnomclipError(f"ANOMCLIP_CACHE_DTYPE={dtype!r} is not a cache type: use float32 or float16")
+        return cls(Path(environ.get("ANOMCLIP_CACHE", str(DEFAULT_CACHE))), dtype)
+
+    @cached_property
+    def digests(self) -> DigestIndex:
+        """The per-file digest index kept beside the features (``file-digests.sqlite``)."""
+        return _digest_index(self.root)
+
+    def fingerprint(self, samples, verify: bool = False, missing_ok: bool = False) -> str:
+        return dataset_fingerprint(samples, self.digests, verify=verify, missing_ok=missing_ok)
 
 
-def cache_dtype() -> str:
-    """Storage type of cached patch features: ``$ANOMCLIP_CACHE_DTYPE``, float32 by default."""
-    value = os.environ.get("ANOMCLIP_CACHE_DTYPE", "float32")
-    if value not in CACHE_DTYPES:
-        raise AnomclipError(f"ANOMCLIP_CACHE_DTYPE={value!r} is not a cache type: use float32 or float16")
-    return value
+_INDEXES: dict = {}
+
+
+def _digest_index(root: Path) -> DigestIndex:
+    key = str(root.resolve())
+    if key not in _INDEXES:
+        _INDEXES[key] = DigestIndex(root / "file-digests.sqlite")
+    return _INDEXES[key]
+
+
+class Batch(NamedTuple):
+    """One batch of cached features, on a device."""
+
+    global_feats: torch.Tensor  # [B, D]
+    patches: dict  # {mode: {layer: [B, P, D] float32}}
+    labels: torch.Tensor  # [B] long
+    masks: torch.Tensor  # [B, S, S] float 0/1
+    cls_names: list
+    idx: np.ndarray  # the (sorted) sample indices
 
 
 @dataclass
@@ -66,19 +120,20 @@ class FeatureSet:
     seconds: float = 0.0  # extraction time (0 when read from the cache)
     from_cache: bool = False
     key: str = ""
+    dtype: str = "float32"
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(self, idx, device="cpu"):
-        """``(global, {mode: {layer: tensor}}, labels, masks, cls_names)`` for indices ``idx``."""
-        idx = np.sort(np.asarray(idx))  # memory maps read faster in order
+    def batch(self, idx, device="cpu") -> Batch:
+        """The features of the samples ``idx`` (sorted: memory maps read faster in order)."""
+        idx = np.sort(np.asarray(idx))
         g = torch.from_numpy(np.ascontiguousarray(self.global_feats[idx])).to(device)
         feats = {m: {l: torch.from_numpy(np.ascontiguousarray(a[idx])).to(device).float() for l, a in d.items()}
                  for m, d in self.patches.items()}
         labels = torch.from_numpy(self.labels[idx]).long().to(device)
         masks = torch.from_numpy(self.masks[idx].astype(np.float32)).to(device)
-        return g, feats, labels, masks, [self.cls_names[i] for i in idx], idx
+        return Batch(g, feats, labels, masks, [self.cls_names[i] for i in idx], idx)
 
     def categories(self) -> dict[str, np.ndarray]:
         """Indices of each category, in first-seen order."""
@@ -88,51 +143,95 @@ class FeatureSet:
         return {c: np.asarray(v) for c, v in out.items()}
 
 
-def feature_key(model, samples: list[Sample], image_size: int) -> str:
-    r = model.recipe
-    parts = dict(
-        version=CACHE_VERSION, backbone=model.info.name, weights=model.info.weights, image_size=image_size,
-        pos=model.info.pos_interpolation, modes=list(model.modes) or ["none"], start=model.dpam_start,
-        layers=list(model.layers), global_ln_post=r.global_ln_post, data=dataset_fingerprint(samples),
-        dtype=cache_dtype(),
-    )
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+def feature_key(model, fingerprint: str, dtype: str, skip_unreadable: bool = False) -> str:
+    """The cache key: the model's feature spec, the data's content, the dtype, the skip choice."""
+    return content_key(dict(version=CACHE_VERSION, spec=model.feature_spec(), data=fingerprint, dtype=dtype,
+                            skip_unreadable=bool(skip_unreadable)), n=24)
 
 
-def extract_features(model, samples: list[Sample], batch_size: int = 8, use_cache: bool = True,
+def extract_features(model, samples: list[Sample], cache: FeatureCache | None = None, batch_size: int = 8,
                      skip_unreadable: bool = False, progress: bool = True, desc: str = "features",
-                     cache_dir: Path | None = None) -> FeatureSet:
+                     verify: bool = False) -> FeatureSet:
     """The :class:`FeatureSet` of ``samples`` under ``model``'s frozen visual encoder.
 
-    With ``use_cache`` the features are written batch by batch into memory-mapped ``.npy``
-    files of a temporary folder, renamed into the cache when complete: extraction holds one
-    batch in memory, whatever the size of the dataset.
+    With a ``cache`` the features are written batch by batch into memory-mapped ``.npy`` files
+    of a temporary folder, renamed into the cache when complete (extraction holds one batch in
+    memory, whatever the size of the dataset), and read back from there next time. Without
+    one they are computed in memory, in float32.
     """
-    size = model.image_size
-    key = feature_key(model, samples, size)
-    folder = (cache_dir or cache_root()) / key
-    if use_cache and (folder / "index.json").is_file():
-        return _load(folder, key)
-    ds = AnomalyDataset(samples, size, skip_unreadable=skip_unreadable)
-    t0 = time.perf_counter()
-    if not use_cache:
-        fs = _compute(model, ds, batch_size, progress, desc, _Arrays(len(ds)))
-        fs.seconds, fs.key = time.perf_counter() - t0, key
-        return fs
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        arrays = _Arrays(len(ds), tmp)
-        fs = _compute(model, ds, batch_size, progress, desc, arrays)
+    if cache is None:
+        ds = AnomalyDataset(samples, model.image_size, skip_unreadable=skip_unreadable)
+        t0 = time.perf_counter()
+        fs = _compute(model, ds, batch_size, progress, desc, _Arrays(len(ds)), "float32")
         fs.seconds = time.perf_counter() - t0
-        arrays.flush()
-        _save(fs, tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    fs = _load(folder, key, seconds=fs.seconds, skipped=fs.skipped)
+        return fs
+    fingerprint = cache.fingerprint(samples, verify=verify, missing_ok=skip_unreadable)
+    key = feature_key(model, fingerprint, cache.dtype, skip_unreadable)
+    root = cache.root
+    folder = root / key
+    if (folder / "index.json").is_file():
+        return _load(folder, key, cache.dtype)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / f".{key}.lock"):
+        if (folder / "index.json").is_file():  # another process wrote it while we waited
+            return _load(folder, key, cache.dtype)
+        remove_leftovers(root, own_key=key)
+        ds = AnomalyDataset(samples, model.image_size, skip_unreadable=skip_unreadable)
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+        try:
+            arrays = _Arrays(len(ds), tmp)
+            fs = _compute(model, ds, batch_size, progress, desc, arrays, cache.dtype)
+            fs.seconds = time.perf_counter() - t0
+            arrays.flush()
+            _save(fs, tmp, folder)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    fs = _load(folder, key, cache.dtype, seconds=fs.seconds, skipped=fs.skipped)
     fs.from_cache = False
     return fs
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive ``flock`` on ``path`` for the duration of the block."""
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_leftovers(root: Path, own_key: str | None = None) -> list[Path]:
+    """Remove temporary folders of interrupted extractions (their key's lock is free).
+
+    ``own_key``: a key whose lock the caller holds, so its temporary folders are left-overs too.
+    """
+    removed = []
+    for tmp in root.glob(".*.*"):
+        if not tmp.is_dir():
+            continue
+        key = tmp.name[1:].split(".", 1)[0]
+        if key == own_key:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+            continue
+        lock = root / f".{key}.lock"
+        with open(lock, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # held: by us (we are extracting this key and the folder is ours) or by another
+                # process still writing it; either way not a left-over.
+                continue
+            try:
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    return removed
 
 
 class _Arrays:
@@ -153,6 +252,18 @@ class _Arrays:
     def put(self, name: str, start: int, block: np.ndarray) -> None:
         self.get(name, block.shape[1:], block.dtype)[start:start + len(block)] = block
 
+    def check_space(self) -> None:
+        """Refuse to fill memory maps that the disk cannot hold (they are sparse until written)."""
+        if self.folder is None:
+            return
+        need = sum(a.nbytes for a in self.arrays.values())
+        free = shutil.disk_usage(self.folder).free
+        if free < need + DISK_MARGIN:
+            raise AnomclipError(
+                f"not enough free space for the feature cache in {self.folder.parent}: the features need "
+                f"{need / 2**30:.2f} GiB, {free / 2**30:.2f} GiB are free (free some, or point "
+                f"ANOMCLIP_CACHE / --cache-dir at another disk)")
+
     def flush(self) -> None:
         for a in self.arrays.values():
             if isinstance(a, np.memmap):
@@ -164,14 +275,15 @@ def _patch_name(mode: str, layer: int) -> str:
     return f"patches_{mode}_{layer}"
 
 
-def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: str, out: _Arrays) -> FeatureSet:
+def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: str, out: _Arrays,
+             dtype_name: str) -> FeatureSet:
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
-    dtype = getattr(torch, cache_dtype())
+    dtype = getattr(torch, dtype_name)
     labels, cls, species, paths = [], [], [], []
     seen: dict = {}  # {mode: {layer}} of the patch features written
     start = 0
     for item in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        g, feats = model.encode_image_modes(item["image"])
+        g, feats = model.encode_image(item["image"])
         out.put("global", start, g.float().cpu().numpy())
         for m, d in feats.items():
             for l, t in d.items():
@@ -182,6 +294,8 @@ def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: s
         cls += list(item["cls_name"])
         species += list(item["specie_name"])
         paths += list(item["path"])
+        if start == 0:
+            out.check_space()
         start += len(g)
     has_mask = [bool(getattr(s, "mask_path", None)) or not s.anomaly for s in getattr(ds, "samples", [])]
     n = len(paths)
@@ -192,7 +306,7 @@ def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: s
         masks=out.get("masks", (ds.image_size, ds.image_size), np.uint8),
         cls_names=cls, specie_names=species, paths=paths,
         has_mask=np.asarray(has_mask if len(has_mask) == n else [True] * n, dtype=bool),
-        skipped=list(getattr(ds, "skipped", [])),
+        skipped=list(getattr(ds, "skipped", [])), dtype=dtype_name,
     )
 
 
@@ -209,7 +323,7 @@ def _save(fs: FeatureSet, tmp: Path, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def _load(folder: Path, key: str, seconds: float = 0.0, skipped=None) -> FeatureSet:
+def _load(folder: Path, key: str, dtype: str, seconds: float = 0.0, skipped=None) -> FeatureSet:
     index = json.loads((folder / "index.json").read_text())
     patches: dict = {}
     for name, (m, l) in index["patch_files"].items():
@@ -220,5 +334,5 @@ def _load(folder: Path, key: str, seconds: float = 0.0, skipped=None) -> Feature
         cls_names=index["cls_names"], specie_names=index["specie_names"], paths=index["paths"],
         has_mask=np.load(folder / "has_mask.npy"),
         skipped=[tuple(s) for s in (skipped if skipped is not None else index["skipped"])],
-        seconds=seconds, from_cache=True, key=key,
+        seconds=seconds, from_cache=True, key=key, dtype=dtype,
     )

@@ -487,3 +487,35 @@ def bench_aupro(n: int = 100, size: int = 518, seed: int = 0) -> dict[str, float
         naive_extrapolated_s=per_threshold * distinct.size,
     )
     return out
+
+
+# ----------------------------------------------------------------------------- helpers for figures
+
+
+def auroc_or_nan(scores: object, labels: object) -> float:
+    """AUROC of any scored samples (images or pixels), NaN without a warning when one class is absent.
+
+    The same number as :func:`image_auroc` (``roc_auc_score``) where that is defined. Meant for
+    figure titles (one map, one image) where a normal image simply has no pixel AUROC; results
+    files use the warning metrics above, which record undefined values in their notes.
+    """
+    s, y = _image_inputs(scores, labels)
+    if _image_undefined(y) is not None:
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
+def f1_threshold(scores: object, labels: object) -> float:
+    """The score threshold ``t`` of the F1-max operating point: ``argmax_t F1(score >= t)``.
+
+    Precision and recall as in :func:`f1_max` (``precision_recall_curve``); the smallest
+    threshold among ties. NaN when there is no anomalous sample.
+    """
+    s, y = _image_inputs(scores, labels)
+    if not y.any():
+        return float("nan")
+    precision, recall, thresholds = precision_recall_curve(y, s)
+    p, r = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    denom = p + r
+    f1 = np.divide(2.0 * p * r, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0)
+    return float(thresholds[int(np.argmax(f1))])

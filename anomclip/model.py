@@ -10,7 +10,6 @@ visual features (:meth:`AnomalyCLIP.score_features`).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +17,11 @@ import torch
 from torch import nn
 
 from . import backbone as bb
-from .dpam import DualPathEncoder
+from .dpam import DualPathEncoder, VisualFeatures
 from .errors import AnomclipError
 from .prompt_learner import PromptLearner, encode_prompts
 from .recipes import Recipe, get_recipe, resolve_block
+from .results import atomic_write
 from .scoring import anomaly_map, probability_maps, similarity_logits
 
 CHECKPOINT_FORMAT = "anomclip-prompts/1"
@@ -62,25 +62,21 @@ class AnomalyCLIP(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def create(cls, backbone: str = "ViT-L-14-336", pretrained: str | None = "openai",
-               image_size: int | None = None, recipe: str | Recipe = "official",
-               device: str | torch.device = "cpu", cache_dir: str | None = None, **overrides) -> "AnomalyCLIP":
-        """Load ``backbone``/``pretrained`` through open_clip and wrap it with ``recipe``."""
-        r = get_recipe(recipe, backbone=backbone, pretrained=pretrained, image_size=image_size, **overrides)
-        if pretrained is None and backbone == r.backbone:  # explicit "random weights"
-            r = r.with_(pretrained=None)
+    def create(cls, recipe: str | Recipe = "official", device: str | torch.device = "cpu",
+               cache_dir: str | None = None, **settings) -> "AnomalyCLIP":
+        """The model a recipe describes: its backbone and weights loaded through open_clip.
+
+        ``recipe`` is a name (``official``, ``paper``, …) or a :class:`Recipe`; ``settings``
+        replace recipe fields as given, ``None`` included (``pretrained=None``: random weights)::
+
+            AnomalyCLIP.create("paper", backbone="ViT-L-14-336", pretrained="openai", image_size=518)
+        """
+        r = get_recipe(recipe)
+        r = r.with_(**settings) if settings else r
         clip_model, tokenizer, info = bb.load_clip(
             r.backbone, r.pretrained, r.image_size, r.pos_interpolation, device=device, cache_dir=cache_dir
         )
         return cls(clip_model, tokenizer, info, r).to(device)
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, device: str | torch.device = "cpu") -> "AnomalyCLIP":
-        """The backbone, weights and image size named in ``recipe``."""
-        clip_model, tokenizer, info = bb.load_clip(
-            recipe.backbone, recipe.pretrained, recipe.image_size, recipe.pos_interpolation, device=device
-        )
-        return cls(clip_model, tokenizer, info, recipe).to(device)
 
     @classmethod
     def from_open_clip(cls, clip_model: nn.Module, image_size: int | None = None, tokenizer=None,
@@ -106,15 +102,28 @@ class AnomalyCLIP(nn.Module):
     def image_size(self) -> int:
         return self.info.image_size
 
-    def encode_image_modes(self, images: torch.Tensor):
-        """``(global [B, D], {mode: {layer: [B, N, D]}})``, L2-normalised (visual side is frozen)."""
+    def feature_spec(self) -> dict:
+        """Everything the frozen visual features depend on, except the data and storage dtype.
+
+        The feature cache keys its entries by this (plus the dataset fingerprint), so two
+        recipes that differ only in prompts, losses or training share one extraction.
+        """
+        return {"encoder": "dual-path", "backbone": self.info.name, "weights": self.info.weights,
+                "image_size": self.info.image_size, "pos": self.info.pos_interpolation,
+                "modes": list(self.modes) or ["none"], "start": self.dpam_start, "layers": list(self.layers),
+                "global_ln_post": self.recipe.global_ln_post}
+
+    def encode_image(self, images: torch.Tensor) -> VisualFeatures:
+        """``VisualFeatures(global_feature [B, D], patches {mode: {layer: [B, N, D]}})``.
+
+        L2-normalised, without gradients (the visual side is frozen); ``.by_layer()`` gives
+        ``{layer: [B, N, D]}`` of a single-mode recipe.
+        """
         with torch.no_grad():
             return self.encoder(images.to(self.device))
 
-    def encode_image(self, images: torch.Tensor):
-        """``(global [B, D], {layer: [B, N, D]})`` for one DPAM mode (nested by mode for ensembles)."""
-        g, feats = self.encode_image_modes(images)
-        return (g, next(iter(feats.values()))) if len(feats) == 1 else (g, feats)
+    #: The former name of :meth:`encode_image` (same result), kept while callers move over.
+    encode_image_modes = encode_image
 
     def encode_text(self, cls_name: str | None = None) -> torch.Tensor:
         """The normal/abnormal text features ``[2, D]`` (row 0 normal, row 1 abnormal).
@@ -161,7 +170,7 @@ class AnomalyCLIP(nn.Module):
         return AnomalyOutput(image_logits.softmax(-1)[:, 1], amap, image_logits, layer_probs)
 
     def forward(self, images: torch.Tensor, cls_names=None) -> AnomalyOutput:
-        g, feats = self.encode_image_modes(images)
+        g, feats = self.encode_image(images)
         return self.score_features(g, feats, self.text_for(cls_names))
 
     # ------------------------------------------------------------------ parameters & checkpoints
@@ -228,15 +237,5 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """``torch.save`` through :func:`anomclip.results.atomic_write` (never a half-written file)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))

@@ -15,17 +15,76 @@ from pathlib import Path
 
 from .errors import AnomclipError
 from .recipes import Recipe, get_recipe, smoke
+from .features import FeatureCache
 from .runner import DataSpec
 
+@dataclass(frozen=True)
+class PaperDataset:
+    """One of the paper's 17 datasets: where it is published and how the profile reads it."""
+
+    key: str  # the layout name (``anomclip prepare --layout KEY``)
+    name: str  # as in the paper's tables (anomclip/reference/paper_results.csv)
+    folder: str  # folder under DATA_ROOT
+    domain: str  # "industrial" or "medical"
+    image_metrics: bool
+    pixel_metrics: bool
+    size: str  # test images (normal, anomalous), the paper's Table 6
+    source: str  # where it is published
+
+
+#: The paper's 17 datasets (Tables 1-3), in the order of its tables.
+PAPER_TABLE: tuple[PaperDataset, ...] = (
+    PaperDataset("mvtec", "MVTec AD", "mvtec", "industrial", True, True, "467 + 1258",
+                 "https://www.mvtec.com/company/research/datasets/mvtec-ad"),
+    PaperDataset("visa", "VisA", "visa", "industrial", True, True, "962 + 1200",
+                 "https://github.com/amazon-science/spot-diff"),
+    PaperDataset("mpdd", "MPDD", "mpdd", "industrial", True, True, "176 + 282",
+                 "https://github.com/stepanje/MPDD"),
+    PaperDataset("btad", "BTAD", "btad", "industrial", True, True, "451 + 290",
+                 "BTAD (Mishra et al., 2021, VT-ADL): the authors' download page"),
+    PaperDataset("sdd", "SDD", "sdd", "industrial", True, True, "181 + 74 halves",
+                 "https://www.vicos.si/resources/kolektorsdd/"),
+    PaperDataset("dagm", "DAGM", "dagm", "industrial", True, True, "6996 + 1054",
+                 "DAGM 2007 competition (Wieler & Hahn), Heidelberg Collaboratory for Image Processing"),
+    PaperDataset("dtd", "DTD-Synthetic", "dtd", "industrial", True, True, "357 + 947",
+                 "Aota et al., WACV 2023 (released with their paper)"),
+    PaperDataset("isic", "ISIC", "isic", "medical", False, True, "0 + 379",
+                 "https://challenge.isic-archive.com/data/#2016 (Part 1 test set)"),
+    PaperDataset("clinicdb", "CVC-ClinicDB", "clinicdb", "medical", False, True, "0 + 612",
+                 "https://polyp.grand-challenge.org/CVCClinicDB/"),
+    PaperDataset("colondb", "CVC-ColonDB", "colondb", "medical", False, True, "0 + 380",
+                 "Tajbakhsh et al., 2015; redistributed in PraNet's TestDataset (images/, masks/)"),
+    PaperDataset("kvasir", "Kvasir", "kvasir", "medical", False, True, "0 + 1000",
+                 "https://datasets.simula.no/kvasir-seg/"),
+    PaperDataset("endo", "Endo", "endo", "medical", False, True, "0 + 200",
+                 "EndoTect 2020 challenge segmentation set (Hicks et al., 2021, HyperKvasir)"),
+    PaperDataset("tn3k", "TN3K", "tn3k", "medical", False, True, "0 + 614",
+                 "https://github.com/haifangong/TRFE-Net-for-thyroid-nodule-segmentation"),
+    PaperDataset("headct", "HeadCT", "headct", "medical", True, False, "100 + 100",
+                 "https://www.kaggle.com/datasets/felipekitamura/head-ct-hemorrhage"),
+    PaperDataset("brainmri", "BrainMRI", "brainmri", "medical", True, False, "98 + 155",
+                 "https://www.kaggle.com/datasets/navoneel/brain-mri-images-for-brain-tumor-detection"),
+    PaperDataset("br35h", "Br35H", "br35h", "medical", True, False, "1500 + 1500",
+                 "https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection"),
+    PaperDataset("covid", "COVID-19", "covid", "medical", True, False, "1341 + 219",
+                 "https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database"),
+)
+#: Table 3's medical auxiliary set (CVC-ColonDB + the Endo classification test split's normal
+#: images), built by hand as a folder layout (docs/datasets.md); tuned on when present.
+MEDICAL_AUX = PaperDataset("folder", "ColonDB+Endo", "medical_aux", "medical", True, True, "163 + 380",
+                           "built from CVC-ColonDB and the Endo classification test split (paper, App. B)")
+
 #: Folder names under DATA_ROOT for the paper profile, and their names in the paper's tables.
-PAPER_DATASETS = {
-    "mvtec": "MVTec AD", "visa": "VisA", "mpdd": "MPDD", "btad": "BTAD", "sdd": "SDD", "dagm": "DAGM",
-    "dtd": "DTD-Synthetic",
-}
-MEDICAL_DATASETS = {
-    "headct": "HeadCT", "brainmri": "BrainMRI", "br35h": "Br35H", "covid": "COVID-19", "isic": "ISIC",
-    "clinicdb": "CVC-ClinicDB", "colondb": "CVC-ColonDB", "kvasir": "Kvasir", "endo": "Endo", "tn3k": "TN3K",
-}
+PAPER_DATASETS = {d.folder: d.name for d in PAPER_TABLE if d.domain == "industrial"}
+MEDICAL_DATASETS = {d.folder: d.name for d in PAPER_TABLE if d.domain == "medical"}
+
+
+def folder_of(key: str) -> str:
+    """The DATA_ROOT folder of the paper dataset with layout ``key``."""
+    for d in PAPER_TABLE:
+        if d.key == key:
+            return d.folder
+    raise AnomclipError(f"unknown paper dataset {key!r} (choose from {', '.join(d.key for d in PAPER_TABLE)})")
 
 
 @dataclass
@@ -37,6 +96,10 @@ class Profile:
     protocol: dict = field(default_factory=dict)
     results_dir: Path = Path("results")
     synthetic: bool = False
+    #: datasets of the profile that were not found: {name: one line naming the folder and source}
+    missing: dict = field(default_factory=dict)
+    #: where frozen features are cached (from $ANOMCLIP_CACHE / $ANOMCLIP_CACHE_DTYPE)
+    cache: FeatureCache = field(default_factory=FeatureCache.from_env)
 
     def train_for(self, dataset: str) -> DataSpec:
         """The dataset whose prompts are used to evaluate ``dataset`` (zero-shot protocol)."""
@@ -49,6 +112,8 @@ class Profile:
         r = get_recipe(name)
         keep = dict(backbone=self.base.backbone, pretrained=self.base.pretrained,
                     image_size=self.base.image_size, epochs=self.base.epochs)
+        if not self.synthetic:  # a baseline keeps what its own paper fixes (WinCLIP's backbone, VAND's size…)
+            keep = {k: v for k, v in keep.items() if k not in r.own_settings}
         keep.update(overrides)
         return r.with_(**keep)
 
@@ -71,22 +136,57 @@ def ensure_synthetic(root: str | Path) -> dict[str, Path]:
 def get_profile(name: str = "smoke", data_root: str | Path = "data", results_dir: str | Path = "results") -> Profile:
     if name == "smoke":
         domains = ensure_synthetic(data_root)
-        ds = {d: DataSpec(str(p), d, synthetic=True) for d, p in domains.items()}
+        ds = {d: DataSpec(str(p), d) for d, p in domains.items()}
         return Profile("smoke", smoke("official"), ds, {"textures": ["objects"], "objects": ["textures"]},
                        Path(results_dir), synthetic=True)
     if name == "paper":
-        root = Path(data_root)
-        ds = {label: DataSpec(str(root / folder), label) for folder, label in PAPER_DATASETS.items()
-              if (root / folder).is_dir()}
-        ds.update({label: DataSpec(str(root / folder), label) for folder, label in MEDICAL_DATASETS.items()
-                   if (root / folder).is_dir()})
-        for needed in ("mvtec", "visa"):
-            if PAPER_DATASETS[needed] not in ds:
-                raise AnomclipError(
-                    f"paper profile: {root / needed} not found; put MVTec AD in {root / 'mvtec'} and VisA in "
-                    f"{root / 'visa'} (then `anomclip prepare {root / 'mvtec'}`), see README"
-                )
-        others = [n for n in ds if n not in ("MVTec AD",)]
-        return Profile("paper", get_recipe("official"), ds, {"MVTec AD": others, "VisA": ["MVTec AD"]},
-                       Path(results_dir))
+        return paper_profile(data_root, results_dir)
     raise AnomclipError(f"unknown profile {name!r} (smoke or paper)")
+
+
+def _paper_spec(root: Path, d: PaperDataset) -> DataSpec:
+    from .data import is_synthetic
+
+    path = root / d.folder
+    return DataSpec(str(path), d.name, synthetic=is_synthetic(path) if (path / "meta.json").is_file() else False)
+
+
+def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "results",
+                  prepare: bool = True) -> Profile:
+    """The paper's datasets found under ``data_root`` and its protocol (SPEC §6).
+
+    Prompts tuned on MVTec AD evaluate every other dataset present; prompts tuned on VisA
+    evaluate MVTec AD; when ``DATA_ROOT/medical_aux`` exists (Table 3), prompts tuned on it
+    evaluate the medical datasets. A dataset folder without ``meta.json`` is prepared (its
+    layout detected) when ``prepare``; a missing folder is skipped and listed in
+    :attr:`Profile.missing` with where the dataset is published. Works with any subset present;
+    a tuning set that is absent simply drops its protocol entry.
+    """
+    from .layouts import prepare_dataset
+
+    root = Path(data_root)
+    ds: dict = {}
+    missing: dict = {}
+    for d in PAPER_TABLE + (MEDICAL_AUX,):
+        path = root / d.folder
+        if not path.is_dir():
+            if d is not MEDICAL_AUX:
+                missing[d.name] = f"{d.name}: {path} not found, skipped (published at {d.source})"
+            continue
+        if prepare and not (path / "meta.json").is_file():
+            prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
+        ds[d.name] = _paper_spec(root, d)
+    protocol: dict = {}
+    mvtec, visa = "MVTec AD", "VisA"
+    if mvtec in ds:
+        others = [n for n in ds if n not in (mvtec, MEDICAL_AUX.name)]
+        if others:
+            protocol[mvtec] = others
+    if visa in ds and mvtec in ds:
+        protocol[visa] = [mvtec]
+    medical = [d.name for d in PAPER_TABLE if d.domain == "medical" and d.name in ds]
+    if MEDICAL_AUX.name in ds and medical:
+        protocol[MEDICAL_AUX.name] = medical
+    synthetic = bool(ds) and all(spec.synthetic for spec in ds.values())
+    return Profile("paper", get_recipe("official"), ds, protocol, Path(results_dir), synthetic=synthetic,
+                   missing=missing)

@@ -10,12 +10,13 @@ Metric values are fractions in [0, 1]; undefined ones are ``null`` (NaN) with a 
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 from pathlib import Path
 
 from .errors import AnomclipError
@@ -105,17 +106,72 @@ def _clean(x):
     return x
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write(path: str | os.PathLike, data) -> Path:
+    """Write ``path`` completely or not at all: the one way anomclip writes a file.
+
+    ``data`` is ``bytes``, ``str`` (UTF-8) or a callback ``writer(binary_file)`` (e.g.
+    ``lambda f: torch.save(obj, f)``). It goes to a temporary file beside ``path``, created
+    with the user's umask (mode ``0o666 & ~umask``, like ``open``; ``tempfile.mkstemp`` would
+    make it 0600), flushed to disk, then renamed over ``path``: a reader sees the old file or
+    the new one, never half of one. A full disk or a folder that cannot be written is an
+    :class:`AnomclipError` naming ``path``; the temporary file is removed and an existing
+    ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AnomclipError(f"cannot create the folder {path.parent} for {path}: {e.strerror}") from None
+    if path.is_dir():
+        raise AnomclipError(f"{path} is a folder: give a file name to write")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise AnomclipError(f"cannot write {path}: no space left on the device") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise AnomclipError(f"cannot write {path}: {e.strerror} (is {path.parent} read-only?)") from None
+        raise
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write` of a text (UTF-8)."""
+    return atomic_write(path, text)
+
+
+def check_writable(path: str | os.PathLike, kind: str = "file") -> Path:
+    """Fail now, before any expensive work, if ``path`` (a ``file`` or a ``folder``) cannot be written.
+
+    A file must not be an existing folder and a folder must not be an existing file; the
+    folder that will hold it is created if needed, and a temporary file is created in it and
+    removed (the only sure test: permissions, read-only mounts and ACLs all show up).
+    """
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        raise AnomclipError(f"{path} is a folder: give a file name to write")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise AnomclipError(f"{path} is a file, not a folder: give a folder to write into")
+    folder = path if kind == "folder" else path.parent
+    probe = folder / f".anomclip-write-test.{secrets.token_hex(4)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except OSError as e:
+        raise AnomclipError(f"cannot write {path}: {e.strerror} ({folder})") from None
+    probe.unlink()
     return path
 
 

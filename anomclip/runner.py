@@ -1,62 +1,71 @@
-"""One runner for every experiment: train the prompts (or not), evaluate, write results.
+"""One runner for every experiment, on a run store keyed by content (docs/run-store.md).
 
 An experiment is ``(recipe, training data or None, evaluation data…)``. The runner
 
-1. re-uses a results file whose recipe and data fingerprints match (unless ``force``);
-2. loads the backbone once per (name, weights, size) and the frozen visual features from the
-   on-disk cache (:mod:`anomclip.features`);
-3. trains the prompts on the training data (checkpoint beside the results), or evaluates the
-   untrained prompts / an imported checkpoint;
-4. evaluates on each evaluation dataset and writes ``<out>/<experiment>/<dataset>.json``.
+1. computes the experiment's **run key** from what it computes with — the recipe (every
+   setting but its display name), the weights identity, the training data's content
+   fingerprint, the initial prompts' content, the feature dtype — and each evaluation's key
+   from the run key, the evaluation data's fingerprint and the ``skip_unreadable`` choice;
+2. re-uses the results files under those keys (unless ``force``); a trained run whose
+   checkpoint is complete is never trained again, an interrupted one resumes;
+3. otherwise loads the backbone once per process, reads the frozen visual features from the
+   :class:`~anomclip.features.FeatureCache`, trains, evaluates and writes
+   ``<out>/runs/<run key>/eval-<eval key>.json`` atomically.
 
-Notebooks and the CLI only call :func:`run_experiment` and read what it returns.
+Display labels are not part of any key: :func:`run_table` attaches them. Notebooks and the
+CLI call :func:`run_experiment` / :func:`run_table` and read what they return; an
+:class:`Experiment` rebuilds its model (:meth:`Experiment.model`) or recomputes maps from the
+cached features (:meth:`Experiment.predict`) on demand, so nothing needs copying.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from . import backbone as bb
-from .data import dataset_fingerprint, load_index
+from .data import is_synthetic, load_index
 from .errors import AnomclipError
 from .evaluate import EvalResult, evaluate
-from .features import cache_dtype, extract_features
+from .features import FeatureCache, FeatureSet, extract_features
+from .fingerprint import content_key
 from .model import AnomalyCLIP
 from .recipes import Recipe
-from .results import provenance, read_results, write_results
+from .results import atomic_write_text, provenance, read_results, write_results
 from .train import TrainResult, train
+
+#: Bumped when the meaning of a key or the layout of the run store changes.
+STORE_VERSION = 1
+UNTRAINED = "untrained prompts (N(0, 0.02) init)"
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A dataset root (with ``meta.json`` or a known layout) and how to call it."""
+    """A dataset root (with ``meta.json`` or a known layout), the split and the name it is shown by."""
 
     root: str
     name: str
     split: str = "test"  # the authors tune on the test split of the auxiliary dataset
     categories: tuple[str, ...] | None = None
-    synthetic: bool = False
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the dataset says it was generated (``"synthetic": true`` in its ``meta.json``)."""
+        return is_synthetic(self.root)
+
+    def samples(self) -> list:
+        return [s for v in load_index(self.root, self.split, self.categories).values() for s in v]
 
 
-@dataclass
-class Experiment:
-    """What :func:`run_experiment` returns: results per evaluation dataset, and the training."""
-
-    label: str
-    recipe: Recipe
-    results: dict = field(default_factory=dict)  # {dataset name: results doc}
-    training: dict | None = None
-    folder: Path | None = None
-    reused: bool = False
-    model: AnomalyCLIP | None = None
-    evals: dict = field(default_factory=dict)  # {dataset name: EvalResult} (when computed now)
-
+# --------------------------------------------------------------------------- models
 
 _BACKBONES: dict = {}
 
@@ -64,121 +73,239 @@ _BACKBONES: dict = {}
 def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise AnomclipError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise AnomclipError(f"device {device!r} asked for, but no CUDA GPU is available (use --device cpu)")
+    if ":" in str(device) and int(str(device).split(":")[1]) >= torch.cuda.device_count():
+        raise AnomclipError(f"device {device!r}: there are only {torch.cuda.device_count()} CUDA GPU(s)")
     return str(device)
 
 
 def build_model(recipe: Recipe, device: str = "cpu") -> AnomalyCLIP:
-    """An :class:`AnomalyCLIP` for ``recipe``; the frozen backbone is loaded once per process."""
+    """The model of ``recipe.method`` (AnomalyCLIP or a baseline, :mod:`anomclip.methods`); the
+    frozen backbone is loaded once per process."""
     key = (recipe.backbone, recipe.pretrained, recipe.image_size, recipe.pos_interpolation, device)
     if key not in _BACKBONES:
         _BACKBONES.clear()  # keep one backbone in memory (ViT-L is 1.7 GB)
         _BACKBONES[key] = bb.load_clip(recipe.backbone, recipe.pretrained, recipe.image_size,
                                        recipe.pos_interpolation, device=device)
     clip_model, tokenizer, info = _BACKBONES[key]
-    return AnomalyCLIP(clip_model, tokenizer, info, recipe).to(device)
+    from .methods import build_method
+
+    return build_method(recipe, clip_model, tokenizer, info).to(device)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower() or "run"
+# --------------------------------------------------------------------------- keys
 
 
-def _samples(spec: DataSpec):
-    return [s for v in load_index(spec.root, spec.split, spec.categories).values() for s in v]
+def weights_identity(recipe: Recipe, cache: FeatureCache) -> str | None:
+    """The weights a recipe names: an open_clip tag, a local file by content, or None (random)."""
+    p = recipe.pretrained
+    if p is not None and os.path.isfile(p):
+        return f"file:{cache.digests.digest(p)}"
+    return p
 
 
-def _data_info(spec: DataSpec, samples) -> dict:
-    return {"name": spec.name, "root": str(spec.root), "split": spec.split, "synthetic": spec.synthetic,
-            "categories": sorted({s.cls_name for s in samples}), "images": len(samples),
-            "fingerprint": dataset_fingerprint(samples)}
+def _init_identity(authors_checkpoint, init_prompts, cache: FeatureCache) -> dict | None:
+    if authors_checkpoint:
+        return {"authors": cache.digests.digest(authors_checkpoint), "file": Path(authors_checkpoint).name}
+    if init_prompts:
+        return {"prompts": cache.digests.digest(init_prompts), "file": Path(init_prompts).name}
+    return None
 
 
-def experiment_id(recipe: Recipe, train_data: DataSpec | None, init: str | None) -> str:
-    key = json.dumps({"recipe": recipe.to_dict(), "train": train_data.name if train_data else None,
-                      "init": init}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:10]
+def run_material(recipe: Recipe, train_fp: str | None, init: dict | None, cache: FeatureCache) -> dict:
+    """Everything a run's prompts depend on (its key is the hash of this)."""
+    settings = recipe.to_dict()
+    settings.pop("name")  # a display name, not a setting
+    return {"store": STORE_VERSION, "recipe": settings, "weights": weights_identity(recipe, cache),
+            "train_data": train_fp, "init": {k: v for k, v in init.items() if k != "file"} if init else None,
+            "feature_dtype": cache.dtype}
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+@dataclass
+class Experiment:
+    """One run: its key, its results per evaluation dataset, and what rebuilds its model."""
+
+    key: str
+    recipe: Recipe
+    folder: Path
+    results: dict = field(default_factory=dict)  # {dataset name: results doc}
+    training: dict | None = None
+    reused: bool = False  # every result came from the store
+    checkpoint: Path | None = None  # trained prompts (None when untrained)
+    init: str = UNTRAINED
+    device: str = "cpu"
+    cache: FeatureCache = field(default_factory=FeatureCache)
+    data: dict = field(default_factory=dict)  # {dataset name: DataSpec}
+    _authors_checkpoint: str | None = None
+    _init_prompts: str | None = None
+
+    def model(self) -> AnomalyCLIP:
+        """The model with this run's prompts (trained, imported or initial)."""
+        model = build_model(self.recipe, self.device)
+        if self.checkpoint is not None:
+            model.load_prompts(self.checkpoint)
+        elif self._authors_checkpoint:
+            model.load_authors_checkpoint(self._authors_checkpoint)
+        elif self._init_prompts:
+            model.load_prompts(self._init_prompts)
+        model.prompt_learner.eval()
+        return model
+
+    def features(self, name: str, model: AnomalyCLIP | None = None) -> FeatureSet:
+        """The cached visual features of evaluation dataset ``name``."""
+        spec = self.data[name]
+        return extract_features(model or build_model(self.recipe, self.device), spec.samples(), self.cache,
+                                progress=False, desc=f"features {name}")
+
+    def predict(self, name: str, batch_size: int = 16) -> EvalResult:
+        """Scores, maps and metrics on ``name``, recomputed from the cached features (maps kept)."""
+        model = self.model()
+        return evaluate(model, self.features(name, model), batch_size=batch_size, progress=False,
+                        keep_maps=True)
+
+
+@contextlib.contextmanager
+def _run_lock(folder: Path):
+    """One process at a time trains or evaluates a given run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[DataSpec], out_dir: str | Path,
-                   label: str | None = None, device: str | None = "auto", force: bool = False,
-                   progress: bool = True, authors_checkpoint: str | None = None, keep_model: bool = False,
-                   keep_maps: bool = False, batch_size: int = 16, init_prompts: str | None = None) -> Experiment:
-    """Train (if ``train_data``) and evaluate ``recipe``; reuse matching results unless ``force``.
+                   device: str | None = "auto", force: bool = False, progress: bool = True,
+                   authors_checkpoint: str | None = None, init_prompts: str | None = None, batch_size: int = 16,
+                   cache: FeatureCache | None = None, skip_unreadable: bool = False,
+                   verify: bool = False) -> Experiment:
+    """Train (if ``train_data``) and evaluate ``recipe``; re-use what the store holds unless ``force``.
 
     The prompts start from their N(0, 0.02) initialisation, from the authors' released file
     (``authors_checkpoint``) or from one of our own checkpoints (``init_prompts``, e.g. prompts
-    tuned with another template, re-evaluated as in the paper's Fig. 9).
+    tuned with another template, re-evaluated as in the paper's Fig. 9). ``verify`` re-hashes
+    every data file even when its size and modification time are unchanged.
     """
     device = resolve_device(device)
-    label = label or recipe.name
-    init = None
-    if authors_checkpoint:
-        init = f"authors:{Path(authors_checkpoint).name}"
-    elif init_prompts:
-        init = f"prompts:{Path(init_prompts).parent.name}/{Path(init_prompts).name}"
-    folder = Path(out_dir) / f"{slug(label)}-{experiment_id(recipe, train_data, init)}"
-    exp = Experiment(label, recipe, folder=folder)
-    eval_samples = {spec.name: _samples(spec) for spec in eval_data}
-    train_samples = _samples(train_data) if train_data else None
-    paths = {spec.name: folder / f"{slug(spec.name)}.json" for spec in eval_data}
+    cache = cache or FeatureCache()
+    if authors_checkpoint and init_prompts:
+        raise AnomclipError("give either authors_checkpoint or init_prompts, not both")
+    eval_samples = {spec.name: spec.samples() for spec in eval_data}
+    train_samples = train_data.samples() if train_data else None
+    train_fp = cache.fingerprint(train_samples, verify) if train_data else None
+    init = _init_identity(authors_checkpoint, init_prompts, cache)
+    material = run_material(recipe, train_fp, init, cache)
+    key = content_key(material)
+    folder = Path(out_dir) / "runs" / key
+    exp = Experiment(key, recipe, folder, device=device, cache=cache, data={s.name: s for s in eval_data},
+                     _authors_checkpoint=authors_checkpoint, _init_prompts=init_prompts)
+    exp.init = (f"authors' checkpoint {init['file']}" if authors_checkpoint else
+                f"prompts {init['file']} ({init['prompts'][:8]})" if init_prompts else
+                "learned" if train_data else UNTRAINED)
+    eval_keys = {spec.name: eval_key(key, cache.fingerprint(eval_samples[spec.name], verify,
+                                                           missing_ok=skip_unreadable), skip_unreadable)
+                 for spec in eval_data}
+    paths = {name: folder / f"eval-{k}.json" for name, k in eval_keys.items()}
 
-    if not force and not keep_model and not keep_maps and all(p.is_file() for p in paths.values()):
-        docs = {name: read_results(p) for name, p in paths.items()}
-        if all(_matches(docs[s.name], recipe, eval_samples[s.name], train_samples) for s in eval_data):
-            exp.results, exp.reused = docs, True
-            exp.training = next(iter(docs.values()))["provenance"].get("training")
+    with _run_lock(folder):
+        if force:
+            for p in [folder / "prompts.pt", folder / "run.json", *paths.values()]:
+                p.unlink(missing_ok=True)
+        run_doc = _read_run(folder)
+        if train_data is not None:
+            exp.checkpoint = folder / "prompts.pt"
+            if run_doc and run_doc.get("complete") and exp.checkpoint.is_file():
+                exp.training = run_doc["training"]
+        todo = [s for s in eval_data if force or not paths[s.name].is_file()]
+        for s in eval_data:
+            if s not in todo:
+                exp.results[s.name] = read_results(paths[s.name])
+        if not todo and (train_data is None or exp.training is not None):
+            exp.reused = True
             return exp
 
-    model = build_model(recipe, device)
-    durations: dict = {}
-    training_info = None
-    if authors_checkpoint:
-        model.load_authors_checkpoint(authors_checkpoint)
-    elif init_prompts:
-        model.load_prompts(init_prompts)
-    if train_data is not None:
-        t0 = time.perf_counter()
-        feats = extract_features(model, train_samples, progress=progress, desc=f"features {train_data.name}")
-        durations["train_features_s"] = feats.seconds
-        ckpt = folder / "prompts.pt"
-        if force and ckpt.exists():
-            ckpt.unlink()
-        tr: TrainResult = train(model, feats, checkpoint=ckpt, resume=True, progress=progress)
-        durations["train_s"] = tr.seconds
-        durations["train_total_s"] = time.perf_counter() - t0
-        training_info = {"data": _data_info(train_data, train_samples), "history": tr.history,
-                         "steps": tr.steps, "checkpoint": str(ckpt),
-                         "features_from_cache": feats.from_cache}
-    exp.training = training_info
-    for spec in eval_data:
-        doc, res = evaluate_dataset(model, spec, eval_samples[spec.name], paths[spec.name], device, durations,
-                                    training_info, init or ("learned" if train_data else UNTRAINED),
-                                    experiment=label, progress=progress, keep_maps=keep_maps,
-                                    batch_size=batch_size)
-        exp.results[spec.name], exp.evals[spec.name] = doc, res
-    if keep_model:
-        exp.model = model
+        model = exp.model() if train_data is None else build_model(recipe, device)
+        if train_data is not None and exp.training is None:
+            exp.training = _train(model, exp, train_data, train_samples, train_fp, material, progress)
+        elif train_data is not None:
+            model.load_prompts(exp.checkpoint)
+        elif run_doc is None:
+            _write_run(folder, material, training=None)
+        for spec in todo:
+            doc, _ = evaluate_dataset(model, spec, eval_samples[spec.name], paths[spec.name], device,
+                                      training_info=exp.training, init=exp.init, progress=progress,
+                                      batch_size=batch_size, cache=cache, skip_unreadable=skip_unreadable,
+                                      keys={"run": key, "eval": eval_keys[spec.name]})
+            exp.results[spec.name] = doc
     return exp
 
 
-UNTRAINED = "untrained prompts (N(0, 0.02) init)"
+def eval_key(run_key: str, eval_fp: str, skip_unreadable: bool) -> str:
+    return content_key({"run": run_key, "data": eval_fp, "skip_unreadable": bool(skip_unreadable)})
 
 
-def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, device: str, durations: dict | None = None,
-                     training_info: dict | None = None, init: str = UNTRAINED, experiment: str | None = None,
-                     progress: bool = True, keep_maps: bool = False, batch_size: int = 16,
-                     skip_unreadable: bool = False):
-    """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically)."""
+def _read_run(folder: Path) -> dict | None:
+    p = folder / "run.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged record is recomputed
+
+
+def _write_run(folder: Path, material: dict, training: dict | None, complete: bool = True) -> None:
+    atomic_write_text(folder / "run.json", json.dumps(
+        {"key": folder.name, "material": material, "training": training, "complete": complete}, indent=1) + "\n")
+
+
+def _train(model: AnomalyCLIP, exp: Experiment, spec: DataSpec, samples, fingerprint: str, material: dict,
+           progress: bool) -> dict:
     t0 = time.perf_counter()
-    feats = extract_features(model, samples, progress=progress, desc=f"features {spec.name}",
+    feats = extract_features(model, samples, exp.cache, progress=progress, desc=f"features {spec.name}")
+    tr: TrainResult = train(model, feats, checkpoint=exp.checkpoint, resume=True, progress=progress)
+    info = {"data": _data_info(spec, samples, fingerprint), "history": tr.history, "steps": tr.steps,
+            "checkpoint": str(exp.checkpoint), "features_from_cache": feats.from_cache,
+            "durations": {"train_features_s": feats.seconds, "train_s": tr.seconds,
+                          "train_total_s": time.perf_counter() - t0}}
+    _write_run(exp.folder, material, info, complete=len(tr.history) >= model.recipe.epochs)
+    return info
+
+
+def _data_info(spec: DataSpec, samples, fingerprint: str) -> dict:
+    return {"name": spec.name, "root": str(spec.root), "split": spec.split, "synthetic": spec.synthetic,
+            "categories": sorted({s.cls_name for s in samples}), "images": len(samples),
+            "fingerprint": fingerprint}
+
+
+def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, device: str,
+                     training_info: dict | None = None, init: str = UNTRAINED, progress: bool = True,
+                     batch_size: int = 16, cache: FeatureCache | None = None, skip_unreadable: bool = False,
+                     keys: dict | None = None, experiment: str | None = None):
+    """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically).
+
+    Returns ``(results doc, EvalResult)``. ``keys``: the run-store keys recorded in provenance.
+    """
+    t0 = time.perf_counter()
+    cache = cache or FeatureCache()
+    feats = extract_features(model, samples, cache, progress=progress, desc=f"features {spec.name}",
                              skip_unreadable=skip_unreadable)
-    res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress, keep_maps=keep_maps)
-    d = dict(durations or {}, eval_features_s=feats.seconds, eval_s=res.seconds,
-             eval_total_s=time.perf_counter() - t0)
-    prov = provenance(model, data=_data_info(spec, samples), device=device, durations=d, training=training_info,
-                      experiment=experiment, init=init, skipped=[list(s) for s in feats.skipped],
-                      feature_dtype=cache_dtype())
+    res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress)
+    durations = dict((training_info or {}).get("durations", {}), eval_features_s=feats.seconds,
+                     eval_s=res.seconds, eval_total_s=time.perf_counter() - t0)
+    fingerprint = cache.fingerprint(samples, missing_ok=skip_unreadable)
+    prov = provenance(model, data=_data_info(spec, samples, fingerprint), device=device, durations=durations,
+                      training=_training_summary(training_info), init=init, keys=keys or {},
+                      skip_unreadable=skip_unreadable, skipped=[list(s) for s in feats.skipped],
+                      feature_dtype=cache.dtype, experiment=experiment)
     cats = feats.categories()
     write_results(out_path, res.categories, res.mean, prov, res.notes,
                   scores={c: [float(x) for x in v] for c, v in res.scores.items()},
@@ -187,15 +314,59 @@ def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, devi
     return read_results(out_path), res
 
 
-def _matches(doc: dict, recipe: Recipe, eval_samples, train_samples) -> bool:
-    prov = doc["provenance"]
-    if prov.get("recipe") != json.loads(json.dumps(recipe.to_dict())):
-        return False
-    if prov.get("feature_dtype", "float32") != cache_dtype():
-        return False
-    if prov.get("data", {}).get("fingerprint") != dataset_fingerprint(eval_samples):
-        return False
-    tr = prov.get("training")
-    if train_samples is None:
-        return tr is None
-    return bool(tr) and tr["data"]["fingerprint"] == dataset_fingerprint(train_samples)
+def _training_summary(info: dict | None) -> dict | None:
+    """The training record without the per-step losses (they stay in run.json)."""
+    if info is None:
+        return None
+    return {k: v for k, v in info.items() if k != "steps"}
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class RunTable:
+    """What :func:`run_table` ran: a long table of dataset means and the experiments themselves."""
+
+    frame: pd.DataFrame  # label, dataset, metric, value, source, tuned_on, provenance
+    experiments: dict  # {(label, tuned_on or None): Experiment}
+
+    def experiment(self, label: str, tuned_on: str | None = None) -> Experiment:
+        if (label, tuned_on) in self.experiments:
+            return self.experiments[(label, tuned_on)]
+        matches = [e for (l, _), e in self.experiments.items() if l == label]
+        if len(matches) != 1:
+            raise KeyError(f"no single experiment labelled {label!r} (tuned on {tuned_on!r})")
+        return matches[0]
+
+
+def run_table(profile, rows, datasets=None, train: bool = True, force: bool = False, device: str = "auto",
+              progress: bool = False, **kwargs) -> RunTable:
+    """Run every ``(label, recipe)`` row under the profile's protocol.
+
+    Each row is trained on every tuning dataset of ``profile.protocol`` and evaluated zero-shot
+    on the datasets tuned elsewhere (``datasets`` restricts the targets); ``train=False``
+    evaluates the untrained prompts. Labels are display names only: two rows with the same
+    recipe are one experiment, run once.
+    """
+    out, exps = [], {}
+    cache = getattr(profile, "cache", None)
+    wanted = [(src, [t for t in targets if (datasets is None or t in datasets) and t in profile.datasets])
+              for src, targets in profile.protocol.items() if src in profile.datasets]
+    if not train:  # untrained prompts do not depend on the tuning dataset: one run for all targets
+        wanted = [(None, list(dict.fromkeys(t for _, ts in wanted for t in ts)))]
+    for label, recipe in rows:
+        for src, targets in wanted:
+            if not targets:
+                continue
+            exp = run_experiment(recipe, profile.datasets[src] if train else None,
+                                 [profile.datasets[t] for t in targets], profile.out, device=device,
+                                 force=force, progress=progress, cache=cache, **kwargs)
+            exps[(label, src)] = exp
+            for t in targets:
+                doc = exp.results[t]
+                for metric, value in doc["mean"].items():
+                    out.append({"label": label, "dataset": t, "metric": metric, "value": value,
+                                "source": "ours", "tuned_on": src,
+                                "provenance": doc["provenance"].get("label", "")})
+    return RunTable(pd.DataFrame(out), exps)

@@ -1,46 +1,19 @@
-"""Ablation tables: a list of ``(label, recipe)`` rows, one runner, ours beside the paper's.
+"""Tables of the book: our runs and the paper's numbers as long and wide frames.
 
->>> rows = [("V-V", P.recipe("official")), ("Q-K", P.recipe("official", dpam="qk"))]
->>> ours = run_table(P, rows, folder="ch09")              # one row per (label, dataset)
->>> compare(ours, paper_values(10), variants={"V-V": "V-V", "Q-K": "Q-K"})
+Our numbers come from :func:`anomclip.runner.run_table` (a long frame: label, dataset, metric,
+value as a fraction); the paper's from :func:`paper_long` / :func:`paper_wide` (values in %);
+:func:`anomclip.labels.compare` puts them side by side.
 
-Each row is trained on every tuning dataset of the profile's protocol and evaluated zero-shot
-on the datasets tuned elsewhere (smoke: textures ↔ objects; paper: MVTec AD ↔ VisA…).
+>>> rows = [("V-V", P.recipe("paper")), ("Q-K", P.recipe("paper", dpam="qk"))]
+>>> ours = run_table(P, rows).frame
+>>> compare(ours, paper_long(10, variants={"V-V": "V-V", "Q-K": "Q-K"}), synthetic=P.synthetic)
 """
 from __future__ import annotations
 
 import pandas as pd
 
+from .labels import SHOWN, metric_name
 from .paper import METRIC_KEYS, paper_values
-from .runner import run_experiment
-
-SHOWN = ("pixel_auroc", "pixel_aupro", "image_auroc", "image_ap")
-
-
-def run_table(profile, rows, folder: str, datasets=None, train: bool = True, force: bool = False,
-              device: str = "auto", progress: bool = False, **kwargs) -> pd.DataFrame:
-    """Run every ``(label, recipe)`` row under the profile's protocol; long table of means.
-
-    Columns: label, dataset, metric, value (fraction), source ("ours"), provenance label.
-    ``train=False`` evaluates the untrained prompts (no tuning data).
-    """
-    out = []
-    for label, recipe in rows:
-        for src, targets in profile.protocol.items():
-            targets = [t for t in targets if datasets is None or t in datasets]
-            if not targets:
-                continue
-            exp = run_experiment(recipe, profile.datasets[src] if train else None,
-                                 [profile.datasets[t] for t in targets], profile.out / folder,
-                                 label=f"{label}-from-{src}" if train else label, device=device,
-                                 force=force, progress=progress, **kwargs)
-            for t in targets:
-                doc = exp.results[t]
-                for metric, value in doc["mean"].items():
-                    out.append({"label": label, "dataset": t, "metric": metric, "value": value,
-                                "source": "ours", "tuned_on": src if train else None,
-                                "provenance": doc["provenance"].get("label", "")})
-    return pd.DataFrame(out)
 
 
 def relabel(df: pd.DataFrame, rows: dict) -> pd.DataFrame:
@@ -50,29 +23,51 @@ def relabel(df: pd.DataFrame, rows: dict) -> pd.DataFrame:
     return d
 
 
-def wide(df: pd.DataFrame, metrics=SHOWN, percent: bool = True) -> pd.DataFrame:
-    """Rows = label, columns = (dataset, metric); values in % (rounded to 0.1)."""
+def wide(df: pd.DataFrame, metrics=SHOWN, percent: bool = True, names: bool = False) -> pd.DataFrame:
+    """Rows = label, columns = (dataset, metric); values in % (rounded to 0.1).
+
+    ``names=True`` shows the metrics by their display names (``image AUROC``)."""
     d = df[df["metric"].isin(metrics)].copy()
     if percent:
-        d["value"] = (d["value"] * 100).round(1)
-    t = d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False)
+        d["value"] = (d["value"].astype(float) * 100).round(1)
+    t = d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False, dropna=False)
+    present = set(zip(d["dataset"], d["metric"]))
+    cols = [(ds, m) for ds in dict.fromkeys(d["dataset"]) for m in metrics if (ds, m) in present]
+    t = t[cols]
+    if names:
+        t = t.rename(columns=metric_name, level=1)
     return t
 
 
-def paper_wide(table: int, variants: dict | None = None, method: str = "AnomalyCLIP",
-               metrics=SHOWN) -> pd.DataFrame:
-    """The paper's table in the same shape as :func:`wide` (labels renamed by ``variants``)."""
-    df = paper_values(table, method=method, category="mean")
+def paper_long(table: int | str, variants: dict | None = None, method: str | None = "AnomalyCLIP",
+               metrics=SHOWN, category: str = "mean") -> pd.DataFrame:
+    """The paper's numbers of one table as a long frame: label, dataset, metric (key), value (%).
+
+    ``label`` is the row's variant (or method when it has none), renamed by ``variants``
+    (rows not in ``variants`` are dropped when it is given)."""
+    filters = {"category": category} if category is not None else {}
+    if method is not None:
+        filters["method"] = method
+    df = paper_values(table, **filters)
+    key_of = {v: k for k, v in METRIC_KEYS.items()}
     rows = []
-    for _, r in df.iterrows():
-        key = next((k for k, (lvl, m) in METRIC_KEYS.items() if lvl == r["level"] and m == r["metric"]), None)
+    for r in df.itertuples():
+        key = key_of.get((r.level, r.metric))
         if key is None or key not in metrics:
             continue
-        label = r["variant"] or r["method"]
+        label = r.variant or r.method
         if variants is not None:
             if label not in variants:
                 continue
             label = variants[label]
-        rows.append({"label": label, "dataset": r["dataset"], "metric": key, "value": r["value"]})
-    d = pd.DataFrame(rows)
-    return d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False)
+        rows.append({"label": label, "dataset": r.dataset, "category": r.category, "metric": key,
+                     "value": float(r.value)})
+    return pd.DataFrame(rows, columns=["label", "dataset", "category", "metric", "value"])
+
+
+def paper_wide(table: int, variants: dict | None = None, method: str = "AnomalyCLIP",
+               metrics=SHOWN, names: bool = False) -> pd.DataFrame:
+    """The paper's table in the same shape as :func:`wide` (labels renamed by ``variants``)."""
+    d = paper_long(table, variants, method, metrics)
+    t = d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False)
+    return t.rename(columns=metric_name, level=1) if names else t

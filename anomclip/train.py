@@ -1,6 +1,13 @@
-"""Glocal context optimisation: training the prompts on cached visual features (SPEC §5–6).
+"""Training a method on cached visual features: AnomalyCLIP's glocal context optimisation
+(SPEC §5–6), or a baseline's own objective (docs/methods.md).
 
-Only the prompt learner is trained: Adam (lr 1e-3, betas (0.5, 0.999), no weight decay, no
+A method provides its trainable parameters (``model.trainable_parameters()``, held by
+``model.prompt_learner``) and, if its objective is not AnomalyCLIP's glocal loss, a
+``model.training_loss(g, feats, labels, masks, cls_names) -> {"total", "global", "local"}``
+(VAND's focal + dice); CoOp is AnomalyCLIP's loss with the local terms switched off. A method
+with nothing to train (CLIP, CLIP-AC, WinCLIP) returns an empty :class:`TrainResult`.
+
+Only the trainable part is trained: Adam (lr 1e-3, betas (0.5, 0.999), no weight decay, no
 schedule), batch 8, 15 epochs, shuffled with a seeded generator (seed 111). Every epoch reads
 the frozen visual features from a :class:`~anomclip.features.FeatureSet`; the text side is
 recomputed for each batch because it is what learns.
@@ -33,14 +40,27 @@ class TrainResult:
     checkpoint: str | None = None
 
 
+def training_loss(model, g, feats, labels, masks, cls_names) -> dict:
+    """One batch's loss: the method's own (``model.training_loss``) or AnomalyCLIP's glocal loss."""
+    own = getattr(model, "training_loss", None)
+    if own is not None:
+        return own(g, feats, labels, masks, cls_names)
+    r = model.recipe
+    text = model.text_for(cls_names)
+    out = model.score_features(g, feats, text, with_map=False)
+    return glocal_loss(out.image_logits, list(out.layer_probs.values()), labels, masks, lam=r.lam,
+                       use_global=r.use_global_loss, use_focal=r.use_focal_loss, use_dice=r.use_dice_loss)
+
+
 def train(model: AnomalyCLIP, features: FeatureSet, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, seed: int | None = None, checkpoint: str | Path | None = None,
-          resume: bool = False, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+          resume: bool = False, progress: bool = True, stop_after: int | None = None,
+          checkpoint_extra: dict | None = None) -> TrainResult:
     """Train ``model``'s prompts on ``features``; settings default to ``model.recipe``.
 
     ``checkpoint``: file written (atomically) after every epoch; with ``resume=True`` an
     existing one is continued. ``stop_after``: stop after that many epochs of *this call*
-    (to test resuming).
+    (to test resuming). ``checkpoint_extra``: entries stored in every checkpoint as well.
     """
     r = model.recipe
     epochs = r.epochs if epochs is None else epochs
@@ -52,6 +72,8 @@ def train(model: AnomalyCLIP, features: FeatureSet, epochs: int | None = None, b
         raise AnomclipError("the training set is empty")
     device = model.device
     params = model.trainable_parameters()
+    if not params:  # a zero-shot method with hand-written prompts: nothing to train
+        return TrainResult(checkpoint=None)
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(r.betas), weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     result = TrainResult()
@@ -76,11 +98,7 @@ def train(model: AnomalyCLIP, features: FeatureSet, epochs: int | None = None, b
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for idx in bar:
             g, feats, labels, masks, cls_names, _ = features.batch(idx, device)
-            text = model.text_for(cls_names)
-            out = model.score_features(g, feats, text, with_map=False)
-            losses = glocal_loss(out.image_logits, list(out.layer_probs.values()), labels, masks, lam=r.lam,
-                                 use_global=r.use_global_loss, use_focal=r.use_focal_loss,
-                                 use_dice=r.use_dice_loss)
+            losses = training_loss(model, g, feats, labels, masks, cls_names)
             opt.zero_grad(set_to_none=True)
             if losses["total"].requires_grad:
                 losses["total"].backward()
@@ -95,6 +113,7 @@ def train(model: AnomalyCLIP, features: FeatureSet, epochs: int | None = None, b
                                "seconds": time.perf_counter() - t0})
         if checkpoint:
             model.save_prompts(checkpoint, extra={
+                **(checkpoint_extra or {}),  # e.g. the training data's fingerprint (anomclip train)
                 "optimizer": opt.state_dict(), "generator": gen.get_state(), "epoch": epoch + 1,
                 "history": result.history, "steps": result.steps,
             })

@@ -26,7 +26,7 @@
 # maps, with CLIP's prompts and even more with AnomalyCLIP's learned ones.
 #
 # **Experiment.** For a few anomalous images we read the four attention maps of every block
-# (`model.encoder(images, return_attention=block)`), show those of one query patch, measure how
+# (`model.encoder.attention_maps(images, block)`), show those of one query patch, measure how
 # much weight a token puts on itself compared with any other token (*diagonal prominence*), and
 # draw the anomaly map each mode's patch features give with untrained and with tuned prompts.
 

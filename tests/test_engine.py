@@ -12,7 +12,7 @@ from anomclip import AnomclipError
 from anomclip.cli import main
 from anomclip.data import load_index
 from anomclip.evaluate import evaluate
-from anomclip.features import extract_features
+from anomclip.features import FeatureCache, extract_features
 from anomclip.recipes import smoke
 from anomclip.runner import DataSpec, build_model, run_experiment
 from anomclip.synth import make_synthetic
@@ -26,7 +26,10 @@ def synth(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def feature_cache(tmp_path_factory, monkeypatch):
+    """The CLI reads $ANOMCLIP_CACHE; the API is given the same cache explicitly (``CACHE``)."""
     monkeypatch.setenv("ANOMCLIP_CACHE", str(tmp_path_factory.getbasetemp() / "features"))
+    global CACHE
+    CACHE = FeatureCache(tmp_path_factory.getbasetemp() / "features")
 
 
 def samples(root):
@@ -44,8 +47,8 @@ def test_training_on_one_domain_improves_the_unseen_domain(synth, source, target
     appears (tests/test_diagnostics.py, chapter 4), so only the pixel margin is asserted.
     """
     model = build_model(smoke("official"))
-    train_feats = extract_features(model, samples(synth[source]), progress=False)
-    test_feats = extract_features(model, samples(synth[target]), progress=False)
+    train_feats = extract_features(model, samples(synth[source]), CACHE, progress=False)
+    test_feats = extract_features(model, samples(synth[target]), CACHE, progress=False)
     before = evaluate(model, test_feats, progress=False).mean
     history = train(model, train_feats, progress=False).history
     after = evaluate(model, test_feats, progress=False).mean
@@ -58,11 +61,11 @@ def test_same_seed_gives_identical_checkpoint_and_resume_matches(synth, tmp_path
     runs = []
     for name in ("a", "b"):
         model = build_model(recipe)
-        feats = extract_features(model, samples(synth["textures"]), progress=False)
+        feats = extract_features(model, samples(synth["textures"]), CACHE, progress=False)
         train(model, feats, checkpoint=tmp_path / f"{name}.pt", progress=False)
         runs.append(torch.load(tmp_path / f"{name}.pt", weights_only=True)["prompt_learner"])
     model = build_model(recipe)
-    feats = extract_features(model, samples(synth["textures"]), progress=False)
+    feats = extract_features(model, samples(synth["textures"]), CACHE, progress=False)
     train(model, feats, checkpoint=tmp_path / "c.pt", progress=False, stop_after=1)  # interrupted
     model = build_model(recipe)  # a new process would start from scratch…
     train(model, feats, checkpoint=tmp_path / "c.pt", resume=True, progress=False)  # …and resume
@@ -78,14 +81,14 @@ def test_same_seed_gives_identical_checkpoint_and_resume_matches(synth, tmp_path
 
 def test_feature_cache_is_reused_and_keyed_by_what_features_depend_on(synth):
     model = build_model(smoke("official"))
-    first = extract_features(model, samples(synth["objects"]), progress=False)
+    first = extract_features(model, samples(synth["objects"]), CACHE, progress=False)
     again = extract_features(build_model(smoke("official", n_ctx=4, lam=1.0)), samples(synth["objects"]),
-                             progress=False)
+                             CACHE, progress=False)
     assert again.from_cache and again.key == first.key  # prompt settings don't change visual features
     assert np.array_equal(np.asarray(again.patches["vv"][8]), np.asarray(first.patches["vv"][8]))
     direct, _ = model.encode_image(torch.stack([_image(synth, again.paths[0])]))
     assert torch.allclose(direct, torch.from_numpy(np.asarray(again.global_feats[:1])), atol=1e-6)
-    other = extract_features(build_model(smoke("paper")), samples(synth["objects"]), progress=False)
+    other = extract_features(build_model(smoke("paper")), samples(synth["objects"]), CACHE, progress=False)
     assert other.key != first.key and set(other.patches["vv"]) == {2, 4, 6, 8}
 
 
@@ -105,8 +108,8 @@ def test_feature_extraction_streams_to_disk_and_matches_in_memory(synth, tmp_pat
 
     tracemalloc.start()
     try:
-        in_memory, peak_memory = peak_extra(use_cache=False)
-        cached, peak_cached = peak_extra(cache_dir=tmp_path / "cache")
+        in_memory, peak_memory = peak_extra(cache=None)
+        cached, peak_cached = peak_extra(cache=FeatureCache(tmp_path / "cache"))
     finally:
         tracemalloc.stop()
     patch_bytes = sum(a.nbytes for d in in_memory.patches.values() for a in d.values())
@@ -118,15 +121,14 @@ def test_feature_extraction_streams_to_disk_and_matches_in_memory(synth, tmp_pat
     for layer, a in in_memory.patches["vv"].items():
         assert np.array_equal(np.asarray(cached.patches["vv"][layer]), a), layer
     assert list(cached.labels) == list(in_memory.labels) and cached.paths == in_memory.paths
-    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".") and p.is_dir()]  # no temp
 
 
 def test_half_precision_cache_is_opt_in_keyed_and_recorded(synth, tmp_path, monkeypatch):
     model = build_model(smoke("official"))
     items = samples(synth["objects"])
-    full = extract_features(model, items, progress=False, cache_dir=tmp_path / "c")
-    monkeypatch.setenv("ANOMCLIP_CACHE_DTYPE", "float16")
-    half = extract_features(model, items, progress=False, cache_dir=tmp_path / "c")
+    full = extract_features(model, items, FeatureCache(tmp_path / "c"), progress=False)
+    half = extract_features(model, items, FeatureCache(tmp_path / "c", "float16"), progress=False)
     assert half.key != full.key and not half.from_cache
     a32, a16 = np.asarray(full.patches["vv"][8]), np.asarray(half.patches["vv"][8])
     assert a16.dtype == np.float16 and a16.nbytes * 2 == a32.nbytes
@@ -135,18 +137,20 @@ def test_half_precision_cache_is_opt_in_keyed_and_recorded(synth, tmp_path, monk
     _, feats, *_ = half.batch(np.arange(3))
     assert feats["vv"][8].dtype == torch.float32
     # results: recorded, and not re-used across dtypes
-    data = DataSpec(str(synth["objects"]), "objects", synthetic=True)
-    e16 = run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False)
+    data = DataSpec(str(synth["objects"]), "objects")
+    c16, c32 = FeatureCache(tmp_path / "c", "float16"), FeatureCache(tmp_path / "c")
+    e16 = run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False, cache=c16)
     assert e16.results["objects"]["provenance"]["feature_dtype"] == "float16"
-    monkeypatch.delenv("ANOMCLIP_CACHE_DTYPE")
-    e32 = run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False)
+    e32 = run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False, cache=c32)
     assert not e32.reused and e32.results["objects"]["provenance"]["feature_dtype"] == "float32"
-    assert run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False).reused
+    assert e32.key != e16.key
+    assert run_experiment(smoke("official"), None, [data], tmp_path / "r", progress=False, cache=c32).reused
     d = {k: abs(e16.results["objects"]["mean"][k] - e32.results["objects"]["mean"][k]) for k in ("pixel_auroc",)}
     assert d["pixel_auroc"] < 0.01, d
-    monkeypatch.setenv("ANOMCLIP_CACHE_DTYPE", "bfloat16")
+    with pytest.raises(AnomclipError, match="bfloat16"):
+        FeatureCache(tmp_path / "c", "bfloat16")
     with pytest.raises(AnomclipError, match="ANOMCLIP_CACHE_DTYPE"):
-        extract_features(model, items, progress=False, cache_dir=tmp_path / "c")
+        FeatureCache.from_env({"ANOMCLIP_CACHE_DTYPE": "bfloat16"})
 
 
 def _image(synth, path):
@@ -156,11 +160,11 @@ def _image(synth, path):
 
 
 def test_runner_writes_results_with_provenance_and_reuses_them(synth, tmp_path):
-    spec_t, spec_o = DataSpec(str(synth["textures"]), "textures", synthetic=True), \
-        DataSpec(str(synth["objects"]), "objects", synthetic=True)
+    spec_t, spec_o = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
     recipe = smoke("official", epochs=1)
-    exp = run_experiment(recipe, spec_t, [spec_o], tmp_path, label="t", progress=False)
-    doc = json.loads(next(exp.folder.glob("objects.json")).read_text())
+    exp = run_experiment(recipe, spec_t, [spec_o], tmp_path, progress=False, cache=CACHE)
+    (path,) = exp.folder.glob("eval-*.json")
+    doc = json.loads(path.read_text())
     assert set(doc["categories"]) == {"disc", "ring", "square", "capsule"}
     for key in ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro"):
         vals = [doc["categories"][c][key] for c in doc["categories"]]
@@ -171,9 +175,11 @@ def test_runner_writes_results_with_provenance_and_reuses_them(synth, tmp_path):
     assert "untrained tiny backbone" in prov["label"] and prov["data"]["fingerprint"]
     assert {"torch", "open_clip_torch"} <= set(prov["versions"]) and prov["device"].startswith("cpu")
     assert prov["training"]["data"]["name"] == "textures" and "commit" in prov
+    assert prov["data"]["synthetic"] is True  # the dataset's meta.json says so
+    assert prov["keys"] == {"run": exp.key, "eval": path.stem[len("eval-"):]}
     assert not exp.reused
-    assert run_experiment(recipe, spec_t, [spec_o], tmp_path, label="t", progress=False).reused
-    assert not run_experiment(recipe, spec_t, [spec_o], tmp_path, label="t", progress=False, force=True).reused
+    assert run_experiment(recipe, spec_t, [spec_o], tmp_path, progress=False, cache=CACHE).reused
+    assert not run_experiment(recipe, spec_t, [spec_o], tmp_path, progress=False, force=True, cache=CACHE).reused
 
 
 # ---------------------------------------------------------------- the CLI
@@ -281,13 +287,13 @@ def test_checkpoint_for_another_backbone_is_refused(synth, tmp_path):
 
 def test_runner_starts_from_our_own_prompts(synth, tmp_path):
     """Evaluating a checkpoint through ``init_prompts`` gives exactly the trained run's numbers."""
-    spec_t, spec_o = DataSpec(str(synth["textures"]), "textures", synthetic=True), \
-        DataSpec(str(synth["objects"]), "objects", synthetic=True)
+    spec_t, spec_o = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
     recipe = smoke("official", epochs=2)
-    trained = run_experiment(recipe, spec_t, [spec_o], tmp_path, label="t", progress=False)
-    again = run_experiment(recipe, None, [spec_o], tmp_path, label="re", progress=False,
-                           init_prompts=trained.training["checkpoint"])
-    untrained = run_experiment(recipe, None, [spec_o], tmp_path, label="u", progress=False)
+    trained = run_experiment(recipe, spec_t, [spec_o], tmp_path, progress=False, cache=CACHE)
+    again = run_experiment(recipe, None, [spec_o], tmp_path, progress=False, init_prompts=trained.checkpoint,
+                           cache=CACHE)
+    untrained = run_experiment(recipe, None, [spec_o], tmp_path, progress=False, cache=CACHE)
     assert again.results["objects"]["mean"] == trained.results["objects"]["mean"]
     assert again.results["objects"]["mean"] != untrained.results["objects"]["mean"]
-    assert again.results["objects"]["provenance"]["init"].startswith("prompts:")
+    assert again.results["objects"]["provenance"]["init"].startswith("prompts prompts.pt")
+    assert len({trained.key, again.key, untrained.key}) == 3

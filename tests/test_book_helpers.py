@@ -1,0 +1,343 @@
+"""The helpers the chapters call, checked outside notebook execution against independent
+expectations (brute force, the paper's CSV read by hand, explicit loops)."""
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from importlib import resources
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from anomclip import attention, failures, labels, metrics, paper, plots, tables, widgets  # noqa: E402
+
+
+# --------------------------------------------------------------------------- metrics helpers
+def _brute_f1_threshold(s, y):
+    best, best_t = -1.0, None
+    for t in np.unique(s):  # ascending: the smallest threshold wins ties
+        pred = s >= t
+        tp = np.sum(pred & (y == 1))
+        p = tp / pred.sum()
+        r = tp / (y == 1).sum()
+        f1 = 0.0 if p + r == 0 else 2 * p * r / (p + r)
+        if f1 > best + 1e-12:
+            best, best_t = f1, t
+    return best_t
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_f1_threshold_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 60)
+    y[0], y[1] = 0, 1
+    s = np.round(rng.normal(size=60) + y, 1)  # rounded: ties on purpose
+    assert metrics.f1_threshold(s, y) == pytest.approx(_brute_f1_threshold(s, y))
+
+
+def test_f1_threshold_separable_is_lowest_anomalous_score():
+    s = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
+    y = np.array([0, 0, 0, 1, 1])
+    assert metrics.f1_threshold(s, y) == pytest.approx(0.7)
+    assert math.isnan(metrics.f1_threshold(s, np.zeros(5, int)))
+
+
+def test_auroc_or_nan_is_pairwise_probability_and_silent_when_undefined():
+    rng = np.random.default_rng(3)
+    s = np.round(rng.normal(size=40), 1)
+    y = rng.integers(0, 2, 40)
+    pos, neg = s[y == 1], s[y == 0]
+    expected = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert metrics.auroc_or_nan(s, y) == pytest.approx(expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(metrics.auroc_or_nan(s, np.ones(40, int)))
+
+
+# --------------------------------------------------------------------------- attention
+def test_diagonal_prominence_matches_loops():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 5, 5, generator=g)
+    a = a / a.sum(-1, keepdim=True)
+    a_id = torch.eye(5).expand(2, 5, 5).clone() * 0.6 + 0.1  # rows sum to 1: 0.6 + 0.1 * 4 = 1.0
+    df = attention.diagonal_prominence({3: {"vv": a, "qk": a_id}})
+    selfs, others, ratios = [], [], []
+    for b in range(2):
+        for i in range(5):
+            own = float(a[b, i, i])
+            other = float(sum(a[b, i, j] for j in range(5) if j != i)) / 4
+            selfs.append(own), others.append(other), ratios.append(own / other)
+    row = df[df["mode"] == "V-V"].iloc[0]
+    assert row["block"] == 3
+    assert row["self"] == pytest.approx(np.mean(selfs), rel=1e-5)
+    assert row["other"] == pytest.approx(np.mean(others), rel=1e-5)
+    assert row["ratio"] == pytest.approx(np.mean(ratios), rel=1e-5)
+    assert df[df["mode"] == "Q-K"].iloc[0]["ratio"] == pytest.approx(0.7 / 0.1)
+
+
+def test_mask_centre():
+    m = np.zeros((10, 20))
+    m[2:4, 10:14] = 1
+    assert attention.mask_centre(m) == pytest.approx(((2.5 + 0.5) / 10, (11.5 + 0.5) / 20))
+    assert attention.mask_centre(np.zeros((4, 4))) == (0.5, 0.5)
+
+
+def test_pixel_auroc_by_mode_uses_smoothed_maps():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    maps = {"vv": torch.as_tensor(rng.uniform(size=(2, 16, 16)), dtype=torch.float32)}
+    masks = np.zeros((2, 16, 16))
+    masks[0, 4:8, 4:8] = 1
+    got = attention.pixel_auroc_by_mode(maps, masks, sigma=2.0)["vv"]
+    sm = np.stack([gaussian_filter(maps["vv"][i].numpy().astype(np.float64), 2.0, mode="reflect", truncate=4.0)
+                   for i in range(2)])
+    from sklearn.metrics import roc_auc_score
+
+    assert got == pytest.approx(roc_auc_score(masks.ravel().astype(int), sm.ravel()), abs=1e-4)
+
+
+# --------------------------------------------------------------------------- labels
+def test_fmt_shows_dash_for_missing_and_fixed_decimals():
+    assert labels.fmt(float("nan")) == "–"
+    assert labels.fmt(None) == "–"
+    assert labels.fmt(0.91234, percent=True) == "91.2"
+    assert labels.fmt(3.14159, 2) == "3.14"
+
+
+def test_metric_names_are_one_set_for_every_key():
+    for key in metrics.IMAGE_KEYS + metrics.PIXEL_KEYS:
+        name = labels.metric_name(key)
+        assert "_" not in name and name != key
+    assert labels.SHOWN == ("pixel_auroc", "pixel_aupro", "image_auroc", "image_ap")
+
+
+def test_ours_label_and_caveat():
+    class P:
+        name, synthetic = "smoke", True
+
+    class R:
+        name, synthetic = "paper", False
+
+    assert labels.ours_label(P) == "ours (smoke run)" and labels.ours_label(R) == "ours"
+    box = labels.caveat(P)
+    assert "admonition caution" in box._repr_html_() and labels.SMOKE_ANCHOR in box._repr_html_()
+    assert "admonition note" in labels.caveat(R)._repr_html_()
+
+
+def test_compare_matches_hand_computed_rows():
+    ours = pd.DataFrame([
+        {"label": "AnomalyCLIP", "dataset": "objects", "metric": "image_auroc", "value": 0.6},
+        {"label": "AnomalyCLIP", "dataset": "objects", "metric": "pixel_auroc", "value": 0.75},
+        {"label": "AnomalyCLIP", "dataset": "objects", "metric": "image_f1_max", "value": 0.5},
+    ])
+    paper_rows = pd.DataFrame([
+        {"label": "AnomalyCLIP", "dataset": "VisA", "metric": "image_auroc", "value": 82.1},
+        {"label": "AnomalyCLIP", "dataset": "VisA", "metric": "pixel_auroc", "value": 95.5},
+        {"label": "AnomalyCLIP", "dataset": "MPDD", "metric": "image_auroc", "value": 77.0},
+    ])
+    cmp = labels.compare(ours, paper_rows, synthetic=True, missing={"MPDD": "not in the smoke run"})
+    visa = cmp[(cmp["dataset"] == "VisA")].set_index("metric")
+    assert visa.loc["image AUROC", "paper"] == 82.1 and visa.loc["image AUROC", "ours"] == 60.0
+    assert visa.loc["image AUROC", "Δ"] == pytest.approx(60.0 - 82.1, abs=0.05)
+    assert visa.loc["pixel AUROC", "ours on"] == "objects"
+    mpdd = cmp[cmp["dataset"] == "MPDD"].iloc[0]
+    assert mpdd["ours"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
+    assert "image F1-max" not in set(cmp["metric"])  # not a SHOWN metric
+    assert list(labels.compare_table(cmp, "VisA").columns) == ["paper", "ours", "Δ"]
+
+
+def test_provenance_box_reads_weights_from_provenance_not_recipe():
+    doc = {"provenance": {"label": "untrained tiny backbone, synthetic data — not a reproduction of the paper",
+                          "backbone": {"name": "tiny-random", "weights": "untrained (seed 0)", "trained": False,
+                                       "image_size": 96},
+                          "recipe": {"name": "official", "pretrained": "openai", "layers": [1.0], "lam": 4.0,
+                                     "epochs": 15},
+                          "data": {"name": "objects", "images": 10, "categories": ["a", "b"]},
+                          "commit": "abc", "device": "cpu", "created": "2026-01-01"}}
+    rows = dict(labels.provenance_rows(doc))
+    assert rows["weights"] == "untrained (seed 0)"  # never the recipe's "openai"
+    assert rows["backbone"] == "tiny-random at 96 px"
+    assert "not a reproduction" in labels.provenance_box(doc)._repr_html_()
+
+
+def test_notes_box_lists_each_note_once():
+    box = labels.notes_box([{"notes": ["a: image_auroc undefined"]}, {"notes": ["a: image_auroc undefined", "b"]}])
+    assert box._repr_html_().count("image_auroc undefined") == 1
+    assert labels.notes_box([{"notes": []}]) is None
+
+
+# --------------------------------------------------------------------------- paper numbers and tables
+def _csv_rows():
+    with resources.files("anomclip").joinpath("reference/paper_results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_paper_long_equals_the_csv_read_by_hand():
+    rows = [r for r in _csv_rows() if r["table"] == "1" and r["method"] == "AnomalyCLIP" and r["category"] == "mean"]
+    expected = {(r["dataset"], (r["level"], r["metric"])): float(r["value"]) for r in rows}
+    got = tables.paper_long(1)
+    assert len(got) > 0
+    key_of = paper.METRIC_KEYS
+    for r in got.itertuples():
+        assert r.value == pytest.approx(expected[(r.dataset, key_of[r.metric])])
+    visa = next(v for (d, (lvl, m)), v in expected.items() if d == "VisA" and (lvl, m) == ("image", "AUROC"))
+    assert paper.paper_value(1, "VisA", "image_auroc") == pytest.approx(visa / 100)
+
+
+def test_wide_pivots_in_percent_and_renames_metrics():
+    df = pd.DataFrame([{"label": "a", "dataset": "x", "metric": "image_auroc", "value": 0.5},
+                       {"label": "a", "dataset": "x", "metric": "pixel_auroc", "value": float("nan")},
+                       {"label": "b", "dataset": "x", "metric": "image_auroc", "value": 0.25}])
+    w = tables.wide(df, names=True)
+    assert w.loc["a", ("x", "image AUROC")] == 50.0 and w.loc["b", ("x", "image AUROC")] == 25.0
+    assert ("x", "pixel AUROC") in w.columns and math.isnan(w.loc["a", ("x", "pixel AUROC")])
+    r = tables.relabel(df, {"b": "B"})
+    assert list(r["label"]) == ["B"]
+
+
+# --------------------------------------------------------------------------- failures
+def _doc():
+    return {"scores": {"c": [0.1, 0.4, 0.35, 0.8]}, "labels": {"c": [0, 0, 1, 1]},
+            "paths_by_category": {"c": ["p0", "p1", "p2", "p3"]}, "provenance": {"data": {"name": "d"}}}
+
+
+def test_score_frame_outranked_is_the_share_on_the_wrong_side():
+    f = failures.score_frame(_doc())
+    # normal 0.4 out-ranks anomalous 0.35 (1 of 2); anomalous 0.35 is out-ranked by normal 0.4 (1 of 2)
+    assert list(f["outranked"]) == [0.0, 0.5, 0.5, 0.0]
+    fp = failures.worst_cases(f, "fp", n=1)
+    fn = failures.worst_cases(f, "fn", n=1)
+    assert fp.iloc[0]["score"] == 0.4 and fn.iloc[0]["score"] == 0.35
+    # image AUROC from the frame: 1 − mean outranked of the anomalous images = 3/4
+    assert 1 - f[f.y == 1]["outranked"].mean() == pytest.approx(metrics.image_auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]))
+
+
+def test_pixel_thresholds_shares():
+    px = pd.DataFrame({"dataset": "d", "category": "c", "pixel": ["normal"] * 4 + ["anomalous"] * 2,
+                       "score": [0.1, 0.2, 0.6, 0.3, 0.7, 0.9]})
+    t = failures.pixel_thresholds(px).iloc[0]
+    assert t["F1-max threshold"] == pytest.approx(_brute_f1_threshold(px["score"].to_numpy(),
+                                                                      (px["pixel"] == "anomalous").to_numpy().astype(int)))
+    assert t["normal px ≥ 0.5 (%)"] == pytest.approx(25.0) and t["anomalous px ≥ 0.5 (%)"] == pytest.approx(100.0)
+
+
+# --------------------------------------------------------------------------- figures
+def _check_figure(fig):
+    w, _ = fig.get_size_inches()
+    assert w <= plots.COLUMN_WIDTH_IN + 1e-6, f"figure {w:.2f} in wide"
+    fig.canvas.draw()
+    small = [(t.get_text(), t.get_fontsize()) for t in fig.findobj(matplotlib.text.Text)
+             if t.get_visible() and t.get_text().strip() and t.get_fontsize() < plots.MIN_FONT_PT]
+    assert not small, small
+    plt.close(fig)
+
+
+def _maps_clim(fig):
+    return {tuple(np.round(im.get_clim(), 6)) for ax in fig.axes for im in ax.get_images()
+            if im.get_cmap().name == plots.MAP_CMAP}
+
+
+def test_show_maps_fixed_scale_and_sizes():
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(4)]
+    maps = [rng.uniform(0.2, 0.4, (32, 32)) for _ in range(4)]
+    fig = plots.show_maps(imgs, maps, [None, np.ones((32, 32)), None, None], titles=list("abcd"),
+                          scores=[0.1, 0.2, 0.3, 0.4])
+    assert _maps_clim(fig) == {(0.0, 1.0)}  # never rescaled to the maps' own range 0.2–0.4
+    _check_figure(fig)
+
+
+def test_draw_maps_and_cases_fixed_scale_and_sizes():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (3, 24, 24, 3), dtype=np.uint8)
+    masks = np.zeros((3, 24, 24))
+    masks[:, 5:9, 5:9] = 1
+    maps = {m: torch.rand(3, 24, 24) * 0.3 for m in ("qk", "qq", "kk", "vv", "qq+kk+vv", "qk+qq+kk+vv")}
+    fig = plots.draw_maps(rgb, masks, maps, sigma=1.0, title="t")
+    assert _maps_clim(fig) == {(0.0, 1.0)}
+    _check_figure(fig)
+    cases = pd.DataFrame({"kind": ["fp", "fn", "fn"], "category": "c", "i": [0, 1, 2], "label": "x",
+                          "score": [0.5, 0.2, 0.1], "outranked": [0.5, 0.5, 0.2]})
+    fig = plots.draw_cases(rgb, masks, maps["vv"], cases, threshold=0.5)
+    assert _maps_clim(fig) == {(0.0, 1.0)}
+    _check_figure(fig)
+
+
+def test_compare_and_other_figures_fit_the_column():
+    ours = pd.DataFrame([{"label": lb, "dataset": ds, "metric": m, "value": v}
+                         for lb, v in (("full", 0.6), ("without T1 DPAM", 0.55)) for ds in ("objects", "textures")
+                         for m in ("pixel_auroc", "image_auroc")])
+    paper_rows = tables.paper_long(7, variants={"full": "full", "without T1 DPAM": "without T1 DPAM"})
+    cmp = labels.compare(ours, paper_rows, synthetic=True)
+    _check_figure(plots.plot_compare(cmp, title="Table 7", ours_label="ours (smoke run)"))
+    _check_figure(plots.plot_radar(ours.assign(metric=ours["metric"]), metrics=("pixel_auroc", "image_auroc")))
+    frame = ours.assign(value=100 * ours["value"], metric=ours["metric"].map(labels.metric_name))
+    _check_figure(plots.bars(frame))
+    hist = [{"epoch": e, "step": e, "loss": 1.0 / (e + 1), "global": 0.5, "local": 0.1} for e in range(4)]
+    _check_figure(plots.loss_curves({"a": hist, "b": hist}, x="epoch", title="loss"))
+    scores = pd.DataFrame({"category": ["a"] * 6 + ["b"] * 6, "label": ["normal", "anomalous"] * 6,
+                           "score": np.linspace(0, 1, 12)})
+    _check_figure(plots.plot_distributions(scores, title="scores", threshold=0.5))
+    prom = pd.DataFrame([{"block": b, "mode": m, "ratio": 1.0 + b, "self": 0.1} for b in (1, 2) for m in ("Q-K", "V-V")])
+    _check_figure(plots.plot_prominence(prom, dpam_start=1, n_tokens=10, title="prominence"))
+
+
+def test_draw_attention_fits_the_column():
+    a = torch.rand(1, 17, 17)
+    attn = {2: {m: a / a.sum(-1, keepdim=True) for m in ("qk", "qq", "kk", "vv")}}
+    rgb = np.zeros((1, 32, 32, 3), dtype=np.uint8)
+    _check_figure(plots.draw_attention(rgb, attn, query=(0.1, 0.9)))
+
+
+def test_dataset_colours_are_fixed_and_shared_with_stand_ins():
+    c1 = plots.dataset_colors(["VisA", "objects", "MVTec AD"])
+    c2 = plots.dataset_colors(["MVTec AD", "textures"])
+    assert c1["objects"] == c1["VisA"] and c2["textures"] == c1["MVTec AD"] == c2["MVTec AD"]
+    assert c1["VisA"] != c1["MVTec AD"]
+
+
+def test_explorers_draw_statically_outside_jupyter():
+    assert widgets.live_ok(True) is False and widgets.live_ok(False) is False
+    rgb = np.zeros((2, 24, 24, 3), dtype=np.uint8)
+    masks = np.zeros((2, 24, 24))
+    before = len(plt.get_fignums())
+    assert widgets.map_explorer(rgb, masks, {"vv": torch.rand(2, 24, 24)}, live=True) is None
+    assert len(plt.get_fignums()) == before + 1
+    plt.close("all")
+
+
+# --------------------------------------------------------------------------- profiles and the chapter template
+def test_chapter_recipe_keeps_backbone_override_on_every_recipe(tmp_path):
+    from anomclip.chapters import Chapter
+    from anomclip.profiles import Profile
+    from anomclip.recipes import smoke
+
+    P = Profile("smoke", smoke("official"), {}, {}, tmp_path, synthetic=True)
+    ch = Chapter(P, "cpu", overrides={"backbone": "ViT-B-16", "pretrained": "/w.pt"})
+    for name in ("official", "paper"):
+        r = ch.recipe(name, dpam="qk")
+        assert (r.backbone, r.pretrained, r.dpam) == ("ViT-B-16", "/w.pt", "qk")
+        assert r.image_size == P.base.image_size and r.epochs == P.base.epochs
+    assert ch.recipe("paper").layers == (0.25, 0.5, 0.75, 1.0)
+    assert Chapter(P, "cpu").recipe("official").backbone == P.base.backbone
+
+
+def test_every_chapter_has_the_template_parameters():
+    import ast
+
+    want = {"profile", "data_root", "device", "force", "backbone", "pretrained", "live"}
+    for src in sorted(Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("[0-9][0-9]_*.py")):
+        text = src.read_text()
+        cell = text.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
+        names = {t.id for node in ast.parse(cell).body if isinstance(node, ast.Assign) for t in node.targets
+                 if isinstance(t, ast.Name)}
+        assert want <= names, f"{src.name}: missing {sorted(want - names)}"
