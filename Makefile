@@ -21,6 +21,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	# MathJax for the offline book (static files only: its Jupyter-server part is not needed)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps jupyter-server-mathjax==0.2.6
 	@touch $@
 
 test: env
@@ -30,7 +32,7 @@ test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow and not notebooks"
 
 notebooks: env
-	$(BIN)/python -m anomclip.book execute --profile $(PROFILE) --data-root $(DATA_ROOT) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force)
+	$(BIN)/python -m anomclip.book execute --profile $(PROFILE) --data-root $(DATA_ROOT) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force) $(if $(BACKBONE),--backbone $(BACKBONE)) $(if $(PRETRAINED),--pretrained $(PRETRAINED))
 
 html: env
 	$(BIN)/python -m anomclip.book html

@@ -228,7 +228,7 @@ def set_image_size(visual: nn.Module, image_size: int, mode: str = "bilinear") -
     """Make an open_clip ``VisionTransformer`` accept ``image_size`` inputs (in place)."""
     patch = visual.conv1.kernel_size[0]
     if image_size % patch:
-        raise AnomclipError(f"image size {image_size} is not a multiple of the patch size {patch}")
+        raise AnomclipError(f"image_size {image_size} is not a multiple of the backbone's patch size {patch}")
     new_grid = image_size // patch
     with torch.no_grad():
         new = resize_pos_embed(visual.positional_embedding.data, new_grid, mode)
@@ -274,7 +274,8 @@ def load_clip(
             weights, trained = _file_identity(pretrained), True
         else:
             weights, trained = pretrained, True
-        tokenizer = open_clip.get_tokenizer(name)
+        with quiet_loggers():
+            tokenizer = open_clip.get_tokenizer(name)
     visual = model.visual
     if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
         raise AnomclipError(f"backbone {name} is not a plain ViT: DPAM needs open_clip's VisionTransformer")

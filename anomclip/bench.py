@@ -107,11 +107,11 @@ def bench_training(model, device) -> dict:
     """Seconds per epoch with cached features vs extracting the features every epoch."""
     from .features import extract_features
     from .profiles import ensure_synthetic
-    from .runner import _samples, DataSpec
+    from .runner import DataSpec
     from .train import train
 
     root = ensure_synthetic("data")["textures"]
-    samples = _samples(DataSpec(str(root), "textures"))
+    samples = DataSpec(str(root), "textures").samples()
     t0 = time.perf_counter()
     feats = extract_features(model, samples, progress=False)
     extract = time.perf_counter() - t0

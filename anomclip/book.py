@@ -3,18 +3,24 @@
 ::
 
     python -m anomclip.book execute --profile smoke --data-root data --device auto [--force] [--only 04]
+                                    [--backbone ViT-B-16 --pretrained openai]
     python -m anomclip.book html
 
 ``execute`` converts every ``notebooks/NN_*.py`` (jupytext py:percent, sorted by name) to a
 notebook, runs it with papermill (kernel ``python3``, working directory = the repository root,
-parameters ``profile``, ``data_root``, ``device``, ``force``) and writes the executed notebook
-to ``book/chapters/NN_*.ipynb``. Per-chapter seconds are printed and written to
-``results/<profile>/book_timings.json``. The first failing chapter stops the build with a
-one-line message naming it (exit code 1).
+the template's parameters ``profile``, ``data_root``, ``device``, ``force``, ``backbone``,
+``pretrained``) and writes the executed notebook to ``book/chapters/NN_*.ipynb``, with
+papermill's injected-parameters cell tagged ``remove-cell`` (the reader sees the chapter's own
+parameters cell and, in its provenance box, what actually ran). Per-chapter seconds are
+printed and written to ``results/<profile>/book_timings.json`` after every chapter (status
+``running``, then ``ok``), so that the cost chapter shows the times of the chapters before it. The first failing chapter
+stops the build with a one-line message naming it (exit code 1).
 
 ``html`` regenerates ``book/_toc.yml`` from the executed chapters present (``intro.md`` as the
-root, the chapters under one part, "Chapters") and runs ``jupyter-book build book/``; the
-notebooks are not executed again (``execute_notebooks: "off"``).
+root, the chapters under one part, "Chapters"), copies the MathJax installed with the
+environment (the ``jupyter-server-mathjax`` package) into ``book/_mathjax/mathjax`` so that the
+book renders formulas offline, and runs ``jupyter-book build book/``; the notebooks are not
+executed again (``execute_notebooks: "off"``).
 """
 from __future__ import annotations
 
@@ -34,6 +40,10 @@ BOOK = REPO / "book"
 CHAPTERS = BOOK / "chapters"
 CHAPTER_RE = re.compile(r"^[0-9][0-9]_.+\.py$")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: tags papermill gives the cell it injects, and the tag Jupyter Book hides a cell with
+INJECTED_TAG, HIDE_TAG = "injected-parameters", "remove-cell"
+#: MathJax is copied outside ``_static``: Jupyter Book adds every .js file of ``_static`` to every page
+MATHJAX_DIR = BOOK / "_mathjax" / "mathjax"
 
 
 def _say(msg: str) -> None:
@@ -87,6 +97,23 @@ def notebook_errors(path: str | Path) -> list[str]:
     return errs
 
 
+def hide_injected_parameters(path: str | Path) -> int:
+    """Tag papermill's injected-parameters cell(s) of an executed notebook ``remove-cell``;
+    returns how many cells were tagged."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    n = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            cell["metadata"]["tags"] = [*tags, HIDE_TAG]
+            n += 1
+    if n:
+        nbformat.write(nb, str(path))
+    return n
+
+
 def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, parameters: dict | None = None,
                     cwd: str | Path = REPO, timeout: int | None = 1800) -> tuple[Path, float]:
     """Execute one chapter; returns ``(executed notebook, seconds)`` or raises :class:`ChapterError`."""
@@ -116,6 +143,7 @@ def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, paramete
         else:
             os.environ["MPLBACKEND"] = old
     seconds = time.perf_counter() - t0
+    hide_injected_parameters(out)
     errs = notebook_errors(out)
     if errs:
         raise ChapterError(source.stem, errs[0], out)
@@ -124,10 +152,12 @@ def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, paramete
 
 def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "auto", force: bool = False,
                 only: list[str] | None = None, notebooks_dir: str | Path = NOTEBOOKS,
-                out_dir: str | Path = CHAPTERS, cwd: str | Path = REPO, echo=None) -> dict:
+                out_dir: str | Path = CHAPTERS, cwd: str | Path = REPO, echo=None, backbone: str | None = None,
+                pretrained: str | None = None) -> dict:
     """Execute the chapters in order; writes ``<cwd>/results/<profile>/book_timings.json``."""
     echo = echo or _say
-    params = {"profile": profile, "data_root": str(data_root), "device": device, "force": bool(force)}
+    params = {"profile": profile, "data_root": str(data_root), "device": device, "force": bool(force),
+              "backbone": backbone, "pretrained": pretrained}
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     timings_path = Path(cwd) / "results" / profile / "book_timings.json"
@@ -154,11 +184,28 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
             write("failed", e.chapter)
             raise
         timings[src.stem] = seconds
+        write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
         echo(f"[book] {src.stem}: {seconds:.1f} s")
     write("ok")
     echo(f"[book] {len(timings)} chapter(s) in {time.perf_counter() - t_all:.1f} s → {out_dir} "
          f"(timings: {timings_path})")
     return timings
+
+
+def read_timings(profile: str = "smoke", cwd: str | Path = REPO):
+    """The per-chapter seconds of the latest ``execute`` of ``profile`` as a DataFrame (chapter,
+    seconds) with its ``attrs`` status, device and total; None when no timings were written."""
+    import pandas as pd
+
+    path = Path(cwd) / "results" / profile / "book_timings.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    frame = pd.DataFrame(sorted(doc.get("chapters_s", {}).items()), columns=["chapter", "seconds"])
+    frame.attrs.update({k: doc.get(k) for k in ("status", "device", "created", "failed")})
+    frame.attrs["total_s"] = float(frame["seconds"].sum())
+    return frame
 
 
 def write_toc(book_dir: str | Path = BOOK) -> Path:
@@ -177,11 +224,30 @@ def write_toc(book_dir: str | Path = BOOK) -> Path:
     return toc
 
 
+def install_mathjax(target: str | Path = MATHJAX_DIR) -> Path:
+    """Copy the MathJax shipped by the ``jupyter-server-mathjax`` package (installed by ``make
+    env``) to ``target`` (the book's ``_static/mathjax``); returns the path of ``MathJax.js``."""
+    import shutil
+    from importlib import util
+
+    spec = util.find_spec("jupyter_server_mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ChapterError("html", "MathJax is not installed: run `make env` (it installs jupyter-server-mathjax)")
+    src = Path(list(spec.submodule_search_locations)[0]) / "static"
+    target = Path(target)
+    if not (target / "MathJax.js").is_file():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(src, target)
+    return target / "MathJax.js"
+
+
 def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
     """Regenerate the table of contents and run ``jupyter-book build``; raises on failure."""
     echo = echo or _say
     book_dir = Path(book_dir)
     toc = write_toc(book_dir)
+    install_mathjax(book_dir / "_mathjax" / "mathjax")
     missing = [p.stem for p in chapters() if not (book_dir / "chapters" / f"{p.stem}.ipynb").is_file()]
     if missing:
         echo(f"[book] warning: not executed yet, left out of the book: {', '.join(missing)} "
@@ -206,6 +272,8 @@ def main(argv=None) -> int:
     ex.add_argument("--data-root", default="data")
     ex.add_argument("--device", default="auto")
     ex.add_argument("--force", action="store_true", help="recompute results even when a matching file exists")
+    ex.add_argument("--backbone", default=None, help="an open_clip model name (default: the profile's)")
+    ex.add_argument("--pretrained", default=None, help="weights tag or file for --backbone (default: the profile's)")
     ex.add_argument("--only", action="append", default=None,
                     help="chapter number or name prefix (repeatable or comma-separated), e.g. --only 04")
     sub.add_parser("html", help="regenerate _toc.yml and run jupyter-book build book/")
@@ -213,7 +281,8 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "execute":
             only = [o for x in args.only for o in x.split(",")] if args.only else None
-            execute_all(args.profile, args.data_root, args.device, args.force, only)
+            execute_all(args.profile, args.data_root, args.device, args.force, only, backbone=args.backbone,
+                        pretrained=args.pretrained)
         else:
             build_html()
     except ChapterError as e:

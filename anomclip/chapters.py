@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from .labels import caveat, is_smoke, ours_label
+from .labels import NOT_RUN, caveat, is_smoke, ours_label, paper_dataset
 from .metrics import UndefinedMetricWarning
 from .plots import book_style
 from .profiles import Profile, get_profile
@@ -61,6 +61,18 @@ class Chapter:
 
     def caveat(self, what: str = "numbers"):
         return caveat(self.P, what)
+
+    @property
+    def ablation_datasets(self):
+        """Evaluation datasets of the ablation tables: the paper reports MVTec AD and VisA only
+        (None = every target of the protocol, as in the smoke profile)."""
+        return None if self.smoke else ["MVTec AD", "VisA"]
+
+    def not_run(self, paper_datasets) -> dict:
+        """{paper dataset: why this run has no number for it} for the paper datasets it lacks."""
+        have = {paper_dataset(d, self.smoke) for d in self.P.datasets}
+        why = "not in the smoke run (synthetic data only)" if self.smoke else NOT_RUN
+        return {d: why for d in paper_datasets if d not in have}
 
 
 def open_chapter(profile: str = "smoke", data_root: str = "data", device: str = "auto", force: bool = False,

@@ -202,9 +202,10 @@ def recipe_from_args(args, checkpoint: dict | None = None, checkpoint_path=None)
             differ = [f.name for f in dataclasses.fields(Recipe)
                       if f.name not in _NOT_COMPARED + ("epochs",) and getattr(chosen, f.name) != getattr(stored, f.name)]
             if differ:
+                flag = "--recipe" if getattr(args, "recipe", None) else "--method"
                 raise AnomclipError(
-                    f"--recipe {spec} is not the recipe {checkpoint_path} was made with ({stored.name!r}; "
-                    f"they differ in {', '.join(differ)}): leave out --recipe to use the checkpoint's")
+                    f"{flag} {spec} is not the recipe {checkpoint_path} was made with ({stored.name!r}; "
+                    f"they differ in {', '.join(differ)}): leave out {flag} to use the checkpoint's")
         if "backbone" in given and given["backbone"] != stored.backbone:
             raise AnomclipError(f"{checkpoint_path} was trained on {stored.backbone}, not {given['backbone']}")
         return stored.with_(**given) if given else stored
@@ -256,20 +257,32 @@ def _read_own_checkpoint(path) -> dict:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_synth(args) -> None:
+    from .standins import WRITERS, write_all, write_standin
     from .synth import make_synthetic
 
     t0 = time.perf_counter()
-    roots = make_synthetic(args.out, seed=args.seed, size=args.size)
-    for name, root in roots.items():
-        print(f"{name}: {root}")
+    if args.layout is None:  # meta.json says "synthetic": true (make_synthetic)
+        roots = make_synthetic(args.out, seed=args.seed, size=args.size or 128)
+        for name, root in roots.items():
+            print(f"{name}: {root}")
+    elif args.layout == "all":
+        for key, s in write_all(args.out, seed=args.seed, size=args.size or 64).items():
+            print(f"{key}: {s.root} (stand-in of the release layout; synthetic)")
+    elif args.layout in WRITERS:
+        s = write_standin(args.layout, args.out, seed=args.seed, size=args.size or 64)
+        print(f"{args.layout}: {s.root} (stand-in of the release layout; synthetic)")
+    else:
+        raise AnomclipError(f"unknown --layout {args.layout!r} (choose from all, {', '.join(WRITERS)})")
     print(f"synthetic data written in {time.perf_counter() - t0:.1f} s")
 
 
 def cmd_prepare(args) -> None:
-    from .data import prepare
+    from .layouts import prepare_dataset
 
-    path = prepare(args.root, layout=args.layout)
-    print(f"wrote {path}")
+    prepared = prepare_dataset(args.root, layout=args.layout)
+    for line in prepared.summary():
+        print(line)
+    print(f"wrote {prepared.path}" if prepared.layout != "meta" else f"kept {prepared.path}")
 
 
 def cmd_train(args) -> None:
@@ -283,6 +296,8 @@ def cmd_train(args) -> None:
     if out.exists() and not (args.resume or args.force):
         raise AnomclipError(f"{out} exists: --resume to continue its training, --force to start over and replace it")
     resuming = args.resume and out.exists()
+    if args.resume and not resuming:
+        print(f"nothing to resume at {out} yet: a new training starts")
     ckpt = _read_own_checkpoint(out) if resuming else None
     if resuming and "optimizer" not in ckpt:
         raise AnomclipError(f"{out} holds finished prompts without a training state: nothing to resume")
@@ -293,12 +308,16 @@ def cmd_train(args) -> None:
         differ = [k for k, v in recipe.to_dict().items()
                   if k not in ("name", "epochs") and json.dumps(v) != json.dumps(stored.get(k))]
         if differ:
-            raise AnomclipError(f"{out} was trained with another recipe ({', '.join(differ)} differ): "
+            raise AnomclipError(f"{out} was trained with another recipe (other {', '.join(differ)}): "
                                 "resume without changing them, or --force to start over")
     if recipe.epochs < 1:
         raise AnomclipError(f"epochs = {recipe.epochs}: training needs at least one epoch (--epochs)")
     spec = _data_spec(args.data, "textures")
     samples = _samples(spec, args.categories)
+    model = build_model(recipe, device)  # weights and image size are checked before the data is hashed
+    if not model.trainable_parameters():
+        raise AnomclipError(f"recipe {recipe.name!r} (method {getattr(recipe, 'method', 'anomalyclip')}) has no "
+                            "learnable prompts: there is nothing to train, evaluate it with anomclip eval")
     cache = FeatureCache.from_env()
     fingerprint = cache.fingerprint(samples)
     if resuming:
@@ -309,7 +328,6 @@ def cmd_train(args) -> None:
         if before != fingerprint:
             raise AnomclipError(f"{out} was trained on other data than {spec.root} (fingerprint {before[:12]} vs "
                                 f"{fingerprint[:12]}): resume with the same --data and --categories, or --force")
-    model = build_model(recipe, device)
     feats = extract_features(model, samples, cache, desc=f"features {spec.name}", progress=_progress())
     train_data = {"name": spec.name, "root": str(spec.root), "images": len(samples), "fingerprint": fingerprint}
     res = train(model, feats, checkpoint=out, resume=resuming, progress=_progress(),
@@ -358,7 +376,6 @@ def cmd_eval(args) -> None:
         print(cat[:16].ljust(16) + "".join(f"{100 * m.get(k, float('nan')):13.1f}" for k in keys))
     for note in doc["notes"]:
         print(f"note: {note}")
-    args.printed_notes = set(doc["notes"])  # the same text also comes as a warning: said once
     for path, reason in doc["provenance"].get("skipped", []):
         print(f"skipped: {reason}")
     print(f"[{doc['provenance']['label']}] results written to {args.out}")
@@ -439,6 +456,13 @@ def cmd_bench(args) -> None:
     from .results import check_writable
 
     check_writable(args.out, "file")
+    sizes = [b.strip() for b in str(args.batch_sizes).split(",") if b.strip()]
+    if not sizes or not all(b.isdigit() and int(b) > 0 for b in sizes):
+        raise AnomclipError(f"--batch-sizes {args.batch_sizes!r}: give comma-separated whole numbers ≥ 1")
+    for flag, value, low in (("--repeats", args.repeats, 1), ("--aupro-maps", args.aupro_maps, 0),
+                             ("--aupro-size", args.aupro_size, 1)):
+        if value < low:
+            raise AnomclipError(f"{flag} {value} must be ≥ {low}")
     run_bench(args)
 
 
@@ -460,6 +484,9 @@ def cmd_recipes(args) -> None:
 def cmd_book(args) -> int:
     from . import book
 
+    if not book.NOTEBOOKS.is_dir():
+        raise AnomclipError(f"the chapters ({book.NOTEBOOKS}) are not part of this installation: run anomclip book "
+                            "in a checkout of the repository (pip install -e .)")
     only = [o for x in args.only for o in x.split(",")] if args.only else None
     try:
         book.execute_all(args.profile, args.data_root, args.device, args.force, only)
@@ -479,12 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="write the synthetic two-domain dataset")
     s.add_argument("--out", default=f"{DEFAULT_DATA}/synthetic", help="folder to write (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed of the generator (default: %(default)s)")
-    s.add_argument("--size", type=int, default=128, help="image size in pixels (default: %(default)s)")
+    s.add_argument("--size", type=int, default=None,
+                   help="image size in pixels (default: 128; 64 for --layout stand-ins)")
+    s.add_argument("--layout", default=None,
+                   help="instead, write a small stand-in of a dataset's release layout: a layout name "
+                        "of anomclip prepare, or all (one folder per dataset under --out)")
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("prepare", help="write meta.json for an MVTec AD, VisA or folder layout")
+    from .layouts import LAYOUT_NAMES
+
+    s = sub.add_parser("prepare", help="detect a dataset's layout (the paper's 17 datasets or your own "
+                                       "folders), write its meta.json and say what was found")
     s.add_argument("root", help="the dataset's folder")
-    s.add_argument("--layout", default="auto", choices=["auto", "mvtec", "visa", "folder"],
+    s.add_argument("--layout", default="auto", choices=["auto", *LAYOUT_NAMES],
                    help="the dataset's layout (default: detected)")
     s.set_defaults(func=cmd_prepare)
 
@@ -550,17 +584,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _report_warnings(caught, command: str, already=()) -> None:
-    """Warnings of a successful command, one line each; third-party deprecation notices dropped."""
-    seen = set(already)
+def _reissue_warnings(caught, command: str) -> None:
+    """Warnings of a successful command, re-issued after it, each shown as one line.
+
+    Third-party deprecation notices (torch, open_clip…) are dropped and repeats said once; on
+    an error nothing but the error line is shown. Re-issuing (not
+    printing) keeps them visible to callers of :func:`main` (``pytest.warns``, filters).
+    """
+    seen = set()
+    keep = []
     for w in caught:
         ours = "anomclip" in str(w.filename)
         if not ours and issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
             continue
-        line = str(w.message).strip().splitlines()[0] if str(w.message).strip() else w.category.__name__
-        if line not in seen:
-            seen.add(line)
-            print(f"anomclip {command}: warning: {line}", file=sys.stderr)
+        text = str(w.message).strip()
+        if text not in seen:
+            seen.add(text)
+            keep.append(w)
+
+    def one_line(message, category, filename, lineno, line=None):
+        text = str(message).strip()
+        return f"anomclip {command}: warning: {text.splitlines()[0] if text else category.__name__}\n"
+
+    previous = warnings.formatwarning
+    warnings.formatwarning = one_line
+    try:
+        for w in keep:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:
+        warnings.formatwarning = previous
 
 
 def main(argv=None) -> int:
@@ -581,7 +633,10 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print(f"anomclip {args.command}: interrupted", file=sys.stderr)
             return 130
-    _report_warnings(caught, args.command, getattr(args, "printed_notes", ()))
+        except BrokenPipeError:  # `anomclip recipes | head`
+            sys.stdout = open(os.devnull, "w")
+            return 0
+    _reissue_warnings(caught, args.command)
     return code
 
 

@@ -35,7 +35,6 @@ here (MVTec AD :func:`index_mvtec`, VisA :func:`index_visa`, the user layout
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import posixpath
@@ -59,7 +58,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NORMAL_DIRS = ("normal", "good")
 ANOMALOUS_DIRS = ("anomalous", "anomaly", "abnormal")
 MASK_DIRS = ("masks", "mask", "ground_truth")
-LAYOUTS = ("meta", "mvtec", "visa", "folder")
 SPLITS = ("train", "test")
 META_NAME = "meta.json"
 #: Top-level key of ``meta.json`` marking generated (synthetic) data.
@@ -210,13 +208,21 @@ def is_synthetic(root: str | os.PathLike) -> bool:
     return (root / SYNTHETIC_MARKER).is_file()
 
 
+def mark_synthetic(root: str | os.PathLike) -> Path:
+    """Add the top-level ``"synthetic": true`` marker to ``root/meta.json`` (generated data)."""
+    meta = read_meta(root)
+    if meta.get(SYNTHETIC_KEY):
+        return Path(root) / META_NAME
+    return write_meta(root, {**meta, SYNTHETIC_KEY: True})
+
+
 def _resolve_meta(root: Path) -> dict:
     """The meta dict of ``root``: its ``meta.json``, or an index built from its layout."""
     if (root / META_NAME).is_file():
         return read_meta(root)
-    from .layouts import detect
+    from .layouts import read_layout
 
-    return _validate_meta(detect(root).read(root), root / META_NAME)
+    return _validate_meta(read_layout(root)[1], root / META_NAME)
 
 
 def _pick_categories(
@@ -456,9 +462,6 @@ def index_folder(root: str | os.PathLike) -> dict:
     return meta
 
 
-INDEXERS = {"mvtec": index_mvtec, "visa": index_visa, "folder": index_folder}
-
-
 def detect_layout(root: str | os.PathLike) -> str:
     """``"meta"`` when ``root/meta.json`` exists, else the layout :mod:`anomclip.layouts` finds."""
     from .layouts import detect
@@ -466,7 +469,7 @@ def detect_layout(root: str | os.PathLike) -> str:
     root = _check_root(root)
     if (root / META_NAME).is_file():
         return "meta"
-    return detect(root).layout
+    return detect(root).key
 
 
 def prepare(root: str | os.PathLike, layout: str = "auto") -> Path:

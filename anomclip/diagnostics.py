@@ -71,3 +71,23 @@ def defect_shift(model, pairs: list[dict], batch_size: int = 16) -> pd.DataFrame
             rows.append(dict(domain=domain, category=category, feature=feature, shift=s, spread=n,
                              ratio=s / n if n > 0 else float("inf")))
     return pd.DataFrame(rows)
+
+
+def prompt_stats(model) -> tuple[dict, dict]:
+    """What a model's learnable prompts look like: ``(summary, deep)``.
+
+    ``summary``: the mean L2 norm over tokens of the normal and of the abnormal context vectors
+    (the shared tensor twice when they are shared) and the cosine similarity of the two text
+    features (row 0 normal, row 1 damaged); ``deep``: ``{"block k": mean token norm}`` of the
+    deep prompts inserted at text block k = 2, 3, ….
+    """
+    pl = model.prompt_learner
+    with torch.no_grad():
+        text = model.encode_text().float()
+        cos = torch.nn.functional.cosine_similarity(text[0:1], text[1:2]).item()
+        abnormal = pl.ctx_abnormal if pl.ctx_abnormal is not None else pl.ctx_normal
+        summary = {"‖ctx normal‖": pl.ctx_normal.float().norm(dim=-1).mean().item(),
+                   "‖ctx damaged‖": abnormal.float().norm(dim=-1).mean().item(),
+                   "cos(normal text, damaged text)": cos}
+        deep = {f"block {i + 2}": t.float().norm(dim=-1).mean().item() for i, t in enumerate(pl.deep_prompts)}
+    return summary, deep

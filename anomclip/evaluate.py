@@ -42,33 +42,67 @@ def predict_features(model: AnomalyCLIP, features: FeatureSet, idx: np.ndarray, 
     return np.concatenate(scores), np.concatenate(maps)
 
 
+def _structural_notes(labels: np.ndarray, has_mask: np.ndarray, pixel_metrics: bool) -> tuple[bool, bool, list]:
+    """Whether image / pixel metrics are undefined for the whole dataset by its design, and the
+    one note that says why (instead of a warning per category)."""
+    no_image = bool(labels.size) and bool(labels.all())
+    no_pixel = pixel_metrics and not bool((has_mask & (labels == 1)).any())
+    notes = []
+    if no_image:
+        notes.append("image metrics (AUROC, AP) are not defined: every image is anomalous "
+                     "(a pixel-level dataset)")
+    if no_pixel:
+        notes.append("pixel metrics are not defined: no anomalous image has a mask (an image-level dataset)")
+    return no_image, no_pixel, notes
+
+
 def evaluate(model: AnomalyCLIP, features: FeatureSet, batch_size: int = 16, progress: bool = True,
              keep_maps: bool = False, keep_scores: bool = True, sigma: float | None = None,
              pixel_metrics: bool = True) -> EvalResult:
-    """Metrics of ``model`` on ``features``, per category and their unweighted mean."""
+    """Metrics of ``model`` on ``features``, per category and their unweighted mean.
+
+    Pixel metrics use the images that have a mask (normal images count as all-zero masks); an
+    anomalous image without a mask is left out of them, with a note saying how many. A dataset
+    whose images are all anomalous (pixel-level medical sets) has no image AUROC/AP, one
+    without masks (image-level sets) no pixel metrics: both are NaN (null in results files)
+    with one note each, not a warning per category.
+    """
     t0 = time.perf_counter()
     model.prompt_learner.eval()
-    per_cat, scores, maps, notes = {}, {}, {}, []
+    per_cat, scores, maps = {}, {}, {}
+    all_labels = np.asarray(features.labels)
+    has_mask = np.asarray(features.has_mask, dtype=bool)
+    no_image, no_pixel, notes = _structural_notes(all_labels, has_mask, pixel_metrics)
     cats = features.categories()
     for cat, idx in tqdm(cats.items(), desc="evaluate", disable=not progress, leave=False):
         idx = np.sort(idx)
         s, m = predict_features(model, features, idx, batch_size, sigma)
-        labels = features.labels[idx]
-        masks = np.asarray(features.masks[idx])
+        labels = all_labels[idx]
+        masked = has_mask[idx]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if pixel_metrics and features.has_mask[idx].all():
-                res = M.category_metrics(s, labels, m, masks)
+            if pixel_metrics and not no_pixel and masked.any():
+                masks = np.asarray(features.masks[idx[masked]])
+                res = M.category_metrics(s, labels, m[masked], masks)
             else:
                 res = M.category_metrics(s, labels, None, None)
-        for w in caught:  # re-issued once, with the category's name
-            notes.append(f"{cat}: {w.message}")
+        for w in caught:  # re-issued once, with the category's name, unless the dataset explains it
+            text = str(w.message)
+            if (no_image and text.startswith("image")) or ((no_pixel or not pixel_metrics) and "pixel" in text):
+                continue
+            notes.append(f"{cat}: {text}")
             warnings.warn(notes[-1], w.category, stacklevel=2)
+        left_out = int((~masked).sum())
+        if pixel_metrics and not no_pixel and left_out:
+            notes.append(f"{cat}: pixel metrics over the {int(masked.sum())} images with a mask; "
+                         f"{left_out} anomalous image(s) without a mask left out")
         per_cat[cat] = res
         if keep_scores:
             scores[cat] = s
         if keep_maps:
             maps[cat] = m
     mean, mean_notes = M.mean_over_categories(per_cat)
-    notes += mean_notes
+    explained = {k for k in mean if (no_image and k in ("image_auroc", "image_ap"))
+                 or ((no_pixel or not pixel_metrics) and k in M.PIXEL_KEYS)}
+    notes += [n for n in mean_notes if n.split(":")[0] not in explained]
     return EvalResult(per_cat, mean, notes, time.perf_counter() - t0, scores, maps)

@@ -131,3 +131,21 @@ def pixel_thresholds(pixels: pd.DataFrame, fixed: float = 0.5) -> pd.DataFrame:
                     f"anomalous px ≥ {fixed:g} (%)": 100 * float(np.mean(s[y] >= fixed)) if y.any() else np.nan})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def score_summary(scores: pd.DataFrame, by=("dataset", "category", "prompts")) -> pd.DataFrame:
+    """Per group of a :func:`score_frame` (with the columns in ``by``): the mean score of normal
+    and of anomalous images, the range of all scores (max − min) and the image AUROC
+    (:func:`anomclip.metrics.auroc_or_nan`, in %; "–" without both classes)."""
+    from .metrics import auroc_or_nan
+
+    rows = []
+    for key, g in scores.groupby(list(by), sort=False):
+        y = g["y"].to_numpy()
+        s = g["score"].to_numpy()
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                     "normal mean": float(s[y == 0].mean()) if (y == 0).any() else np.nan,
+                     "anomalous mean": float(s[y == 1].mean()) if (y == 1).any() else np.nan,
+                     "score range": float(s.max() - s.min()),
+                     "image AUROC (%)": 100 * auroc_or_nan(s, y)})
+    return pd.DataFrame(rows)

@@ -47,7 +47,7 @@ from .data import AnomalyDataset, Sample
 from .errors import AnomclipError
 from .fingerprint import DigestIndex, content_key, dataset_fingerprint
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: masks resized with PIL bilinear, as the authors do (data.mask_to_tensor)
 CACHE_DTYPES = ("float32", "float16")
 DEFAULT_CACHE = Path(".cache/features")
 #: Free space kept in reserve on top of the memory maps' size when extracting.

@@ -51,9 +51,11 @@ class DigestIndex:
         self._memory: dict = {}
         self._lock = threading.Lock()
         self._db = None
+        self._pending = 0
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")  # readers don't wait for a writer
             self._db.execute("CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INTEGER, "
                              "mtime_ns INTEGER, inode INTEGER, digest TEXT)")
             self._db.commit()
@@ -90,9 +92,22 @@ class DigestIndex:
             self._memory[p] = (stat_key, digest)
             if self._db is not None:
                 self._db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)", (p, *stat_key, digest))
-                self._db.commit()
+                self._pending += 1
+                if self._pending >= 256:
+                    self._commit()
+
+    def _commit(self) -> None:
+        if self._db is not None and self._pending:
+            self._db.commit()
+        self._pending = 0
+
+    def flush(self) -> None:
+        """Write the digests computed so far to the index file."""
+        with self._lock:
+            self._commit()
 
     def close(self) -> None:
+        self.flush()
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -136,6 +151,7 @@ def dataset_fingerprint(samples: Iterable, index: DigestIndex | None = None, ver
         row = [Path(img_rel).as_posix(), Path(mask_rel).as_posix() if mask_rel else "", s.cls_name,
                s.specie_name, int(s.anomaly), digest(img), digest(mask) if mask else ""]
         h.update(json.dumps(row).encode() + b"\n")
+    index.flush()
     return h.hexdigest()
 
 

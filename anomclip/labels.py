@@ -41,6 +41,14 @@ def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key)
 
 
+def display_text(text: str) -> str:
+    """``text`` (e.g. a results file's note) with every metric key replaced by its display name
+    (longest keys first) and the library's "returning NaN" said the way tables show it."""
+    for key in sorted(METRIC_NAMES, key=len, reverse=True):
+        text = text.replace(key, METRIC_NAMES[key])
+    return text.replace("; returning NaN", f" (shown as {MISSING})")
+
+
 def is_smoke(profile_or_synthetic) -> bool:
     """True for the smoke profile (or ``synthetic=True``)."""
     if isinstance(profile_or_synthetic, bool):
@@ -69,8 +77,13 @@ def fmt(value, digits: int = 1, percent: bool = False) -> str:
 def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
     """A table for display: numbers with ``digits`` decimals, NaN as "–", text as is."""
     def f(v):
-        return fmt(v, digits) if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) else (
-            MISSING if v is None else str(v))
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return fmt(v, 0 if float(v).is_integer() and digits == 0 else digits)
+        return MISSING if v is None else str(v)
     s = df.style.format(f)
     return s.set_caption(caption) if caption else s
 
@@ -171,24 +184,26 @@ def provenance_box(source, title: str = "Provenance") -> Box:
     return Box(md, html)
 
 
-def model_provenance(model, device: str = "cpu") -> dict:
-    """The provenance of numbers computed directly from a model (no results file): its backbone
-    identity (:class:`~anomclip.backbone.BackboneInfo`), commit, device and date."""
+def model_provenance(model, device: str = "cpu", synthetic: bool = False) -> dict:
+    """The provenance of numbers computed directly from a model on some images (no results
+    file): its backbone identity (:class:`~anomclip.backbone.BackboneInfo`), commit, device,
+    date, and the honest label (``synthetic``: the images were generated)."""
     from .results import provenance
 
-    prov = provenance(model=model, device=device)
+    prov = provenance(model=model, device=device, data={"synthetic": synthetic})
     prov.pop("recipe", None)
+    prov["data"] = {}
     return prov
 
 
 def notes_box(docs) -> Box | None:
     """The notes of results docs (undefined metrics and why), once each; None without notes."""
     docs = list(docs.values()) if isinstance(docs, dict) else list(docs)
-    notes = list(dict.fromkeys(n for d in docs for n in d.get("notes", [])))
+    notes = list(dict.fromkeys(display_text(n) for d in docs for n in d.get("notes", [])))
     if not notes:
         return None
     body = "<br>".join(_html.escape(n) for n in notes)
-    return admonition("note", "Notes of the results files (shown as “–” in the tables)", body,
+    return admonition("note", "Notes of the results files", body,
                       "; ".join(notes))
 
 
@@ -238,9 +253,10 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SH
 
 def compare_table(cmp: pd.DataFrame, dataset: str | None = None, labels=None) -> pd.DataFrame:
     """One dataset of :func:`compare` as a narrow table: rows = (label, metric), columns paper,
-    ours, Δ (fits the page whatever the number of datasets: show one table per dataset)."""
+    ours, Δ and the dataset ours were computed on (fits the page whatever the number of
+    datasets: show one table per dataset)."""
     d = cmp if dataset is None else cmp[cmp["dataset"] == dataset]
-    t = d.set_index(["label", "metric"])[["paper", "ours", "Δ"]]
+    t = d.set_index(["label", "metric"])[["paper", "ours", "Δ", "ours on"]]
     if labels is not None:
         t = t.reindex([lb for lb in labels if lb in t.index.get_level_values(0)], level=0)
     return t

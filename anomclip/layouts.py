@@ -494,7 +494,8 @@ class Prepared:
             all_items += items
         normal = sum(1 for it in all_items if not it["anomaly"])
         masks = sum(1 for it in all_items if it["mask_path"])
-        lines.append(f"  total: {len(self.meta.get('test', {}))} categories, {normal} normal, "
+        n_cats = len(self.meta.get("test", {}))
+        lines.append(f"  total: {n_cats} categor{'y' if n_cats == 1 else 'ies'}, {normal} normal, "
                      f"{len(all_items) - normal} anomalous, {masks} masks")
         if normal == 0:
             lines.append("  image metrics: not defined (every image is anomalous)")

@@ -26,8 +26,8 @@ from .labels import (MISSING, MODE_NAMES, PAPER_LABEL, SMOKE_STANDINS, SHOWN, me
 from .metrics import auroc_or_nan
 from .scoring import gaussian_blur
 
-#: the book's text column: ~690 px at 96 dpi
-COLUMN_WIDTH_IN = 7.2
+#: the book's text column (~690 px) at 96 dpi, less the padding of a tight bounding box
+COLUMN_WIDTH_IN = 7.0
 DPI = 96
 #: the smallest text of any figure (points; 10 pt = 13.3 px at 96 dpi)
 MIN_FONT_PT = 10
@@ -78,7 +78,7 @@ def dataset_colors(names) -> dict:
     domain by the dataset it stands in for, anything else after those (in the order given)."""
     import seaborn as sns
 
-    palette = sns.color_palette("tab20", 20)
+    palette = sns.color_palette("tab10", 10) + sns.color_palette("tab20", 20)[1::2]  # 20 distinct colours
     out, extra = {}, 0
     for n in names:
         key = SMOKE_STANDINS.get(n, n)
@@ -96,7 +96,29 @@ def _no_ticks(axes):
         a.set_yticks([])
 
 
-# --------------------------------------------------------------------------- maps
+# --------------------------------------------------------------------------- data and maps
+@_styled
+def show_samples(rgb, masks, titles, per_row: int = 6, title: str | None = None):
+    """Images with their ground-truth masks below them, ``per_row`` images per row."""
+    n = len(rgb)
+    rows = math.ceil(n / per_row)
+    side = COLUMN_WIDTH_IN / per_row
+    fig = _figure(rows * 2 * side + 0.5 * rows + 0.4)
+    axes = fig.subplots(2 * rows, per_row, squeeze=False)
+    for k in range(rows * per_row):
+        r, c = 2 * (k // per_row), k % per_row
+        if k >= n:
+            axes[r, c].axis("off"), axes[r + 1, c].axis("off")
+            continue
+        axes[r, c].imshow(rgb[k])
+        axes[r, c].set_title(titles[k])
+        axes[r + 1, c].imshow(_np(masks[k]), cmap="gray", vmin=0, vmax=1)
+    _no_ticks(axes)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 @_styled
 def show_maps(images, maps, masks=None, titles=None, scores=None, threshold: float | None = None):
     """One column per image: the image (title: name and image score), its ground-truth mask, and
@@ -253,8 +275,9 @@ def plot_radar(frame: pd.DataFrame, metrics=SHOWN, title: str | None = None):
 
 @_styled
 def bars(frame: pd.DataFrame, x: str = "metric", hue: str = "label", col: str = "dataset", title: str | None = None,
-         ylabel: str = "%", chance: float | None = 50.0):
-    """Grouped bars, one panel per ``col`` value stacked vertically (long frame; ``value`` in %)."""
+         ylabel: str = "%", chance: float | None = 50.0, logy: bool = False):
+    """Grouped bars, one panel per ``col`` value stacked vertically (long frame; ``value`` in %);
+    ``chance`` draws a dotted reference line, ``logy`` a log scale (said on the axis)."""
     import seaborn as sns
 
     panels = list(dict.fromkeys(frame[col]))
@@ -268,9 +291,11 @@ def bars(frame: pd.DataFrame, x: str = "metric", hue: str = "label", col: str = 
                     legend=False)
         if chance is not None:
             ax.axhline(chance, color="grey", lw=0.8, ls=":")
+        if logy:
+            ax.set_yscale("log")
         ax.set_title(str(p))
         ax.set_xlabel("")
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(ylabel + (" (log scale)" if logy else ""))
     import matplotlib.patches as mpatches
 
     fig.legend(handles=[mpatches.Patch(color=palette[h], label=h) for h in hues], loc="outside lower center",
@@ -459,4 +484,33 @@ def draw_cases(rgb, masks, raw, cases: pd.DataFrame, threshold: float, sigma: fl
     _no_ticks(axes)
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=MAP_CMAP), ax=axes[:, 1],
                  orientation="horizontal", fraction=0.05, label="P(anomalous), 0–1")
+    return fig
+
+
+@_styled
+def plot_sweeps(frame: pd.DataFrame, marks: dict, metrics, title: str | None = None):
+    """One panel per sweep (long frame: sweep, setting, metric display name, score in %), one
+    line per metric; a dotted line marks each sweep's value in ``marks`` (the official one)."""
+    import seaborn as sns
+
+    sweeps = list(dict.fromkeys(frame["sweep"]))
+    fig = _figure(3.0)
+    axes = fig.subplots(1, len(sweeps), sharey=True, squeeze=False)[0]
+    colors = dict(zip(metrics, sns.color_palette(n_colors=len(metrics))))
+    for ax, sw in zip(axes, sweeps):
+        sub = frame[(frame["sweep"] == sw) & frame["metric"].isin(metrics)].sort_values("setting")
+        for m in metrics:
+            s = sub[sub["metric"] == m]
+            ax.plot(s["setting"], s["score"], marker="o", color=colors[m], label=m)
+        if sw in marks:
+            ax.axvline(marks[sw], color="grey", lw=0.8, ls=":")
+        ax.set_xticks(sorted(sub["setting"].unique()))
+        ax.set_xlabel(sw.split(" (")[0])
+    axes[0].set_ylabel("%")
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], color=colors[m], marker="o", label=m) for m in metrics],
+               loc="outside lower center", ncol=len(metrics))
+    if title:
+        fig.suptitle(title)
     return fig

@@ -6,7 +6,11 @@
   coming from an **untrained tiny backbone on synthetic data**.
 * ``paper``: ViT-L-14-336 with the ``openai`` weights at 518 px on the real datasets under a
   data root, on a GPU, with the paper's protocol: tune on the MVTec AD test split and evaluate
-  every other dataset; tune on the VisA test split and evaluate MVTec AD.
+  every other dataset; tune on the VisA test split and evaluate MVTec AD; tune on Table 3's
+  medical auxiliary set (``medical_aux``, when built) and evaluate the medical datasets. The
+  17 datasets, their folders under DATA_ROOT and where each is published are
+  :data:`PAPER_TABLE` (docs/datasets.md); whichever are present are used, the others are
+  listed in :attr:`Profile.missing`.
 """
 from __future__ import annotations
 
@@ -124,12 +128,15 @@ class Profile:
 
 def ensure_synthetic(root: str | Path) -> dict[str, Path]:
     """The synthetic data under ``root/synthetic`` (generated once, deterministically)."""
+    from .data import mark_synthetic
     from .synth import make_synthetic
 
     base = Path(root) / "synthetic"
     domains = {"textures": base / "textures", "objects": base / "objects"}
     if not all((p / "meta.json").is_file() for p in domains.values()):
         domains = make_synthetic(base)
+    for path in domains.values():
+        mark_synthetic(path)
     return domains
 
 
@@ -145,10 +152,7 @@ def get_profile(name: str = "smoke", data_root: str | Path = "data", results_dir
 
 
 def _paper_spec(root: Path, d: PaperDataset) -> DataSpec:
-    from .data import is_synthetic
-
-    path = root / d.folder
-    return DataSpec(str(path), d.name, synthetic=is_synthetic(path) if (path / "meta.json").is_file() else False)
+    return DataSpec(str(root / d.folder), d.name)
 
 
 def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "results",
@@ -174,7 +178,10 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
                 missing[d.name] = f"{d.name}: {path} not found, skipped (published at {d.source})"
             continue
         if prepare and not (path / "meta.json").is_file():
-            prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
+            try:
+                prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
+            except OSError:  # a read-only copy: its layout is then read on the fly at each load
+                pass
         ds[d.name] = _paper_spec(root, d)
     protocol: dict = {}
     mvtec, visa = "MVTec AD", "VisA"

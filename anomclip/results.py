@@ -155,9 +155,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def check_writable(path: str | os.PathLike, kind: str = "file") -> Path:
     """Fail now, before any expensive work, if ``path`` (a ``file`` or a ``folder``) cannot be written.
 
-    A file must not be an existing folder and a folder must not be an existing file; the
-    folder that will hold it is created if needed, and a temporary file is created in it and
-    removed (the only sure test: permissions, read-only mounts and ACLs all show up).
+    A file must not be an existing folder and a folder must not be an existing file. A
+    temporary file is created and removed in the folder that will hold ``path`` (or, when
+    that folder does not exist yet, in its nearest existing parent): the only sure test, as
+    permissions, read-only mounts and ACLs all show up. Nothing is left behind, not even a
+    created folder.
     """
     path = Path(path)
     if kind == "file" and path.is_dir():
@@ -165,12 +167,16 @@ def check_writable(path: str | os.PathLike, kind: str = "file") -> Path:
     if kind == "folder" and path.exists() and not path.is_dir():
         raise AnomclipError(f"{path} is a file, not a folder: give a folder to write into")
     folder = path if kind == "folder" else path.parent
-    probe = folder / f".anomclip-write-test.{secrets.token_hex(4)}"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AnomclipError(f"cannot write {path}: {existing} is a file, not a folder")
+    probe = existing / f".anomclip-write-test.{secrets.token_hex(4)}"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
     except OSError as e:
-        raise AnomclipError(f"cannot write {path}: {e.strerror} ({folder})") from None
+        raise AnomclipError(f"cannot write {path}: {e.strerror} ({existing})") from None
     probe.unlink()
     return path
 

@@ -37,6 +37,7 @@ from .errors import AnomclipError
 from .evaluate import EvalResult, evaluate
 from .features import FeatureCache, FeatureSet, extract_features
 from .fingerprint import content_key
+from .methods import trains
 from .model import AnomalyCLIP
 from .recipes import Recipe
 from .results import atomic_write_text, provenance, read_results, write_results
@@ -196,6 +197,8 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     """
     device = resolve_device(device)
     cache = cache or FeatureCache()
+    if train_data is not None and not trains(recipe):
+        train_data = None  # a zero-shot method (CLIP, CLIP-AC, WinCLIP): nothing to tune
     if authors_checkpoint and init_prompts:
         raise AnomclipError("give either authors_checkpoint or init_prompts, not both")
     eval_samples = {spec.name: spec.samples() for spec in eval_data}
@@ -353,10 +356,13 @@ def run_table(profile, rows, datasets=None, train: bool = True, force: bool = Fa
     cache = getattr(profile, "cache", None)
     wanted = [(src, [t for t in targets if (datasets is None or t in datasets) and t in profile.datasets])
               for src, targets in profile.protocol.items() if src in profile.datasets]
-    if not train:  # untrained prompts do not depend on the tuning dataset: one run for all targets
-        wanted = [(None, list(dict.fromkeys(t for _, ts in wanted for t in ts)))]
+    # untrained prompts and zero-shot methods do not depend on a tuning dataset: one run, all targets
+    untrained_plan = [(None, list(dict.fromkeys(t for _, ts in wanted for t in ts)))]
+    if not train:
+        wanted = untrained_plan
     for label, recipe in rows:
-        for src, targets in wanted:
+        plan = wanted if trains(recipe) else untrained_plan
+        for src, targets in plan:
             if not targets:
                 continue
             exp = run_experiment(recipe, profile.datasets[src] if train else None,

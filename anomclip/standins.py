@@ -102,7 +102,7 @@ def _junk(folder: Path) -> None:
 
 def _mvtec_like(s: Standin, p: _Painter, cats: tuple[str, ...], normal: str = "good", img_ext: str = ".png",
                 mask_ext: str = ".png", mask_suffix: str = "_mask", defect: str = "broken") -> None:
-    """``<cls>/{train,test}/…`` + ``<cls>/ground_truth/<defect>/<stem><suffix><ext>``; the last
+    """``<cls>/{train,test}/…`` + ``<cls>/ground_truth/<defect>/<stem><suffix><ext>``; the second
     anomalous image of the first category has no mask (trap)."""
     bad_dir = "ko" if normal == "ok" else defect
     for c, cls_name in enumerate(cats):
@@ -118,8 +118,8 @@ def _mvtec_like(s: Standin, p: _Painter, cats: tuple[str, ...], normal: str = "g
             rel = f"{cls_name}/test/{bad_dir}/{i:03d}{img_ext}"
             _save(s.root / rel, rgb)
             mrel = f"{cls_name}/ground_truth/{bad_dir}/{i:03d}{mask_suffix}{mask_ext}"
-            if c == 0 and i == 2:
-                mrel = ""  # trap: a missing mask
+            if c == 0 and i == 1:
+                mrel = ""  # trap: a missing mask in the middle (sort-order pairing would shift the next)
             else:
                 _save(s.root / mrel, _mask_u8(mask), grey=True)
             s.add(cls_name, rel, 1, mrel)
@@ -214,13 +214,13 @@ def _w_dagm(s, p):
 
 def _pixel_only(s, p, img_dir: str, mask_dir: str, cls_name: str, img_ext: str, mask_ext: str,
                 mask_suffix: str = "", n: int = 4, stem=lambda i: f"{i + 1}") -> None:
-    """A pixel-level medical set: anomalous images + masks; the last mask is missing (trap)."""
+    """A pixel-level medical set: anomalous images + masks; the second mask is missing (trap)."""
     for i in range(n):
         rgb, mask = p.defective(("disc", "ring", "capsule")[i % 3], i)
         rel = f"{img_dir}/{stem(i)}{img_ext}"
         _save(s.root / rel, rgb)
         mrel = f"{mask_dir}/{stem(i)}{mask_suffix}{mask_ext}"
-        if i == n - 1:
+        if i == 1:
             mrel = ""
         else:
             _save(s.root / mrel, _mask_u8(mask), grey=True)

@@ -413,6 +413,6 @@ def make_synthetic(
                 shutil.rmtree(root / name)
             _write_category(root, domain_i, cat_i, name, int(seed), n_train, n_normal,
                             n_anomalous, int(size))
-        write_meta(root, index_mvtec(root))
+        write_meta(root, {**index_mvtec(root), "synthetic": True})  # marks generated data (data.is_synthetic)
         roots[domain] = root
     return roots

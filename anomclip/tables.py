@@ -40,11 +40,11 @@ def wide(df: pd.DataFrame, metrics=SHOWN, percent: bool = True, names: bool = Fa
 
 
 def paper_long(table: int | str, variants: dict | None = None, method: str | None = "AnomalyCLIP",
-               metrics=SHOWN, category: str = "mean") -> pd.DataFrame:
+               metrics=SHOWN, category: str = "mean", label_by: str = "variant") -> pd.DataFrame:
     """The paper's numbers of one table as a long frame: label, dataset, metric (key), value (%).
 
-    ``label`` is the row's variant (or method when it has none), renamed by ``variants``
-    (rows not in ``variants`` are dropped when it is given)."""
+    ``label`` is the row's variant (or method when it has none; ``label_by="method"``: always
+    the method), renamed by ``variants`` (rows not in ``variants`` are dropped when it is given)."""
     filters = {"category": category} if category is not None else {}
     if method is not None:
         filters["method"] = method
@@ -55,7 +55,7 @@ def paper_long(table: int | str, variants: dict | None = None, method: str | Non
         key = key_of.get((r.level, r.metric))
         if key is None or key not in metrics:
             continue
-        label = r.variant or r.method
+        label = r.method if label_by == "method" else (r.variant or r.method)
         if variants is not None:
             if label not in variants:
                 continue
@@ -71,3 +71,45 @@ def paper_wide(table: int, variants: dict | None = None, method: str = "AnomalyC
     d = paper_long(table, variants, method, metrics)
     t = d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False)
     return t.rename(columns=metric_name, level=1) if names else t
+
+
+def deviations(frame: pd.DataFrame, group=("dataset", "metric")) -> pd.DataFrame:
+    """For each group of a long frame (label, …, value): the row that deviates most from the
+    median of the *other* rows of its group, how far (``deviation`` = value − that median), and
+    the spread (max − min) of the other rows — a number far outside a tight spread is an outlier
+    of its table (e.g. a typo in the paper). Sorted by ``|deviation|``, largest first."""
+    rows = []
+    for key, g in frame.groupby(list(group), sort=False):
+        if len(g) < 3:
+            continue
+        best = None
+        for i, r in g.iterrows():
+            others = g.drop(index=i)["value"].astype(float)
+            dev = float(r["value"]) - float(others.median())
+            if best is None or abs(dev) > abs(best["deviation"]):
+                best = {**dict(zip(group, key if isinstance(key, tuple) else (key,))), "label": r["label"],
+                        "value": float(r["value"]), "median of the others": float(others.median()),
+                        "deviation": dev, "spread of the others": float(others.max() - others.min())}
+        rows.append(best)
+    out = pd.DataFrame(rows)
+    return out.reindex(out["deviation"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+
+def paired_means(per_category: pd.DataFrame) -> pd.Series:
+    """The mean of each column over the categories (rows) where *every* column is defined, so
+    that two metrics' means are taken over the same categories; ``n`` is how many there are."""
+    both = per_category.dropna()
+    return pd.concat([both.mean(), pd.Series({"n": float(len(both))})])
+
+
+def score_differences(doc_a: dict, doc_b: dict, dataset: str = "") -> pd.DataFrame:
+    """Per category, the largest and the mean absolute difference between the image scores of
+    two results docs of the same images (same order)."""
+    import numpy as np
+
+    rows = []
+    for c, a in doc_a["scores"].items():
+        d = np.abs(np.asarray(a, dtype=float) - np.asarray(doc_b["scores"][c], dtype=float))
+        rows.append({"dataset": dataset, "category": c, "max |Δ score|": float(d.max()),
+                     "mean |Δ score|": float(d.mean())})
+    return pd.DataFrame(rows)

@@ -14,9 +14,10 @@
 # # Overview: zero-shot anomaly detection with AnomalyCLIP
 #
 # **What this chapter reproduces.** Nothing numeric yet: it sets the stage for the paper's
-# Figure 1 / Figure 2 (the task and the pipeline). It shows the data the book runs on, trains
-# the prompts once, and shows image scores and anomaly maps on images of a domain the prompts
-# never saw. It ends with what one needs to run the `paper` profile for real.
+# Figures 1–2 (the task and the pipeline). It shows the data the book runs on, trains the
+# prompts once, shows image scores and anomaly maps on images of a domain the prompts never
+# saw, says once what a smoke run can and cannot show, and ends with what the `paper` profile
+# needs.
 #
 # **Zero-shot anomaly detection (ZSAD).** An anomaly detector usually learns what *normal*
 # looks like for one product (bottles, carpets…) from many normal images of it. In the
@@ -41,39 +42,31 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
-backbone = None  # None → the profile's backbone (smoke: tiny-random; paper: ViT-L-14-336)
-pretrained = None  # None → the profile's weights (smoke: none; paper: openai)
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
 
 # %% tags=["remove-cell"]
-import warnings
-
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from anomclip.data import denormalize, load_image, load_index, read_mask
+from anomclip.chapters import open_chapter
+from anomclip.data import load_index
+from anomclip.examples import batch_of, overview_samples
+from anomclip.failures import score_frame
+from anomclip.labels import fmt, notes_box, provenance_box, styled
 from anomclip.paper import paper_value
-from anomclip.plots import provenance_box, show_maps
-from anomclip.profiles import get_profile
-from anomclip.runner import build_model, resolve_device, run_experiment
+from anomclip.plots import plot_distributions, show_maps, show_samples
 
-warnings.filterwarnings("ignore", category=UserWarning)
-sns.set_theme(style="whitegrid", context="notebook")
-torch.manual_seed(0);
-
-# %%
-P = get_profile(profile, data_root)
-device = resolve_device(device)
-overrides = {k: v for k, v in {"backbone": backbone, "pretrained": pretrained}.items() if v is not None}
-recipe = P.recipe("official", **overrides)
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+recipe = ch.recipe("official")
 tune_on, evaluate_on = next(iter(P.protocol.items()))  # smoke: textures → objects
-weights = "untrained, random weights" if recipe.backbone == "tiny-random" else recipe.pretrained
-print(f"profile {P.name} | backbone {recipe.backbone} ({weights}) "
-      f"@ {recipe.image_size} px | device {device}")
-print(f"tune on {tune_on!r}, evaluate zero-shot on {evaluate_on}")
+
+# %% tags=["remove-input"]
+ch.caveat()
 
 # %% [markdown]
 # ## The data
@@ -84,124 +77,108 @@ print(f"tune on {tune_on!r}, evaluate zero-shot on {evaluate_on}")
 # defects — scratches, holes, stains and cracks — look alike in both, which is exactly what a
 # zero-shot detector has to transfer. The two domains play the roles of MVTec AD and VisA in
 # the paper's protocol: tune on one, evaluate on the other. Below: one normal and two
-# anomalous test images per category, with their ground-truth masks.
+# anomalous test images of each category, with their ground-truth masks, at the model's input
+# size (read exactly as evaluation reads them).
 
-# %% tags=["hide-input"]
-def sample_grid(spec, per_cat=3, max_cats=4):
-    idx = load_index(spec.root, "test")
-    picks = []
-    for cat, samples in list(idx.items())[:max_cats]:
-        normal = [s for s in samples if not s.anomaly][:1]
-        by_kind = {}  # one image per defect type, in turn across categories
-        for s in samples:
-            if s.anomaly:
-                by_kind.setdefault(s.specie_name, s)
-        kinds = list(by_kind)
-        k0 = len(picks) % max(1, len(kinds))
-        bad = [by_kind[kinds[(k0 + i) % len(kinds)]] for i in range(min(per_cat - len(normal), len(kinds)))]
-        picks += normal + bad
-    return picks
-
-
-picks = {name: sample_grid(P.datasets[name]) for name in P.datasets if name in (tune_on, *evaluate_on)}
-for name, samples in picks.items():
-    n = len(samples)
-    fig, axes = plt.subplots(2, n, figsize=(1.35 * n, 2.9), squeeze=False)
-    for j, s in enumerate(samples):
-        img = denormalize(load_image(s.img_path, 128 if P.synthetic else 256))
-        axes[0, j].imshow(img)
-        axes[0, j].set_title(f"{s.cls_name}\n{s.specie_name}", fontsize=7)
-        mask = read_mask(s.mask_path) if s.mask_path else np.zeros(img.shape[:2])
-        axes[1, j].imshow(mask, cmap="gray", vmin=0, vmax=max(1, mask.max()))
-        for a in axes[:, j]:
-            a.set_xticks([]), a.set_yticks([])
-    fig.suptitle(f"{name}: test images (top) and ground-truth masks (bottom)", fontsize=10)
-    fig.tight_layout()
+# %% tags=["remove-input"]
+for name in dict.fromkeys([tune_on, *evaluate_on]):
+    samples = overview_samples(P, name, per_category=3, max_categories=4)
+    _, masks, _, rgb = batch_of(samples, recipe.image_size)
+    show_samples(rgb, masks, [f"{s.cls_name}\n{s.specie_name}" for s in samples],
+                 title=f"{name}: test images (top) and ground-truth masks (below each)")
     plt.show()
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 counts = pd.DataFrame([
     {"dataset": name, "category": cat, "normal": sum(1 - s.anomaly for s in v), "anomalous": sum(s.anomaly for s in v)}
-    for name, spec in P.datasets.items() for cat, v in load_index(spec.root, "test").items()
+    for name, spec in P.datasets.items() for cat, v in load_index(spec.root, spec.split).items()
 ])
-counts.groupby("dataset")[["normal", "anomalous"]].sum().assign(
-    categories=counts.groupby("dataset")["category"].nunique())
+styled(counts.groupby("dataset")[["normal", "anomalous"]].sum()
+       .assign(categories=counts.groupby("dataset")["category"].nunique()), "test images per dataset", digits=0)
 
 # %% [markdown]
 # ## Train once, detect on an unseen domain
 #
 # **Experiment.** Tune the prompts with the authors' released recipe (`official`: glocal
 # loss, DPAM V–V, deep prompts, anomaly map from the last block) on the test split of the
-# tuning dataset, then score the other domain's images with the same prompts. The runner
-# trains, evaluates and writes a results file with provenance (in `results/<profile>/main`,
-# shared with chapters 3, 4 and 14, which re-use it instead of training again).
+# tuning dataset, then score the other domain's images with the same prompts. The runner keys
+# the run by its content (recipe, weights, data), so chapters 3, 4, 13 and 14 ask for the
+# same run and get it back without training again.
 
 # %%
-exp = run_experiment(recipe, train_data=P.datasets[tune_on], eval_data=[P.datasets[d] for d in evaluate_on],
-                     out_dir=P.out / "main", label=f"AnomalyCLIP-from-{tune_on}", device=device, force=force,
-                     progress=False)
-print("re-used an existing results file" if exp.reused else "trained and evaluated now",
-      "| prompts:", exp.training["checkpoint"])
+exp = ch.experiment(recipe, tune_on, evaluate_on)
 target = evaluate_on[0]
 doc = exp.results[target]
-provenance_box(doc, profile=P.name)
+provenance_box(doc)
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 hist = pd.DataFrame(exp.training["history"])
-print(f"trained {len(hist)} epochs in {hist['seconds'].sum():.1f} s; "
-      f"final loss {hist['loss'].iloc[-1]:.3f} (global {hist['global'].iloc[-1]:.3f}, local {hist['local'].iloc[-1]:.3f})")
+display(Markdown(
+    f"Trained {len(hist)} epochs on {tune_on} in {fmt(hist['seconds'].sum())} s (on cached features); the loss "
+    f"went from {fmt(hist['loss'].iloc[0], 3)} to {fmt(hist['loss'].iloc[-1], 3)} (global "
+    f"{fmt(hist['global'].iloc[-1], 3)}, local {fmt(hist['local'].iloc[-1], 3)} in the last epoch)."))
 
 # %% [markdown]
 # **Result: image scores.** The image score is the softmax probability of the "damaged"
 # prompt against the global image feature. A useful detector gives anomalous images higher
 # scores than normal ones, per category (this is what image AUROC measures).
 
-# %% tags=["hide-input"]
-scores = pd.DataFrame([
-    {"category": c, "score": s, "label": "anomalous" if y else "normal"}
-    for c in doc["scores"] for s, y in zip(doc["scores"][c], doc["labels"][c])
-])
-fig, ax = plt.subplots(figsize=(6.5, 3.2))
-sns.stripplot(data=scores, x="category", y="score", hue="label", dodge=True, alpha=0.75, size=4, ax=ax,
-              palette={"normal": "tab:blue", "anomalous": "tab:red"})
-ax.set_title(f"image scores on {target} (zero-shot, prompts tuned on {tune_on})\n{doc['provenance']['label']}",
-             fontsize=9)
-plt.show()
+# %% tags=["remove-input"]
+plot_distributions(score_frame(doc, target),
+                   title=f"{target}: image scores (zero-shot, prompts tuned on {tune_on})")
 
 # %% [markdown]
-# **Result: anomaly maps.** The map is the (Gaussian-smoothed) patch-level probability of
-# "damaged", upsampled to the image size. Below: one normal and three anomalous images of the
-# unseen domain.
+# **Result: anomaly maps.** The map is the Gaussian-smoothed patch-level probability of
+# "damaged", upsampled to the image size, drawn on the fixed scale 0–1. Below: one normal
+# and three anomalous images of the unseen domain.
 
-# %% tags=["hide-input"]
-model = build_model(recipe, device)  # frozen backbone + fresh prompts …
-model.load_prompts(exp.training["checkpoint"])  # … replaced by the tuned ones
-model.eval()
-samples = [s for v in load_index(P.datasets[target].root, "test").values() for s in v]
+# %% tags=["remove-input"]
+model = exp.model()
+samples = [s for v in load_index(P.datasets[target].root, P.datasets[target].split).values() for s in v]
 chosen = [s for s in samples if not s.anomaly][:1] + [s for s in samples if s.anomaly][::7][:3]
-x = torch.stack([load_image(s.img_path, model.image_size) for s in chosen]).to(model.device)
+images, masks, cls_names, rgb = batch_of(chosen, model.image_size)
 with torch.no_grad():
-    out = model(x, [s.cls_name for s in chosen])
-masks = [read_mask(s.mask_path) if s.mask_path else None for s in chosen]
-masks = [None if m is None else
-         torch.nn.functional.interpolate(torch.as_tensor(m, dtype=torch.float32)[None, None] / max(1, m.max()),
-                                         size=model.image_size, mode="nearest")[0, 0] for m in masks]
-fig = show_maps([denormalize(t) for t in x.cpu()], out.anomaly_map.cpu(), masks,
-                titles=[f"{s.cls_name}/{s.specie_name}" for s in chosen], scores=out.image_score.cpu())
-fig.suptitle(doc["provenance"]["label"], fontsize=9, y=1.02)
+    out = model(images.to(model.device), cls_names)
+show_maps(rgb, out.anomaly_map.cpu(), list(masks), titles=[f"{s.cls_name}\n{s.specie_name}" for s in chosen],
+          scores=out.image_score.cpu())
 plt.show()
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 m = doc["mean"]
 display(Markdown(
-    f"**Meaning.** On {target}, mean image AUROC is **{100 * m['image_auroc']:.1f} %** and pixel AUROC "
-    f"**{100 * m['pixel_auroc']:.1f} %** (paper, VisA: {100 * paper_value(1, 'VisA', 'image_auroc'):.1f} % and "
-    f"{100 * paper_value(1, 'VisA', 'pixel_auroc'):.1f} %). "
-    + ("These smoke numbers come from an *untrained tiny backbone on synthetic data*: they show the "
-       "pipeline runs end to end (train → checkpoint → scores → maps → metrics → results file), "
-       "not how well AnomalyCLIP works; they are **not** a reproduction of the paper."
-       if P.synthetic else "These are real-data numbers from the pretrained backbone.")
-))
+    f"**What it means.** On {target}, the mean image AUROC is **{fmt(m['image_auroc'], percent=True)} %** and the "
+    f"pixel AUROC **{fmt(m['pixel_auroc'], percent=True)} %** (50 % is chance). The paper reports "
+    f"{fmt(paper_value(1, 'VisA', 'image_auroc'), percent=True)} % and {fmt(paper_value(1, 'VisA', 'pixel_auroc'), percent=True)} % "
+    "on VisA. " + ("The smoke numbers show that the pipeline runs end to end (train → checkpoint → scores → "
+                   "maps → metrics → results file); the next section says what they cannot show."
+                   if ch.smoke else "These numbers come from the pretrained backbone on the real data.")))
+notes_box([doc])
+
+# %% [markdown]
+# (smoke-runs)=
+# ## What a smoke run can and cannot show
+#
+# The smoke profile runs every chapter of this book with a tiny CLIP whose weights are
+# **random** (`tiny-random`: a few blocks, 96 px input) on **generated synthetic data**, on a
+# CPU, in minutes. Its numbers are labelled "ours (smoke run)" and every chapter says so in a
+# box at its top; this section says, once, what they mean.
+#
+# * **What they show.** That each experiment is wired as the paper describes: the recipe
+#   trains, the loss goes down, checkpoints load, maps and scores are computed and scored by
+#   the same metrics as the paper's, tables are filled from results files with provenance,
+#   and a switch in a recipe (a loss term, a DPAM mode, a layer) changes the run it names.
+#   Effects built into the method's arithmetic also show up: the diagonal of Q-Q, K-K and V-V
+#   attention (chapter 2), the cost of DPAM's second path (chapter 12), the difference between
+#   the two AUPRO definitions (chapter 14).
+# * **What they cannot show.** How well AnomalyCLIP detects anomalies. A random backbone has
+#   no notion of "damaged": its image scores hardly move when a defect appears (chapter 4
+#   measures this), so image AUROCs stay near chance whatever the prompts, and differences of
+#   a few points between rows of an ablation table are run-to-run noise. A smoke number beside
+#   a paper number is **not** a reproduction and the difference between them measures nothing
+#   about the paper; the synthetic domains only take the *role* of MVTec AD (textures) and
+#   VisA (objects) in the protocol.
+# * **What does.** The `paper` profile below: the pretrained ViT-L-14-336 on the real
+#   datasets, on a GPU; every chapter then compares real numbers with the paper's.
 
 # %% [markdown]
 # ## Running the `paper` profile
@@ -210,23 +187,33 @@ display(Markdown(
 # 1.7 GB). `open_clip.create_model_and_transforms("ViT-L-14-336", pretrained="openai")`
 # downloads them once into the Hugging Face cache (`~/.cache/huggingface`, or `$HF_HOME`).
 # On a machine without internet, copy that cache over and set `HF_HUB_OFFLINE=1`, or pass a
-# local file as the weights (`pretrained="/path/to/ViT-L-14-336.pt"`, the `backbone` /
-# `pretrained` parameters of each chapter).
+# local file (`pretrained="/path/to/ViT-L-14-336px.pt"`, the `backbone` / `pretrained`
+# parameters every chapter has).
+#
+# **The authors' prompts.** The authors publish their tuned prompts in the `checkpoints/`
+# folder of their GitHub repository (`zqhang/AnomalyCLIP`):
+# `checkpoints/9_12_4_multiscale/epoch_15.pth` was tuned on VisA (use it to evaluate MVTec AD)
+# and `checkpoints/9_12_4_multiscale_visa/epoch_15.pth` on MVTec AD (use it for VisA and the
+# other datasets); `anomclip eval --authors-checkpoint …/epoch_15.pth` evaluates them.
+#
+# **GPU.** `requirements.lock` pins torch 2.14.1 built for CUDA 13.0, which needs an NVIDIA
+# driver of the 580 series or newer (`nvidia-smi` shows the driver version); with an older
+# driver, install the torch build for your CUDA version from the PyTorch index instead.
 #
 # **Datasets.** Put MVTec AD in `DATA_ROOT/mvtec` and VisA in `DATA_ROOT/visa` (their
-# official layouts); optional MPDD, BTAD, SDD, DAGM, DTD-Synthetic and the medical sets go in
-# sibling folders (`DATA_ROOT/mpdd`, …). Then write the index each dataset needs once:
+# official layouts); the optional MPDD, BTAD, SDD, DAGM, DTD-Synthetic and the medical sets go
+# in sibling folders (`DATA_ROOT/mpdd`, …; a missing one is listed and skipped). The medical
+# auxiliary set of Table 3 is built by hand, as the paper's appendix describes: in
+# `DATA_ROOT/medical_aux/colon/`, put the 380 CVC-ColonDB images in `anomalous/` with their
+# masks in `masks/<stem>_mask.png`, and the 163 normal images of the Endo (EndoTect 2020)
+# classification test split in `normal/` (chapter 5).
 #
 # ```bash
-# anomclip prepare /data/mvtec
-# anomclip prepare /data/visa
 # PROFILE=paper DATA_ROOT=/data DEVICE=cuda make book
 # ```
 #
-# **Expected run times (estimates, not measurements).** On one modern GPU (A100/H100 class),
-# at 518 px: extracting frozen ViT-L features is about 10–20 ms per image (cached on disk
-# afterwards, `.cache/features`); tuning the prompts for 15 epochs on MVTec AD's 1,725 test
-# images takes roughly 10–20 minutes; evaluating a dataset takes minutes (VisA, 2,162 images:
-# ~5 min including the pixel metrics). One ablation row (tune on MVTec AD + VisA, evaluate)
-# is therefore ~30–45 minutes, and the whole `paper` book — dozens of rows — many GPU-hours.
-# The smoke profile runs the same code paths on CPU in about 15 minutes.
+# **Cost.** Estimated from the paper's Table 8 (RTX 3090) and our measurements, not measured
+# on a GPU here: extracting the frozen features of MVTec AD + VisA once takes a few minutes
+# on a modern GPU, after which an epoch of prompt training runs on cached features in seconds
+# to a minute; the whole book is a few hours of GPU time, dominated by the feature extraction
+# of every dataset. Chapter 12 measures the costs on the machine that runs it.

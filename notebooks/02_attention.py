@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -35,24 +35,31 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
-live = False  # True in a running Jupyter kernel: controls for mode, block, image and query patch
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # True in Jupyter: controls for mode, block, image, query
 
-# %%
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
-from anomclip.profiles import get_profile
-from anomclip.runner import build_model, resolve_device, run_experiment
-from anomclip.widgets import (MODE_NAMES, MODES, anomalous_samples, attention_by_block, attention_explorer,
-                              batch_of, chapter_recipe, draw_maps, mask_centre,
-                              ours_label, pixel_auroc_by_mode, provenance_line, raw_maps_by_mode)
+from anomclip.attention import (MODES, attention_by_block, mask_centre, pixel_auroc_by_mode,
+                                raw_maps_by_mode)
+from anomclip.chapters import open_chapter
+from anomclip.examples import anomalous_samples, batch_of
+from anomclip.labels import MODE_NAMES, fmt, model_provenance, provenance_box, styled
+from anomclip.plots import draw_maps, plot_prominence
+from anomclip.runner import build_model
+from anomclip.widgets import attention_explorer
 
-P = get_profile(profile, data_root, results_dir="results")
-dev = resolve_device(device)
-recipe = chapter_recipe(P, "paper")  # V-V DPAM, the full model
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+recipe = ch.recipe("paper")  # V-V DPAM, the full model (chapter 7's "full" run)
 src, targets = next(iter(P.protocol.items()))
+
+# %% tags=["remove-input"]
+ch.caveat("attention maps and numbers")
 
 # %% [markdown]
 # One model whose surrogate path runs all four modes (`dpam="qk+qq+kk+vv"`), so every mode's
@@ -60,12 +67,13 @@ src, targets = next(iter(P.protocol.items()))
 # depend on the prompts. Four anomalous images of the evaluation dataset, one per category:
 
 # %%
-model = build_model(recipe.with_(dpam="qk+qq+kk+vv"), dev)
+model = build_model(recipe.with_(dpam="qk+qq+kk+vv"), ch.device)
 samples = anomalous_samples(P, targets[0], n=4)
 images, masks, cls_names, rgb = batch_of(samples, model.image_size)
 attn, prominence = attention_by_block(model, images)  # maps (head-averaged) + diagonal prominence
-print(f"{model.encoder.depth} blocks, {next(iter(attn.values()))['vv'].shape[-1]} tokens (CLS + patches); "
-      f"images: {cls_names}")
+n_tokens = next(iter(attn.values()))["vv"].shape[-1]
+display(Markdown(f"{model.encoder.depth} blocks, {n_tokens} tokens (CLS + patches); images: {', '.join(cls_names)}."))
+provenance_box(model_provenance(model, ch.device, synthetic=ch.smoke), title="Provenance of the attention maps")
 
 # %% [markdown]
 # ## The attention of one patch
@@ -78,7 +86,7 @@ print(f"{model.encoder.depth} blocks, {next(iter(attn.values()))['vv'].shape[-1]
 # set `live = True` in the first cell and run it: a mode menu and sliders for block (layer),
 # image and query patch redraw the figure.
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 attention_explorer(rgb, attn, live=live, image=0, block=max(attn), query=mask_centre(masks[0]))
 
 # %% [markdown]
@@ -88,22 +96,11 @@ attention_explorer(rgb, attn, live=live, image=0, block=max(attn), query=mask_ce
 # weight on one other token (1 = no preference for itself; averaged over heads, tokens and
 # images). The dashed line marks the block where the surrogate path starts (DPAM from ¼ depth).
 
-# %%
-prominence.pivot(index="block", columns="mode", values="ratio").round(2)
+# %% tags=["remove-input"]
+styled(prominence.pivot(index="block", columns="mode", values="ratio"), "self / other attention weight", digits=2)
 
-# %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-sns.lineplot(data=prominence, x="block", y="ratio", hue="mode", marker="o", ax=axes[0])
-axes[0].set_ylim(0, 1.3 * prominence["ratio"].max())
-axes[0].legend(title=None, ncol=4, loc="upper center", fontsize=8)
-axes[0].set_ylabel("self / other attention weight")
-sns.lineplot(data=prominence, x="block", y="self", hue="mode", marker="o", ax=axes[1], legend=False)
-axes[1].set_ylabel("mean attention on itself")
-for ax in axes:
-    ax.axvline(model.dpam_start, color="grey", ls="--", lw=0.8)
-    ax.axhline(1.0 if ax is axes[0] else 1 / next(iter(attn.values()))["vv"].shape[-1], color="grey", ls=":", lw=0.8)
-fig.suptitle(f"Diagonal prominence per block — {ours_label(P)}", fontsize=10)
-fig.tight_layout()
+# %% tags=["remove-input"]
+plot_prominence(prominence, model.dpam_start, n_tokens, title="Diagonal prominence per block")
 plt.show()
 
 # %% [markdown]
@@ -111,30 +108,29 @@ plt.show()
 #
 # The same images scored with each mode's patch features of the last block: first with the
 # untrained prompts (random context vectors, the stand-in for CLIP's hand-made prompts), then
-# with the prompts tuned on the other dataset with the V-V model (the chapter re-uses the "full"
-# run of the `ablations` folder when chapters 07–09 made it, and trains it otherwise).
+# with the prompts tuned on the other dataset with the V-V model — chapter 7's "full" run,
+# which the run store trains once for the whole book.
 
 # %%
 untrained = raw_maps_by_mode(model, images, model.encode_text(), modes=MODES)
-exp = run_experiment(recipe, P.datasets[src], [P.datasets[targets[0]]], P.out / "ablations",
-                     label=f"full-from-{src}", device=device, force=force, progress=False)
-model.load_prompts(exp.folder / "prompts.pt")
+exp = ch.experiment(recipe, src, [targets[0]])
+model.load_prompts(exp.checkpoint)
 tuned = raw_maps_by_mode(model, images, model.encode_text(), modes=MODES)
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 draw_maps(rgb, masks, untrained, sigma=recipe.sigma, title="untrained prompts")
 plt.show()
 draw_maps(rgb, masks, tuned, sigma=recipe.sigma, title=f"prompts tuned on {src} (V-V model)")
 plt.show()
 
 # %% [markdown]
-# Pixel AUROC of each mode's maps, pooled over the four images:
+# Pixel AUROC (%) of each mode's maps, pooled over the four images:
 
-# %%
+# %% tags=["remove-input"]
 auroc = pd.DataFrame({"untrained prompts": pixel_auroc_by_mode(untrained, masks, recipe.sigma),
                       "tuned prompts": pixel_auroc_by_mode(tuned, masks, recipe.sigma)})
 auroc.index = [MODE_NAMES[m] for m in auroc.index]
-(auroc * 100).round(1)
+styled(auroc * 100, "pixel AUROC (%) of each mode's maps")
 
 # %% [markdown]
 # ## Ours vs paper
@@ -142,31 +138,24 @@ auroc.index = [MODE_NAMES[m] for m in auroc.index]
 # Fig. 3 has no numbers, so the comparison is with its qualitative statements: which map is
 # most diagonal, and which mode segments best.
 
-# %%
+# %% tags=["remove-input"]
 last = prominence[prominence["block"] == max(attn)].set_index("mode")["ratio"]
 paper_says = {"Q-K": "vertical stripes, weak segmentation", "Q-Q": "diagonal, some off-diagonal tokens",
               "K-K": "diagonal, some off-diagonal tokens", "V-V": "most diagonal, best segmentation"}
 side = pd.DataFrame({"paper (Fig. 3, qualitative)": paper_says,
-                     f"{ours_label(P)}: self/other ratio, last block": last.round(2),
-                     f"{ours_label(P)}: pixel AUROC, tuned prompts (%)": (auroc["tuned prompts"] * 100).round(1)})
-side.reindex(["Q-K", "Q-Q", "K-K", "V-V"])
+                     f"{ch.ours}: self/other ratio, last block": last.map(lambda v: fmt(v, 2)),
+                     f"{ch.ours}: pixel AUROC, tuned (%)": (auroc["tuned prompts"] * 100).map(fmt)})
+styled(side.reindex(["Q-K", "Q-Q", "K-K", "V-V"]))
 
-# %% [markdown]
-# ## What it means
-#
-# The mechanism is visible in any ViT: Q-Q, K-K and V-V attention compare a token with itself
-# through a positive semi-definite product, so the diagonal is favoured by construction, while
-# Q-K has no such bias. How much that helps segmentation depends on what the pretrained CLIP
-# has learned to attend to.
-
-# %% tags=["hide-input"]
-if P.name == "paper":
-    note = ("These maps come from the paper's backbone on the real data; they can be compared with Fig. 3 "
-            "directly.")
-else:
-    note = (f"**Gap.** The *{ours_label(P)}* maps are not a reproduction: the diagonal bias of Q-Q, K-K and "
-            "V-V shows up even with random weights (it is built into the products), but a random tiny backbone "
-            "has no visual semantics, so its anomaly maps are close to chance for every mode and say nothing "
-            "about which mode segments best.")
-display(Markdown(note))
-display(Markdown(provenance_line(P, None, device)))
+# %% tags=["remove-input"]
+most = last.idxmax()
+best = auroc["tuned prompts"].idxmax()
+display(Markdown(
+    f"**What it means.** In this run the most diagonal mode of the last block is **{most}** (self/other ratio "
+    f"{fmt(last[most], 2)}, against {fmt(last['Q-K'], 2)} for Q-K), and the best-segmenting mode with tuned prompts "
+    f"is **{best}** ({fmt(100 * auroc.loc[best, 'tuned prompts'])} % pixel AUROC on four images). "
+    "The mechanism is visible in any ViT: Q-Q, K-K and V-V attention compare a token with itself through a "
+    "positive semi-definite product, so the diagonal is favoured by construction, while Q-K has no such bias. "
+    + ("How much that helps segmentation depends on what a pretrained CLIP has learned to attend to, which a "
+       "random backbone has not: its maps say nothing about which mode segments best."
+       if ch.smoke else "These maps can be compared with Fig. 3 directly.")))

@@ -22,113 +22,122 @@
 # is the target) should transfer to datasets whose objects, textures and even modalities
 # were never seen, reaching high image- and pixel-level scores everywhere.
 #
-# **Experiment.** The `official` recipe is tuned on each tuning dataset of the profile's
-# protocol and evaluated on the datasets tuned elsewhere (smoke: textures → objects and
-# objects → textures; paper: MVTec AD → all others, VisA → MVTec AD). The untrained baseline
-# evaluates the same model with the prompts at their random initialisation.
+# **Experiment.** Each method of the `methods` parameter (a list of recipe names; default
+# `["official"]`, AnomalyCLIP as the authors released it) is tuned on each tuning dataset of
+# the profile's protocol and evaluated on the datasets tuned elsewhere (smoke: textures →
+# objects and objects → textures; paper: MVTec AD → all others, VisA → MVTec AD); methods
+# that tune nothing (CLIP, WinCLIP) are evaluated as they are. The untrained baseline
+# evaluates AnomalyCLIP with its prompts at their random initialisation.
 
 # %% tags=["parameters"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
-backbone = None  # None → the profile's backbone
-pretrained = None  # None → the profile's weights
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
+methods = ["official"]  # recipe names: official, clip, clip-ac, winclip, vand, coop
 
 # %% tags=["remove-cell"]
-import warnings
-
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
+from anomclip.chapters import open_chapter
 from anomclip.diagnostics import defect_shift
-from anomclip.paper import METRIC_KEYS, paper_value, paper_values
-from anomclip.plots import METRIC_NAMES, SMOKE_LABEL, provenance_box, side_by_side
-from anomclip.profiles import get_profile
-from anomclip.runner import build_model, resolve_device, run_experiment
+from anomclip.labels import SHOWN, compare, fmt, metric_name, notes_box, provenance_box, styled
+from anomclip.paper import paper_values
+from anomclip.plots import bars, plot_compare
+from anomclip.runner import build_model
 from anomclip.synth import defect_pairs
-from anomclip.tables import SHOWN, paper_wide, run_table, wide
+from anomclip.tables import paper_long, wide
 
-warnings.filterwarnings("ignore", category=UserWarning)
-sns.set_theme(style="whitegrid", context="notebook")
-pd.set_option("display.max_columns", 40)
+try:  # the baselines of Tables 1-2 (display names and whether they tune anything)
+    from anomclip.methods import METHODS
+except ImportError:  # pragma: no cover - before the baselines exist
+    METHODS = {}
 
-# %%
-P = get_profile(profile, data_root)
-device = resolve_device(device)
-overrides = {k: v for k, v in {"backbone": backbone, "pretrained": pretrained}.items() if v is not None}
-recipe = P.recipe("official", **overrides)
-print(f"profile {P.name}: protocol {P.protocol}")
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+recipe = ch.recipe("official")
+
+
+def method_name(name):
+    return METHODS[name].display if name in METHODS else ("AnomalyCLIP" if name == "official" else name)
+
+
+def method_trains(name):
+    return METHODS[name].trains if name in METHODS else True
+
+
+names = {name: method_name(name) for name in methods}
+
+# %% tags=["remove-input"]
+ch.caveat()
 
 # %% [markdown]
 # ## The paper's numbers
 #
 # First what the paper reports, labelled **paper** (values in %, from
-# `anomclip/reference/paper_results.csv`). Tables 1 and 2: the dataset means.
+# `anomclip/reference/paper_results.csv`): Tables 1 and 2, one row per dataset and metric
+# (the paper reports image metrics, pixel metrics or both depending on the dataset).
 
-# %% tags=["hide-input"]
-paper_main = pd.concat([paper_wide(1), paper_wide(2)], axis=1)
-paper_main = paper_main.T.rename(index=METRIC_NAMES).rename_axis(["dataset", "metric"]).unstack("metric")
-paper_main.columns = paper_main.columns.droplevel(0)
-paper_main.style.set_caption("paper, Tables 1–2: AnomalyCLIP, zero-shot (%)").format("{:.1f}", na_rep="–")
-
-# %% [markdown]
-# Tables 15–26: per category, for the three datasets the appendix details.
-
-# %% tags=["hide-input"]
-per_cat = pd.concat([paper_values(t, method="AnomalyCLIP") for t in range(15, 27)], ignore_index=True)
-key_of = {v: k for k, v in METRIC_KEYS.items()}
-per_cat["metric"] = [METRIC_NAMES[key_of[(lvl, m)]] for lvl, m in zip(per_cat["level"], per_cat["metric"])]
-paper_cat = per_cat.pivot_table(index=["dataset", "category"], columns="metric", values="value", sort=False)
-paper_cat = paper_cat[[METRIC_NAMES[k] for k in SHOWN]]
-for ds in paper_cat.index.get_level_values(0).unique():
-    t = paper_cat.loc[ds]
-    t = pd.concat([t.drop(index="mean", errors="ignore"), t.loc[["mean"]] if "mean" in t.index else None])
-    display(t.style.set_caption(f"paper, Tables 15–26: {ds}, AnomalyCLIP per category (%)").format("{:.1f}"))
+# %% tags=["remove-input"]
+paper_main = pd.concat([paper_long(t, method=None, label_by="method") for t in (1, 2)], ignore_index=True)
+paper_main = paper_main[paper_main["label"].isin(names.values())]
+t = paper_main.assign(metric=paper_main["metric"].map(metric_name)).pivot_table(
+    index=["dataset", "metric"], columns="label", values="value", sort=False)
+styled(t[[n for n in names.values() if n in t.columns]], "paper, Tables 1–2: zero-shot (%)")
 
 # %% [markdown]
-# ## Our run
+# Tables 15–26: AnomalyCLIP per category, for the three datasets the appendix details.
+
+# %% tags=["remove-input"]
+per_cat = pd.concat([paper_long(t, category=None) for t in range(15, 27)], ignore_index=True)
+for ds, d in per_cat.groupby("dataset", sort=False):
+    tab = d.assign(metric=d["metric"].map(metric_name)).pivot_table(
+        index="category", columns="metric", values="value", sort=False)
+    tab = tab[[metric_name(k) for k in SHOWN if metric_name(k) in tab.columns]]
+    tab = pd.concat([tab.drop(index="mean", errors="ignore"), tab.loc[["mean"]] if "mean" in tab.index else None])
+    display(styled(tab, f"paper, Tables 15–26: {ds}, AnomalyCLIP per category (%)"))
+
+# %% [markdown]
+# ## This run
 #
-# The same `official` recipe, both directions of the protocol. Results live in
-# `results/<profile>/main` and are shared with chapters 1, 3 and 14 (re-used when the recipe
-# and data match).
+# The same protocol, both directions; every method's runs come from the run store (the
+# `official` runs are the ones chapters 1 and 3 trained).
 
 # %%
-exps = {src: run_experiment(recipe, train_data=P.datasets[src], eval_data=[P.datasets[t] for t in targets],
-                            out_dir=P.out / "main", label=f"AnomalyCLIP-from-{src}", device=device, force=force,
-                            progress=False)
-        for src, targets in P.protocol.items()}
-docs = {t: doc for e in exps.values() for t, doc in e.results.items()}
-provenance_box(next(iter(docs.values())), profile=P.name)
+trained = [(names[n], ch.recipe(n)) for n in methods if method_trains(n)]
+frozen = [(names[n], ch.recipe(n)) for n in methods if not method_trains(n)]
+runs = [ch.run(trained)] + ([ch.run(frozen, train=False)] if frozen else [])
+ours = pd.concat([r.frame for r in runs], ignore_index=True)
+docs = {(lbl, t): doc for r in runs for (lbl, _), e in r.experiments.items() for t, doc in e.results.items()}
+provenance_box(next(iter(docs.values())))
 
 # %% [markdown]
 # Per category and mean, for each evaluated dataset (values in %).
 # **In the smoke profile these categories are synthetic** (discs, rings, weaves…), *not* the
 # paper's categories: there is nothing to compare category by category.
 
-# %% tags=["hide-input"]
-label = SMOKE_LABEL if P.synthetic else "ours"
-for ds, doc in docs.items():
+# %% tags=["remove-input"]
+for (lbl, ds), doc in docs.items():
     t = pd.DataFrame(doc["categories"]).T
     t.loc["mean"] = pd.Series(doc["mean"])
-    t = (t[[k for k in SHOWN]] * 100).rename(columns=METRIC_NAMES)
-    tuned = doc["provenance"]["training"]["data"]["name"]
-    display(t.style.set_caption(f"{label}: {ds} (prompts tuned on {tuned}), per category (%)")
-            .format("{:.1f}", na_rep="–"))
-    if doc.get("notes"):
-        print("notes:", "; ".join(doc["notes"]))
+    t = (t[[k for k in SHOWN]] * 100).rename(columns=metric_name)
+    tuned = (doc["provenance"].get("training") or {}).get("data", {}).get("name", "nothing (untrained)")
+    display(styled(t, f"{ch.ours}, {lbl}: {ds} (prompts tuned on {tuned}), per category (%)"))
+notes_box(list(docs.values()))
 
-# %% tags=["hide-input"]
-rows = [{"dataset": ds, "category": c, "metric": METRIC_NAMES[k], "value": 100 * v}
-        for ds, doc in docs.items() for c, m in doc["categories"].items() for k, v in m.items() if k in SHOWN]
-g = sns.catplot(data=pd.DataFrame(rows), x="metric", y="value", hue="category", col="dataset", kind="bar",
-                height=3.2, aspect=1.5, errorbar=None)
-g.set_xticklabels(rotation=20)
-g.set_axis_labels("", "%")
-g.figure.suptitle(f"{label}: per-category metrics", y=1.05, fontsize=10)
-plt.show()
+# %% tags=["remove-input"]
+rows = [{"dataset": ds, "category": c, "metric": metric_name(k), "value": 100 * v}
+        for (lbl, ds), doc in docs.items() if lbl == "AnomalyCLIP"
+        for c, m in doc["categories"].items() for k, v in m.items() if k in SHOWN]
+if rows:
+    bars(pd.DataFrame(rows), x="metric", hue="category", col="dataset",
+         title=f"{ch.ours}: AnomalyCLIP per category (dotted: chance)")
+    plt.show()
 
 # %% [markdown]
 # ## What training buys: untrained vs trained prompts
@@ -137,20 +146,15 @@ plt.show()
 # (no tuning data) vs tuned on the other domain.
 
 # %%
-ours = run_table(P, [("AnomalyCLIP", recipe)], folder="main", device=device, force=force)
-untrained = run_table(P, [("untrained prompts", recipe)], folder="main", train=False, device=device, force=force)
-both = wide(pd.concat([untrained, ours]))
-both
+tuned = ch.run([("AnomalyCLIP", recipe)]).frame
+untrained = ch.run([("untrained prompts", recipe)], train=False).frame
+both = pd.concat([untrained, tuned], ignore_index=True)
+styled(wide(both, names=True), "untrained vs tuned prompts (%)")
 
-# %% tags=["hide-input"]
-d = pd.concat([untrained, ours])
-d = d[d["metric"].isin(SHOWN)].assign(value=lambda x: 100 * x["value"],
-                                      metric=lambda x: x["metric"].map(METRIC_NAMES))
-g = sns.catplot(data=d, x="metric", y="value", hue="label", col="dataset", kind="bar", height=3.2, aspect=1.5,
-                errorbar=None)
-g.set_xticklabels(rotation=20)
-g.set_axis_labels("", "%")
-g.figure.suptitle(f"{label}: untrained vs tuned prompts", y=1.05, fontsize=10)
+# %% tags=["remove-input"]
+d = both[both["metric"].isin(SHOWN)].assign(value=lambda x: 100 * x["value"],
+                                            metric=lambda x: x["metric"].map(metric_name))
+bars(d, x="metric", hue="label", col="dataset", title=f"{ch.ours}: untrained vs tuned prompts (dotted: chance)")
 plt.show()
 
 # %% [markdown]
@@ -169,32 +173,29 @@ plt.show()
 # * **ratio** = shift / spread: above 1 the defect stands out of normal variation.
 
 # %%
-diag_model = build_model(recipe, device)
+diag_model = build_model(recipe, ch.device)  # the frozen image encoder: prompts play no part here
 shifts = defect_shift(diag_model, defect_pairs(n_per_category=8))
-shifts.pivot_table(index=["domain", "category"], columns="feature", values=["shift", "spread", "ratio"],
-                   sort=False).round(4)
+styled(shifts.pivot_table(index=["domain", "category"], columns="feature", values=["shift", "spread", "ratio"],
+                          sort=False), "what a defect moves (cosine distances)", digits=4)
 
-# %% tags=["hide-input"]
-ax = sns.barplot(data=shifts, x="category", y="ratio", hue="feature", errorbar=None)
-ax.set_yscale("log")
-ax.axhline(1, color="black", lw=0.8)
-ax.set_ylabel("defect shift / normal spread (log)")
-ax.set_title(f"{diag_model.info.name}, {diag_model.info.weights}: what a defect moves, synthetic pairs", fontsize=10)
-ax.tick_params(axis="x", rotation=30)
+# %% tags=["remove-input"]
+bars(shifts.rename(columns={"ratio": "value"}), x="category", hue="feature", col="domain", chance=1.0,
+     ylabel="shift / spread", logy=True, title=f"{diag_model.info.name}: defect shift / normal spread")
 plt.show()
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 ratio = shifts.groupby("feature")["ratio"].median()
 below = shifts[shifts["ratio"] < 1].groupby("feature").size().reindex(["global", "patch"], fill_value=0)
 n_cat = shifts["category"].nunique()
-delta = (both.xs("AnomalyCLIP") - both.xs("untrained prompts")).groupby(level="metric").mean()
+w = wide(both)
+delta = (w.xs("AnomalyCLIP") - w.xs("untrained prompts")).groupby(level="metric").mean()
 display(Markdown(
-    f"**Measured.** Median ratio over the {n_cat} categories: global feature {ratio['global']:.3g} "
-    f"(below 1 in {below['global']} of them), patch features {ratio['patch']:.3g} (below 1 in "
+    f"**Measured.** Median ratio over the {n_cat} categories: global feature {fmt(ratio['global'], 3)} "
+    f"(below 1 in {below['global']} of them), patch features {fmt(ratio['patch'], 3)} (below 1 in "
     f"{below['patch']}). Tuning changed the evaluated datasets' mean image AUROC by "
     f"{delta['image_auroc']:+.1f} points and their pixel AUROC by {delta['pixel_auroc']:+.1f} points "
     "(mean over datasets, tuned − untrained). "
-    + ("With random weights the class token hardly sees the defect: a ratio far below 1 means two normal "
+    + ("With random weights the class token hardly sees the defect: a ratio below 1 means two normal "
        "images differ more than an image and its defective twin, so no direction learned on one domain can "
        "rank another domain's images by defect. The patch tokens at the defect do move, which is what the "
        "maps use. The image-level transfer the paper reports rests on CLIP's pretrained global token, "
@@ -206,31 +207,32 @@ display(Markdown(
        "(median ratio < 1): image-level transfer has little to work with on these synthetic pairs.")))
 
 # %% [markdown]
+# (zero-shot-vs-paper)=
 # ## Ours vs the paper, mean vs mean
 #
-# Each of our evaluated datasets beside the paper's number for the dataset it stands for
+# Every dataset of Tables 1–2, with the paper's number, this run's number where it has one
 # (smoke: *objects* stands in for VisA, *textures* for MVTec AD — the same role in the
-# protocol, nothing more).
+# protocol, nothing more), or why it has none. Δ = ours − paper, in points. This is the one
+# place the book puts the main results side by side; other chapters link here.
 
-# %% tags=["hide-input"]
-cmp = side_by_side(wide(ours), pd.concat([paper_wide(1), paper_wide(2)], axis=1))
-if P.synthetic:
-    display(Markdown("**Not comparable:** the left column comes from an *untrained tiny backbone on synthetic "
-                     "data*; the Δ column is shown for completeness only and measures nothing about the paper."))
-cmp
+# %% tags=["remove-input"]
+all_paper = paper_values(1)["dataset"].unique().tolist() + paper_values(2)["dataset"].unique().tolist()
+cmp = compare(ours, paper_main, synthetic=ch.smoke, missing=ch.not_run(all_paper))
+styled(cmp.set_index(["dataset", "label", "metric"]), f"{ch.ours} vs paper, Tables 1–2 (%)")
 
-# %% tags=["hide-input"]
-m = ours[ours["metric"].isin(["image_auroc", "pixel_auroc"])].groupby("metric")["value"].mean() * 100
+# %% tags=["remove-input"]
+have = cmp[pd.to_numeric(cmp["ours"], errors="coerce").notna()]
+plot_compare(have, metrics=("pixel_auroc", "image_auroc"), ours_label=ch.ours,
+             title="Tables 1–2: zero-shot means, ours vs paper")
+plt.show()
+
+# %% tags=["remove-input"]
+num = have.assign(ours=pd.to_numeric(have["ours"]))
+gap = num.groupby("metric")["Δ"].mean()
 display(Markdown(
-    "**The gap.** " + (
-        f"Our smoke means (image AUROC {m['image_auroc']:.1f} %, pixel AUROC {m['pixel_auroc']:.1f} %, averaged "
-        "over both directions) are far from the paper's ("
-        + ", ".join(f"{ds} {100 * paper_value(1, ds, 'image_auroc'):.1f} % / {100 * paper_value(1, ds, 'pixel_auroc'):.1f} %"
-                    for ds in ("MVTec AD", "VisA")) + "): "
-        "they come from an untrained tiny backbone on synthetic data, which knows nothing of 'damaged'. "
-        "They show that the protocol, the metrics and the tables run, and are **not** a reproduction of "
-        "Tables 1, 2 or 15–26; only the `paper` profile (ViT-L-14-336, real data, GPU) can be compared."
-        if P.synthetic else
-        "These are real-data numbers from the pretrained backbone; remaining differences come from the "
-        "paper-vs-code choices of chapter 14 and run-to-run noise."
-    )))
+    "**What it means.** Over the " + str(num["dataset"].nunique()) + " dataset(s) this run covers, ours − paper is "
+    + ", ".join(f"{fmt(gap[m])} points of {m}" for m in gap.index) + " on average. "
+    + ("A smoke run is far from the paper by construction ([what a smoke run can and cannot show]"
+       "(01_overview.html#smoke-runs)); the gap says nothing about the method."
+       if ch.smoke else
+       "Remaining differences come from the paper-vs-code choices of chapter 14 and run-to-run noise.")))

@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -26,37 +26,48 @@
 #
 # **Experiment.** *Paper profile:* the medical datasets are read from `DATA_ROOT/<name>`
 # (`headct`, `brainmri`, `br35h`, `covid`, `isic`, `clinicdb`, `colondb`, `kvasir`, `endo`,
-# `tn3k`; see `MEDICAL_DATASETS` in `anomclip/profiles.py`); the `official` recipe is tuned on
-# `colondb` (the ColonDB + Endo set prepared as in appendix A) and evaluated on every other
-# medical dataset that exists under the data root. *Smoke profile:* there are no medical data,
-# so we run the analogous question on the two synthetic domains — prompts tuned on `textures`,
-# tuned on `objects`, and untrained — each evaluated on **both** domains: in-domain (tuned and
-# evaluated on the same domain; not zero-shot) vs cross-domain (zero-shot). Two trainings.
+# `tn3k`); each method of the `methods` parameter (default `["official"]`) is tuned on the
+# medical auxiliary set `DATA_ROOT/medical_aux` (the ColonDB + Endo set, built as chapter 1
+# describes) and evaluated on every medical dataset present. *Smoke profile:* there are no
+# medical data, so we run the analogous question on the two synthetic domains — prompts tuned
+# on `textures`, tuned on `objects`, and untrained — each evaluated on **both** domains:
+# cross-domain (zero-shot) and in-domain. The in-domain rows are scored **on the very images
+# the prompts were tuned on** (the protocol tunes on the test split): they are a ceiling, not
+# a zero-shot result.
 
 # %% tags=["parameters"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
+methods = ["official"]  # recipe names of Table 3's rows: official, vand
 
-# %%
-import warnings
-
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
-from anomclip.metrics import UndefinedMetricWarning
-from anomclip.paper import METRIC_KEYS, paper_values
-from anomclip.profiles import MEDICAL_DATASETS, get_profile
-from anomclip.runner import run_experiment
-from anomclip.tables import SHOWN
-from anomclip.widgets import METRIC_NAMES, chapter_recipe, gap_note, ours_label, provenance_line
+from anomclip.chapters import open_chapter
+from anomclip.labels import SHOWN, compare, fmt, metric_name, notes_box, provenance_box, styled
+from anomclip.plots import bars
+from anomclip.profiles import MEDICAL_AUX
+from anomclip.tables import paper_long
 
-P = get_profile(profile, data_root, results_dir="results")
-warnings.simplefilter("ignore", UndefinedMetricWarning)
-recipe = chapter_recipe(P, "official")
+try:  # display names of the baselines
+    from anomclip.methods import METHODS
+except ImportError:  # pragma: no cover
+    METHODS = {}
+
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+names = {n: (METHODS[n].display if n in METHODS else "AnomalyCLIP" if n == "official" else n) for n in methods}
+AUX = MEDICAL_AUX.name
+
+# %% tags=["remove-input"]
+ch.caveat()
 
 # %% [markdown]
 # ## The paper's numbers
@@ -65,108 +76,93 @@ recipe = chapter_recipe(P, "official")
 # ones (AUROC, AUPRO); "MVTec AD-tuned" is the same dataset's AnomalyCLIP row of Table 2, for
 # the comparison the paper makes in the text.
 
-# %% tags=["hide-input"]
-key_of = {v: k for k, v in METRIC_KEYS.items()}
-
-
-def paper_rows(table, **filters):
-    d = paper_values(table, category="mean", **filters)
-    d = d.assign(metric=[METRIC_NAMES[key_of[(l, m)]] for l, m in zip(d["level"], d["metric"])])
-    return d
-
-
-t3 = paper_rows(3)
-t3["row"] = t3["method"] + ", ColonDB-tuned"
-t2 = paper_rows(2, method="AnomalyCLIP", dataset=list(t3["dataset"].unique()))
-t2["row"] = "AnomalyCLIP, MVTec AD-tuned"
-paper3 = pd.concat([t3, t2]).pivot_table(index=["dataset", "metric"], columns="row", values="value", sort=False)
-paper3 = paper3.reindex(t3[["dataset", "metric"]].drop_duplicates().apply(tuple, axis=1))
-paper3.style.set_caption("paper, Table 3 (+ Table 2 for the MVTec AD-tuned AnomalyCLIP), %").format("{:.1f}", na_rep="–")
-
+# %% tags=["remove-input"]
+t3 = paper_long(3, method=None, label_by="method")
+t3["row"] = t3["label"] + ", ColonDB-tuned"
+t2 = paper_long(2)
+t2 = t2[t2["dataset"].isin(t3["dataset"].unique())].assign(row="AnomalyCLIP, MVTec AD-tuned")
+paper3 = pd.concat([t3, t2]).assign(metric=lambda d: d["metric"].map(metric_name)).pivot_table(
+    index=["dataset", "metric"], columns="row", values="value", sort=False)
+styled(paper3, "paper, Table 3 (+ Table 2 for the MVTec AD-tuned AnomalyCLIP), %")
 
 # %% [markdown]
-# ## Our run
+# ## This run
 #
-# In the paper profile: tuning on `colondb`, evaluation on the other medical datasets present.
-# In the smoke profile: tuning on each domain, evaluation on both, plus the untrained prompts.
+# In the paper profile: tuning on the medical auxiliary set, evaluation on the medical datasets
+# present. In the smoke profile: tuning on each domain, evaluation on both, plus the untrained
+# prompts.
 
 # %%
-def plan(P):
-    """{tuning dataset or None: evaluated datasets} of this chapter."""
-    if P.name == "paper":
-        medical = [n for n in MEDICAL_DATASETS.values() if n in P.datasets]
-        if "CVC-ColonDB" not in medical:
-            return {}
-        return {"CVC-ColonDB": [n for n in medical if n != "CVC-ColonDB"]}
-    both = list(P.datasets)
-    return {"textures": both, "objects": both, None: both}
+if ch.smoke:
+    plan = {"textures": list(P.datasets), "objects": list(P.datasets), None: list(P.datasets)}
+else:
+    plan = {AUX: P.protocol[AUX]} if AUX in P.protocol else {}
+exps = {(names[n], src): ch.experiment(ch.recipe(n), src, targets) for n in methods for src, targets in plan.items()
+        if src is not None or n == "official"}
+if not exps:
+    display(Markdown(f"**Not run:** no medical auxiliary set (`{data_root}/medical_aux`) or no medical dataset "
+                     "under the data root; chapter 1 says how to build it."))
+else:
+    display(provenance_box(next(iter(exps.values()))))
 
 
-runs = plan(P)
-if not runs:
-    display(Markdown(f"**No ColonDB under the data root:** put it in `{data_root}/colondb` to run Table 3."))
-runs
+def setting(src, t):
+    if src is None:
+        return "untrained"
+    return "in-domain (scored on its tuning images)" if src == t else "zero-shot"
 
-# %%
-exps = {src: run_experiment(recipe, P.datasets[src] if src else None, [P.datasets[t] for t in targets],
-                            P.out / "ch05", label=f"tuned-on-{src}" if src else "untrained", device=device,
-                            force=force, progress=False)
-        for src, targets in runs.items()}
 
-# %%
-rows = [{"prompts": f"tuned on {src}" if src else "untrained", "evaluated on": t,
-         "setting": "untrained" if src is None else ("in-domain" if src == t else "zero-shot"),
-         "metric": METRIC_NAMES[m], "value": 100 * v}
-        for src, e in exps.items() for t, doc in e.results.items() for m, v in doc["mean"].items() if m in SHOWN]
-ours = pd.DataFrame(rows)
-# rows: where the prompts were tuned; a column is in-domain when its dataset is the tuning one
-table = ours.pivot_table(index="prompts", columns=["evaluated on", "metric"], values="value", sort=False)
-table.round(1)
-
-# %% tags=["hide-input"]
+rows = [{"method": m, "prompts": f"tuned on {src}" if src else "untrained", "evaluated on": t,
+         "setting": setting(src, t), "metric": metric_name(k), "value": 100 * v}
+        for (m, src), e in exps.items() for t, doc in e.results.items() for k, v in doc["mean"].items() if k in SHOWN]
+ours = pd.DataFrame(rows, columns=["method", "prompts", "evaluated on", "setting", "metric", "value"])
 if len(ours):
-    g = sns.catplot(data=ours, x="metric", y="value", hue="prompts", col="evaluated on", kind="bar",
-                    height=3.2, aspect=1.5, errorbar=None)
-    g.set_xticklabels(rotation=20)
-    g.set_axis_labels("", "%")
-    for ax in g.axes.flat:
-        ax.axhline(50, color="grey", lw=0.8, ls=":")
-    g.figure.suptitle(f"{ours_label(P)}: which auxiliary data were the prompts tuned on?", y=1.05, fontsize=10)
+    display(styled(ours.pivot_table(index=["evaluated on", "metric"], columns=["method", "prompts"], values="value",
+                                    sort=False), f"{ch.ours}: means over categories (%)"))
+    display(notes_box([d for e in exps.values() for d in e.results.values()]))
+
+# %% tags=["remove-input"]
+if len(ours):
+    bars(ours[ours["method"] == "AnomalyCLIP"].assign(label=lambda d: d["prompts"]), x="metric", hue="label",
+         col="evaluated on", title=f"{ch.ours}: which data were the prompts tuned on? (dotted: chance)")
     plt.show()
 
 # %% [markdown]
 # ## Ours vs paper
 #
 # The paper's question is "does tuning on data like the target help?". Its answer (Table 3 vs
-# Table 2) is the gain of ColonDB-tuned over MVTec AD-tuned prompts per medical dataset; ours is
-# the gain of in-domain over cross-domain (zero-shot) prompts per synthetic domain.
+# Table 2) is the gain of ColonDB-tuned over MVTec AD-tuned prompts per medical dataset; the
+# smoke run's analogue is the gain of in-domain over zero-shot prompts per synthetic domain
+# (an upper bound, since in-domain prompts were tuned on the images they are scored on).
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 p = paper3[["AnomalyCLIP, ColonDB-tuned", "AnomalyCLIP, MVTec AD-tuned"]].dropna()
-paper_gain = (p.iloc[:, 0] - p.iloc[:, 1]).rename("paper: ColonDB-tuned − MVTec AD-tuned").to_frame()
-if P.name == "smoke" and len(ours):
-    o = ours[ours["setting"] != "untrained"].pivot_table(index=["evaluated on", "metric"], columns="setting",
-                                                         values="value")
-    ours_gain = (o["in-domain"] - o["zero-shot"]).rename(f"{ours_label(P)}: in-domain − zero-shot").to_frame()
-    display(ours_gain.round(1))
-paper_gain.round(1)
+paper_gain = (p.iloc[:, 0] - p.iloc[:, 1]).rename("paper: ColonDB-tuned − MVTec AD-tuned (points)")
+if ch.smoke and len(ours):
+    o = ours[(ours["method"] == "AnomalyCLIP") & (ours["setting"] != "untrained")].pivot_table(
+        index=["evaluated on", "metric"], columns="setting", values="value")
+    gain = (o["in-domain (scored on its tuning images)"] - o["zero-shot"]).rename(
+        f"{ch.ours}: in-domain − zero-shot (points)")
+    display(styled(gain.to_frame()))
+elif len(ours):
+    long = pd.DataFrame([{"label": m, "dataset": t, "metric": k, "value": v} for (m, src), e in exps.items()
+                         for t, doc in e.results.items() for k, v in doc["mean"].items()])
+    display(styled(compare(long, t3, synthetic=False, missing=ch.not_run(t3["dataset"].unique()))
+                   .set_index(["dataset", "label", "metric"]), "ours vs paper, Table 3 (%)"))
+styled(paper_gain.to_frame())
 
-# %% [markdown]
-# ## What it means
-#
-# In the paper the auxiliary data decide what the prompts learn: polyp data help polyps and
-# polyp-like tumours (up to +25 points of pixel AUPRO on Kvasir) and hurt skin lesions and chest
-# X-rays. In smoke the same question has a trivial upper bound — in-domain prompts are tuned on
-# the very images they are evaluated on — so the in-domain row is a ceiling, not a zero-shot
-# result; only the zero-shot and untrained rows follow the paper's protocol.
-
-# %% tags=["hide-input"]
-if P.name == "smoke" and len(ours):
-    lvl = ours.assign(level=ours["metric"].str.split().str[0]).groupby(["setting", "level"])["value"].mean()
-    display(Markdown(
-        "**In this smoke run** (mean over both domains and the two metrics of each level): pixel level "
-        + ", ".join(f"{s} {lvl[(s, 'pixel')]:.1f} %" for s in ("untrained", "zero-shot", "in-domain"))
-        + "; image level " + ", ".join(f"{s} {lvl[(s, 'image')]:.1f} %" for s in ("untrained", "zero-shot", "in-domain"))
-        + ". Only differences of many points at the pixel level are more than the noise of a random tiny backbone."))
-display(Markdown(gap_note(P)))
-display(Markdown(provenance_line(P, None, device)))
+# %% tags=["remove-input"]
+best = paper_gain.idxmax()
+worst = paper_gain.idxmin()
+text = (f"**What it means.** In the paper the auxiliary data decide what the prompts learn: tuning on colon "
+        f"polyps gains up to {fmt(paper_gain[best])} points ({best[1]} on {best[0]}) and loses up to "
+        f"{fmt(-paper_gain[worst])} ({worst[1]} on {worst[0]}), i.e. it helps polyps and polyp-like anomalies and "
+        "hurts those that look nothing like them. ")
+if ch.smoke and len(ours):
+    lvl = (ours[ours["method"] == "AnomalyCLIP"].assign(level=lambda d: d["metric"].str.split().str[0])
+           .groupby(["setting", "level"])["value"].mean())
+    text += ("In this smoke run (mean over both domains and the two metrics of each level), pixel level: "
+             + ", ".join(f"{s} {fmt(lvl[(s, 'pixel')])} %" for s in lvl.index.get_level_values(0).unique())
+             + "; image level: " + ", ".join(f"{s} {fmt(lvl[(s, 'image')])} %" for s in lvl.index.get_level_values(0).unique())
+             + ". Only the zero-shot and untrained rows follow the paper's protocol.")
+display(Markdown(text))

@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -27,7 +27,7 @@
 # **Experiment.** The `paper` recipe with `object_aware=False` (AnomalyCLIP) and
 # `object_aware=True` (class name in the templates), each tuned on one dataset and evaluated
 # zero-shot on the other (smoke: `textures` ↔ `objects`; paper: VisA ↔ MVTec AD). The runs are
-# the "full" and "without T2" rows of chapter 7 (folder `ablations`, re-used when present).
+# the "full" and "without T2" rows of chapter 7 (the run store trains each once for the book).
 # The paper's Fig. 5 and Fig. 9 are bar charts whose values are not printed, so
 # `paper_results.csv` has no rows for them: we compare with the paper's stated claims, and with
 # Table 7, where "without T2 object-agnostic prompts" is the object-aware variant.
@@ -37,117 +37,104 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
 
-# %%
-import warnings
-
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
-from anomclip.metrics import UndefinedMetricWarning
-from anomclip.paper import paper_values
-from anomclip.profiles import get_profile
-from anomclip.runner import run_experiment
-from anomclip.tables import paper_wide
-from anomclip.widgets import METRIC_NAMES, ablation_datasets, chapter_recipe, gap_note, ours_label, provenance_line
+from anomclip.chapters import open_chapter
+from anomclip.labels import compare, compare_table, fmt, metric_name, provenance_box, styled
+from anomclip.plots import bars, plot_compare
+from anomclip.tables import paper_long
 
-P = get_profile(profile, data_root, results_dir="results")
-warnings.simplefilter("ignore", UndefinedMetricWarning)
-full = chapter_recipe(P, "paper")
-variants = {"object-agnostic": ("full", full),
-            "object-aware": ("without T2 object-agnostic prompts", full.with_(object_aware=True))}
-keep = ablation_datasets(P)
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+full = ch.recipe("paper")
+METRICS = ["pixel_auroc", "image_auroc"]
 
-# %%
-docs = {}
-for name, (label, recipe) in variants.items():
-    for src, targets in P.protocol.items():
-        targets = [t for t in targets if keep is None or t in keep]
-        if targets:
-            e = run_experiment(recipe, P.datasets[src], [P.datasets[t] for t in targets], P.out / "ablations",
-                               label=f"{label}-from-{src}", device=device, force=force, progress=False)
-            docs.update({(name, t): doc for t, doc in e.results.items()})
-            if name == "object-agnostic":  # Fig. 9: the same tuned prompts, class name at test time
-                re = run_experiment(full.with_(object_aware=True), None, [P.datasets[t] for t in targets],
-                                    P.out / "ablations", label=f"agnostic-tuned-class-name-at-test-from-{src}",
-                                    device=device, force=force, progress=False,
-                                    init_prompts=e.training["checkpoint"])
-                docs.update({("object-agnostic, class name at test", t): doc for t, doc in re.results.items()})
+# %% tags=["remove-input"]
+ch.caveat()
+
+# %% [markdown]
+# ## The runs
+#
+# Object-agnostic (AnomalyCLIP) and object-aware prompts, tuned under the protocol; then, for
+# Fig. 9, the object-agnostic prompts evaluated with the class name in place of "object"
+# (AnomalyCLIP_re: no re-tuning, the tuned prompts are the starting point).
 
 # %%
-metrics = ["pixel_auroc", "image_auroc"]
-ours = pd.DataFrame([{"prompts": name, "dataset": t, "category": c, "metric": METRIC_NAMES[m], "value": 100 * v}
+table = ch.run([("object-agnostic", full), ("object-aware", full.with_(object_aware=True))],
+               datasets=ch.ablation_datasets)
+docs = {(lbl, t): doc for (lbl, _), e in table.experiments.items() for t, doc in e.results.items()}
+for (lbl, src), e in list(table.experiments.items()):
+    if lbl == "object-agnostic":
+        re = ch.experiment(full.with_(object_aware=True), None, list(e.results), init_prompts=str(e.checkpoint))
+        docs.update({("object-agnostic, class name at test", t): doc for t, doc in re.results.items()})
+provenance_box(next(iter(docs.values())))
+
+# %% tags=["remove-input"]
+ours = pd.DataFrame([{"prompts": name, "dataset": t, "category": c, "metric": metric_name(m), "value": 100 * v}
                      for (name, t), doc in docs.items()
                      for c, vals in list(doc["categories"].items()) + [("mean", doc["mean"])]
-                     for m, v in vals.items() if m in metrics])
-per_cat = ours.pivot_table(index=["dataset", "category"], columns=["metric", "prompts"], values="value", sort=False)
-per_cat.round(1)
+                     for m, v in vals.items() if m in METRICS])
+styled(ours.pivot_table(index=["dataset", "category"], columns=["metric", "prompts"], values="value", sort=False),
+       f"{ch.ours}: per category (%)")
 
 # %% [markdown]
 # ## Result: Fig. 9, the class name put back at test time
 #
 # "object-agnostic, class name at test" is AnomalyCLIP_re: the prompts tuned with the
-# object-agnostic template, evaluated with the category name in place of "object" (no
-# re-tuning). Mean over categories, %:
+# object-agnostic template, evaluated with the category name in place of "object". Mean over
+# categories, %:
 
-# %% tags=["hide-input"]
-ours[ours["category"] == "mean"].pivot_table(index="prompts", columns=["dataset", "metric"], values="value").round(1)
+# %% tags=["remove-input"]
+styled(ours[ours["category"] == "mean"].pivot_table(index="prompts", columns=["dataset", "metric"], values="value"))
 
 # %% [markdown]
 # ## Result: gain of object-agnostic over object-aware prompts, per category
 #
 # As in Fig. 5: positive bars mean the object-agnostic prompts are better (points of AUROC).
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 gain = (ours.pivot_table(index=["dataset", "category", "metric"], columns="prompts", values="value", sort=False)
-        .pipe(lambda t: t["object-agnostic"] - t["object-aware"]).rename("gain").reset_index())
-g = sns.catplot(data=gain, x="category", y="gain", hue="metric", col="dataset", kind="bar", height=3.2,
-                aspect=1.6, sharex=False, errorbar=None)
-for ax in g.axes.flat:
-    ax.axhline(0, color="black", lw=0.8)
-    ax.tick_params(axis="x", rotation=30)
-g.set_axis_labels("", "object-agnostic − object-aware (points)")
-g.figure.suptitle(f"{ours_label(P)}: Fig. 5 analogue", y=1.05, fontsize=10)
+        .pipe(lambda t: t["object-agnostic"] - t["object-aware"]).rename("value").reset_index()
+        .sort_values(["dataset", "category"], key=lambda c: c.map(lambda v: (v == "mean", v))))  # mean last
+bars(gain, x="category", hue="metric", col="dataset", chance=0.0, ylabel="agnostic − aware (points)",
+     title=f"{ch.ours}: Fig. 5 analogue")
 plt.show()
 
 # %% [markdown]
 # ## Ours vs paper
 #
-# The paper's Fig. 5 is not in the reference table (values not printed). What the paper does
-# print about the same comparison is Table 7: "full" vs "without T2 object-agnostic prompts"
-# (the object-aware variant), mean over categories, labelled **paper**.
+# The paper's Fig. 5 and Fig. 9 are bar charts whose values are not printed, so the reference
+# table has no rows for them. What the paper does print about the same comparison is Table 7:
+# "full" vs "without T2 object-agnostic prompts" (the object-aware variant), labelled
+# **paper**.
 
-# %% tags=["hide-input"]
-print("tables in paper_results.csv:", ", ".join(sorted(paper_values()["table"].unique(), key=int)),
-      "— Fig. 5 and Fig. 9 are figures without printed values, so they have no rows")
-paper7 = paper_wide(7, variants={"full": "object-agnostic", "without T2 object-agnostic prompts": "object-aware"},
-                    metrics=metrics)
-means = ours[ours["category"] == "mean"].pivot_table(index="prompts", columns=["dataset", "metric"], values="value")
-side = pd.concat({ours_label(P): means, "paper (Table 7)": paper7.rename(columns=METRIC_NAMES, level=1)}, axis=1)
-side.round(1)
+# %% tags=["remove-input"]
+paper7 = paper_long(7, variants={"full": "object-agnostic", "without T2 object-agnostic prompts": "object-aware"},
+                    metrics=METRICS)
+cmp = compare(table.frame, paper7, synthetic=ch.smoke, metrics=METRICS)
+for ds in cmp["dataset"].unique():
+    display(styled(compare_table(cmp, ds), f"{ds}: {ch.ours} vs paper, Table 7 (%)"))
+plot_compare(cmp, metrics=METRICS, ours_label=ch.ours, title="object-agnostic vs object-aware prompts")
+plt.show()
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 m = gain[gain["category"] == "mean"]
-p = (paper7.loc["object-agnostic"] - paper7.loc["object-aware"]).rename("paper")
+p = paper7.pivot_table(index=["dataset", "metric"], columns="label", values="value")
+pg = (p["object-agnostic"] - p["object-aware"])
 display(Markdown(
-    "**Mean gain of object-agnostic prompts.** " + ours_label(P) + ": "
-    + ", ".join(f"{r.dataset} {r.metric} {r.gain:+.1f}" for r in m.itertuples())
-    + ". Paper (Table 7): " + ", ".join(f"{d} {METRIC_NAMES[k]} {v:+.1f}" for (d, k), v in p.items()) + "."))
-
-# %% [markdown]
-# ## What it means
-#
-# The paper's claim is one-sided: object-agnostic prompts are better or on par, never clearly
-# worse, on every dataset of Fig. 5, and by a wide margin on average (Table 7: 25.9 points of
-# image AUROC on MVTec AD). With a real CLIP the class name pulls the text embedding towards
-# object semantics that differ between the tuning and the target classes. Fig. 9 (class name put
-# back at test time into prompts tuned object-agnostically) is the third row above; the paper
-# reports it works "still well", slightly below AnomalyCLIP. In smoke the tiny random
-# text encoder knows no class names, so both templates are two arbitrary token sequences and
-# the difference says nothing about object semantics.
-
-# %% tags=["hide-input"]
-display(Markdown(gap_note(P)))
-display(Markdown(provenance_line(P, None, device)))
+    "**What it means.** Mean gain of object-agnostic prompts — paper (Table 7): "
+    + ", ".join(f"{d} {metric_name(k)} {v:+.1f}" for (d, k), v in pg.items())
+    + f"; {ch.ours}: " + ", ".join(f"{r.dataset} {r.metric} {r.value:+.1f}" for r in m.itertuples()) + " points. "
+    "The paper's claim is one-sided: object-agnostic prompts are better or on par, never clearly worse, and by a "
+    f"wide margin on average ({fmt(pg.max())} points at most). With a real CLIP the class name pulls the text "
+    "embedding towards object semantics that differ between the tuning and the target classes; Fig. 9 (the class "
+    "name put back at test time) still works, slightly below AnomalyCLIP. "
+    + ("A random text encoder knows no class names, so here both templates are two arbitrary token sequences."
+       if ch.smoke else "")))

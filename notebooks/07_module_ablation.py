@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -45,31 +45,34 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
 
-# %%
-import warnings
-
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.metrics import UndefinedMetricWarning
-from anomclip.profiles import get_profile
-from anomclip.tables import paper_wide, relabel, run_table, wide
-from anomclip.widgets import ablation_datasets, chapter_recipe, compare, gap_note, plot_compare, provenance_line
+from anomclip.chapters import open_chapter
+from anomclip.labels import compare, compare_table, fmt, provenance_box, styled
+from anomclip.plots import plot_compare
+from anomclip.tables import paper_long, relabel
 
-P = get_profile(profile, data_root, results_dir="results")
-warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics stay as notes in the results files
-full = chapter_recipe(P, "paper")
-single = chapter_recipe(P, "official")  # last layer only, λ = 4
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+full = ch.recipe("paper")
+single = ch.recipe("official")  # last layer only, λ = 4
 untuned = dict(object_aware=True, prompt_depth=1)
+
+# %% tags=["remove-input"]
+ch.caveat()
 
 # %% [markdown]
 # The recipes. Table 4's +T3 row is Table 7's "without T4" and +T4 is "full", so each distinct
-# recipe is run once and the two tables are read from the same results (the folder `ablations`
-# is shared with chapters 08 and 09, which re-use the "full" run).
+# recipe is one run of the run store, shared with chapters 2, 6, 8 and 9.
 
-# %%
+# %% tags=["remove-input"]
 trained = [
     ("+T2 object-agnostic prompts", single.with_(prompt_depth=1)),
     ("+T3 text prompt tuning", single),
@@ -82,73 +85,58 @@ untrained = [
     ("base", single.with_(**untuned, dpam="none")),
     ("+T1 DPAM", single.with_(**untuned, dpam="vv")),
 ]
-pd.DataFrame([{"label": l, "dpam": r.dpam, "object-aware": r.object_aware, "prompt depth": r.prompt_depth,
-               "layers": r.layers, "λ": r.lam, "epochs": r.epochs} for l, r in untrained + trained])
+styled(pd.DataFrame([{"label": l, "DPAM": r.dpam, "object-aware": r.object_aware, "prompt depth": r.prompt_depth,
+                      "layers": str(r.layers), "λ": r.lam, "tuned": l not in dict(untrained), "epochs": r.epochs}
+                     for l, r in untrained + trained]).set_index("label"), "the rows", digits=2)
 
 # %%
-ours = pd.concat([
-    run_table(P, trained, folder="ablations", datasets=ablation_datasets(P), device=device, force=force),
-    run_table(P, untrained, folder="ablations", datasets=ablation_datasets(P), device=device, force=force, train=False),
-], ignore_index=True)
+runs = [ch.run(trained, datasets=ch.ablation_datasets), ch.run(untrained, datasets=ch.ablation_datasets, train=False)]
+ours = pd.concat([r.frame for r in runs], ignore_index=True)
+provenance_box(runs[0].experiment("full", next(iter(P.protocol))))
 
-# %%
+# %% tags=["remove-cell"]
 table4_rows = {"base": "base", "+T1 DPAM": "+T1 DPAM", "+T2 object-agnostic prompts": "+T2 object-agnostic prompts",
                "+T3 text prompt tuning": "+T3 text prompt tuning", "full": "+T4 multi-layer features"}
 table7_rows = {"full": "full", "without T1 DPAM": "without T1 DPAM",
                "without T2 object-agnostic prompts": "without T2 object-agnostic prompts",
                "without T3 text prompt tuning": "without T3 text prompt tuning",
                "+T3 text prompt tuning": "without T4 multi-layer features"}
-
-
-ours4, ours7 = relabel(ours, table4_rows), relabel(ours, table7_rows)
-paper4 = paper_wide(4, variants={v: v for v in table4_rows.values()})
-paper7 = paper_wide(7, variants={v: v for v in table7_rows.values()})
+cmp4 = compare(relabel(ours, table4_rows), paper_long(4, variants={v: v for v in table4_rows.values()}),
+               synthetic=ch.smoke)
+cmp7 = compare(relabel(ours, table7_rows), paper_long(7, variants={v: v for v in table7_rows.values()}),
+               synthetic=ch.smoke)
 
 # %% [markdown]
-# ## Result: Table 4, adding modules one at a time
+# ## Table 4, adding modules one at a time
 #
-# Our numbers (%, mean over categories; each column evaluated zero-shot with prompts tuned on the
-# other dataset):
+# Ours and the paper's (%, mean over categories; each of our columns evaluated zero-shot with
+# prompts tuned on the other dataset), one table per dataset:
 
-# %%
-wide(ours4).reindex(list(table4_rows.values()))
-
-# %% tags=["hide-input"]
-fig = plot_compare(ours4, paper4, P, order=list(table4_rows.values()),
-                   title="Table 4: modules added one at a time")
+# %% tags=["remove-input"]
+for ds in cmp4["dataset"].unique():
+    display(styled(compare_table(cmp4, ds, labels=table4_rows.values()), f"Table 4 — {ds}"))
+plot_compare(cmp4, order=list(table4_rows.values()), ours_label=ch.ours, title="Table 4: modules added one at a time")
 plt.show()
 
 # %% [markdown]
-# ## Result: Table 7, removing one module from the full model
+# ## Table 7, removing one module from the full model
 
-# %%
-wide(ours7).reindex(list(table7_rows.values()))
-
-# %% tags=["hide-input"]
-fig = plot_compare(ours7, paper7, P, order=list(table7_rows.values()),
-                   title="Table 7: one module removed")
+# %% tags=["remove-input"]
+for ds in cmp7["dataset"].unique():
+    display(styled(compare_table(cmp7, ds, labels=table7_rows.values()), f"Table 7 — {ds}"))
+plot_compare(cmp7, order=list(table7_rows.values()), ours_label=ch.ours, title="Table 7: one module removed")
 plt.show()
 
-# %% [markdown]
-# ## Ours vs paper
-#
-# Pixel and image AUROC (%) side by side. The paper's columns are MVTec AD (tuned on VisA) and
-# VisA (tuned on MVTec AD); ours are the profile's datasets.
-
-# %%
-compare(wide(ours4), paper4, P).reindex(list(table4_rows.values()))
-
-# %%
-compare(wide(ours7), paper7, P).reindex(list(table7_rows.values()))
-
-# %% [markdown]
-# ## What it means
-#
-# In the paper the big step is T2 (object-agnostic prompts that are *tuned*): in our reading the
-# rows before it tune nothing, and DPAM alone only fixes the segmentation (pixel AUROC
-# 46.8 → 68.4 on MVTec AD, image level unchanged). T3 and T4 add about one point each, and
-# Table 7 agrees: removing T2 or T1 hurts most, removing T3 or T4 costs about a point.
-
-# %% tags=["hide-input"]
-display(Markdown(gap_note(P)))
-display(Markdown(provenance_line(P, ours, device)))
+# %% tags=["remove-input"]
+p7 = cmp7[(cmp7["dataset"] == "MVTec AD") & (cmp7["metric"] == "image AUROC")].set_index("label")["paper"]
+p4 = cmp4[(cmp4["dataset"] == "MVTec AD") & (cmp4["metric"] == "pixel AUROC")].set_index("label")["paper"]
+o7 = cmp7[cmp7["metric"] == "image AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
+drop = (o7[o7["label"] == "full"].set_index("dataset")["ours"]
+        - o7[o7["label"] == "without T2 object-agnostic prompts"].set_index("dataset")["ours"])
+display(Markdown(
+    "**What it means.** In the paper the big step is T2 (object-agnostic prompts that are *tuned*): removing it costs "
+    f"{fmt(p7['full'] - p7['without T2 object-agnostic prompts'])} points of image AUROC on MVTec AD "
+    f"({fmt(p7['full'])} → {fmt(p7['without T2 object-agnostic prompts'])}); in our reading the rows before it tune "
+    f"nothing, and DPAM alone fixes the segmentation (pixel AUROC {fmt(p4['base'])} → {fmt(p4['+T1 DPAM'])} on "
+    "MVTec AD, image level unchanged). T3 and T4 add about a point each. In this run, removing T2 changes image AUROC "
+    "by " + ", ".join(f"{-v:+.1f} points on {d}" for d, v in drop.items()) + "."))

@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -34,124 +34,98 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
 
-# %%
-import warnings
-
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.metrics import UndefinedMetricWarning
-from anomclip.profiles import get_profile
-from anomclip.tables import paper_wide, relabel, run_table, wide
-from anomclip.widgets import ablation_datasets, chapter_recipe, compare, gap_note, plot_compare, provenance_line
+from anomclip.chapters import open_chapter
+from anomclip.labels import compare, compare_table, fmt, provenance_box, styled
+from anomclip.plots import loss_curves, plot_compare
+from anomclip.tables import paper_long, relabel
 
-P = get_profile(profile, data_root, results_dir="results")
-warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics stay as notes in the results files
-full = chapter_recipe(P, "paper")
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+full = ch.recipe("paper")
 
-# %%
+# %% tags=["remove-input"]
+ch.caveat()
+
+# %% tags=["remove-input"]
 trained = [
-    ("full", full),  # = local + global (shared with chapters 07 and 09)
+    ("full", full),  # = local + global (the run of chapters 2, 6, 7 and 9)
     ("global only", full.with_(use_focal_loss=False, use_dice_loss=False)),
     ("local only", full.with_(use_global_loss=False)),
     ("dice only", full.with_(use_focal_loss=False)),
     ("focal only", full.with_(use_dice_loss=False)),
 ]
 untrained = [("no local, no global", full)]
-pd.DataFrame([{"label": l, "global": r.use_global_loss, "focal": r.use_focal_loss, "dice": r.use_dice_loss,
-               "trained": l != "no local, no global", "epochs": r.epochs} for l, r in trained + untrained])
+styled(pd.DataFrame([{"label": l, "global": r.use_global_loss, "focal": r.use_focal_loss, "dice": r.use_dice_loss,
+                      "tuned": l != "no local, no global", "epochs": r.epochs} for l, r in trained + untrained])
+       .set_index("label"), "the rows", digits=0)
 
 # %%
-ours = pd.concat([
-    run_table(P, trained, folder="ablations", datasets=ablation_datasets(P), device=device, force=force),
-    run_table(P, untrained, folder="ablations", datasets=ablation_datasets(P), device=device, force=force, train=False),
-], ignore_index=True)
+runs = [ch.run(trained, datasets=ch.ablation_datasets), ch.run(untrained, datasets=ch.ablation_datasets, train=False)]
+ours = pd.concat([r.frame for r in runs], ignore_index=True)
+provenance_box(runs[0].experiment("full", next(iter(P.protocol))))
 
 # %% [markdown]
 # Table 5 and Table 11 name the same runs differently; one mapping per table:
 
-# %%
+# %% tags=["remove-cell"]
 table5_rows = {"no local, no global": "no local, no global", "global only": "global only",
                "local only": "local only", "full": "local + global"}
 table11_rows = {"global only": "no focal, no dice", "dice only": "dice only", "focal only": "focal only",
                 "full": "focal + dice"}
-
-
-ours5, ours11 = relabel(ours, table5_rows), relabel(ours, table11_rows)
-paper5 = paper_wide(5, variants={v: v for v in table5_rows.values()})
-paper11 = paper_wide(11, variants={v: v for v in table11_rows.values()})
+cmp5 = compare(relabel(ours, table5_rows), paper_long(5, variants={v: v for v in table5_rows.values()}),
+               synthetic=ch.smoke)
+cmp11 = compare(relabel(ours, table11_rows), paper_long(11, variants={v: v for v in table11_rows.values()}),
+                synthetic=ch.smoke)
 
 # %% [markdown]
-# ## Result: Table 5, global and local context optimisation
+# ## Table 5, global and local context optimisation
 #
-# Our numbers (%, mean over categories, zero-shot):
+# Ours and the paper's (%, mean over categories, zero-shot), one table per dataset:
 
-# %%
-wide(ours5).reindex(list(table5_rows.values()))
-
-# %% tags=["hide-input"]
-fig = plot_compare(ours5, paper5, P, order=list(table5_rows.values()), title="Table 5: loss terms")
+# %% tags=["remove-input"]
+for ds in cmp5["dataset"].unique():
+    display(styled(compare_table(cmp5, ds, labels=table5_rows.values()), f"Table 5 — {ds}"))
+plot_compare(cmp5, order=list(table5_rows.values()), ours_label=ch.ours, title="Table 5: loss terms")
 plt.show()
 
 # %% [markdown]
-# ## Result: Table 11, Focal and Dice inside the local loss
+# ## Table 11, Focal and Dice inside the local loss
 
-# %%
-wide(ours11).reindex(list(table11_rows.values()))
-
-# %% tags=["hide-input"]
-fig = plot_compare(ours11, paper11, P, order=list(table11_rows.values()), title="Table 11: Focal and Dice")
+# %% tags=["remove-input"]
+for ds in cmp11["dataset"].unique():
+    display(styled(compare_table(cmp11, ds, labels=table11_rows.values()), f"Table 11 — {ds}"))
+plot_compare(cmp11, order=list(table11_rows.values()), ours_label=ch.ours, title="Table 11: Focal and Dice")
 plt.show()
 
 # %% [markdown]
-# The training curves say what each loss set-up optimised: the total loss per epoch of each run
-# (tuned on the first dataset of the protocol), read from the results files.
+# The training curves say what each loss set-up optimised: the global and the local loss per
+# epoch of each run tuned on the first dataset of the protocol (a switched-off term still has
+# its value computed and recorded, it just does not move the prompts).
 
-# %% tags=["hide-input"]
-import seaborn as sns
-
-from anomclip.results import read_results
-
+# %% tags=["remove-input"]
 src = next(iter(P.protocol))
-curves = []
-for label, _ in trained:
-    for f in sorted((P.out / "ablations").glob(f"*-from-{src}-*/*.json")):
-        doc = read_results(f)
-        if doc["provenance"].get("experiment") != f"{label}-from-{src}":
-            continue
-        for h in doc["provenance"]["training"]["history"]:
-            curves.append({"run": table5_rows.get(label, label), "epoch": h["epoch"], "global": h["global"],
-                           "local": h["local"]})
-        break
-if curves:
-    d = pd.DataFrame(curves).melt(["run", "epoch"], var_name="term", value_name="loss")
-    g = sns.relplot(data=d, x="epoch", y="loss", hue="run", col="term", kind="line", marker="o",
-                    height=2.8, aspect=1.3, facet_kws={"sharey": False})
-    g.set(xticks=sorted(d["epoch"].unique()))
-    g.figure.suptitle(f"training losses per epoch (tuned on {src}); a switched-off term reads 0", y=1.04)
+for term in ("global", "local"):
+    hist = {table5_rows.get(l, l): [{"epoch": h["epoch"], "loss": h[term]} for h in
+                                    runs[0].experiment(l, src).training["history"]] for l, _ in trained}
+    loss_curves(hist, x="epoch", title=f"{term} loss per epoch (tuned on {src})", logy=False)
     plt.show()
 
-# %% [markdown]
-# ## Ours vs paper
-#
-# Pixel and image AUROC (%) side by side (paper: MVTec AD tuned on VisA, VisA tuned on MVTec AD).
-
-# %%
-compare(wide(ours5), paper5, P).reindex(list(table5_rows.values()))
-
-# %%
-compare(wide(ours11), paper11, P).reindex(list(table11_rows.values()))
-
-# %% [markdown]
-# ## What it means
-#
-# In the paper the local loss is what makes segmentation work (pixel AUROC on MVTec AD 80.3 with
-# the global loss alone, 91.0 with the local loss alone) while the global loss adds image-level
-# accuracy on top (image AUROC 89.9 → 91.5). Focal is the stronger half of the local loss
-# (pixel AUROC 90.6 vs 87.2 for Dice), and the two together are best.
-
-# %% tags=["hide-input"]
-display(Markdown(gap_note(P)))
-display(Markdown(provenance_line(P, ours, device)))
+# %% tags=["remove-input"]
+p5 = cmp5[cmp5["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
+p11 = cmp11[cmp11["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
+display(Markdown(
+    "**What it means.** In the paper the local loss is what makes segmentation work (pixel AUROC on MVTec AD "
+    f"{fmt(p5[('global only', 'pixel AUROC')])} with the global loss alone, {fmt(p5[('local only', 'pixel AUROC')])} "
+    f"with the local loss alone) while the global loss adds image-level accuracy on top (image AUROC "
+    f"{fmt(p5[('local only', 'image AUROC')])} → {fmt(p5[('local + global', 'image AUROC')])}). Focal is the stronger "
+    f"half of the local loss (pixel AUROC {fmt(p11[('focal only', 'pixel AUROC')])} vs "
+    f"{fmt(p11[('dice only', 'pixel AUROC')])} for Dice), and the two together are best."))

@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -30,7 +30,8 @@
 # |---|---|
 # | inference | images/s of open_clip's plain `encode_image` vs our DPAM forward (both paths in one pass), and a naive reference that runs the surrogate path as a second full pass |
 # | text side | the text features of the two prompts: first call vs cached call (they are computed once per model) |
-# | training | seconds per epoch on the smoke `textures` set with the visual features cached vs extracted again every epoch |
+# | training | read from the `official` run of the run store: seconds per epoch on cached features, and the one-off extraction of the frozen features an epoch would repeat without the cache |
+# | the book | the seconds each chapter of this book took in its latest execution |
 #
 # The paper's numbers include data loading and scoring; ours time the forward passes only.
 
@@ -39,25 +40,36 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # no interactive figure in this chapter
 batch_sizes = [1, 4]  # paper profile: e.g. [1, 8]
 repeats = 3
 
-# %%
+# %% tags=["remove-cell"]
+import contextlib
+import io
+
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.bench import bench_forward, bench_text, bench_training
+from anomclip.bench import bench_forward, bench_text
+from anomclip.book import read_timings
+from anomclip.chapters import open_chapter
+from anomclip.labels import fmt, model_provenance, provenance_box, styled
 from anomclip.paper import paper_values
-from anomclip.profiles import get_profile
+from anomclip.plots import COLUMN_WIDTH_IN
 from anomclip.results import device_name
-from anomclip.runner import build_model, resolve_device
-from anomclip.widgets import ours_label, provenance_line
+from anomclip.runner import build_model
 
-P = get_profile(profile, data_root, results_dir="results")
-device = resolve_device(device)
-recipe = P.recipe("official")
-model = build_model(recipe, device)
-print(f"device: {device_name(device)}; backbone {recipe.backbone} at {recipe.image_size} px")
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+recipe = ch.recipe("official")
+model = build_model(recipe, ch.device)
+
+# %% tags=["remove-input"]
+ch.caveat("timings")
 
 # %% [markdown]
 # ## The paper's numbers
@@ -65,11 +77,11 @@ print(f"device: {device_name(device)}; backbone {recipe.backbone} at {recipe.ima
 # Table 8, labelled **paper** (one RTX 3090; FPS on VisA, minutes per epoch on MVTec AD,
 # 1725 images).
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 t8 = paper_values(8)
 paper8 = t8.pivot_table(index="method", columns="metric", values="value", sort=False)
 paper8 = paper8.rename(columns={"fps": "inference FPS (VisA)", "train_minutes_per_epoch": "training min/epoch (MVTec AD)"})
-paper8.style.set_caption("paper, Table 8 (RTX 3090)").format("{:.2f}", na_rep="–")
+styled(paper8, "paper, Table 8 (RTX 3090)", digits=2)
 
 # %% [markdown]
 # ## Our measurements
@@ -77,28 +89,42 @@ paper8.style.set_caption("paper, Table 8 (RTX 3090)").format("{:.2f}", na_rep="�
 # Inference: images per second per batch size (median of the repeats after one warm-up).
 
 # %%
-fwd = pd.DataFrame(bench_forward(model, batch_sizes, repeats, device))
-fwd[["batch", "plain_img_per_s", "dpam_img_per_s", "naive_img_per_s", "dpam_over_plain", "naive_over_plain"]].round(2)
+with contextlib.redirect_stdout(io.StringIO()):  # the bench functions also print for the CLI
+    fwd = pd.DataFrame(bench_forward(model, batch_sizes, repeats, ch.device))
+    text = bench_text(model, ch.device)
+provenance_box(model_provenance(model, ch.device, synthetic=ch.smoke), title="Provenance of the timings")
+
+# %% tags=["remove-input"]
+f = fwd.set_index("batch")[["plain_img_per_s", "dpam_img_per_s", "naive_img_per_s", "dpam_over_plain",
+                            "naive_over_plain"]]
+f.columns = ["plain CLIP (img/s)", "DPAM (img/s)", "naive two-pass (img/s)", "DPAM / plain time",
+             "two-pass / plain time"]
+styled(f, f"inference on {device_name(ch.device)}", digits=2)
+
+# %% tags=["remove-input"]
+fig, axes = plt.subplots(2, 1, figsize=(COLUMN_WIDTH_IN - 0.4, 5.0), layout="constrained")
+f.iloc[:, :3].plot.bar(ax=axes[0], rot=0)
+axes[0].set_ylabel("images / s")
+axes[0].set_title(f"{ch.ours}: inference on {device_name(ch.device)}")
+paper8["inference FPS (VisA)"].dropna().plot.barh(ax=axes[1], color="grey")
+axes[1].set_xlabel("FPS")
+axes[1].set_title("paper, Table 8 (RTX 3090, ViT-L-14-336 at 518 px)")
+plt.show()
+
+# %% [markdown]
+# Training: the `official` run of the run store (the one chapters 1, 3 and 4 use), read back
+# with its recorded durations.
 
 # %%
-text = bench_text(model, device)
-train = bench_training(model, device)
-
-# %% tags=["hide-input"]
-import matplotlib.pyplot as plt
-
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
-f = fwd.set_index("batch")[["plain_img_per_s", "dpam_img_per_s", "naive_img_per_s"]]
-f.columns = ["plain CLIP", "DPAM (ours)", "naive two-pass"]
-f.plot.bar(ax=axes[0], rot=0)
-axes[0].set_ylabel("images / s")
-axes[0].set_title(f"{ours_label(P)}\ninference on {device_name(device)}", fontsize=9)
-p = paper8["inference FPS (VisA)"].dropna()
-p.plot.barh(ax=axes[1], color="grey")
-axes[1].set_xlabel("FPS")
-axes[1].set_title("paper, Table 8 (RTX 3090, ViT-L-14-336 at 518 px)", fontsize=9)
-fig.tight_layout()
-plt.show()
+exp = ch.experiment(recipe, next(iter(P.protocol)), [P.protocol[next(iter(P.protocol))][0]])
+hist = pd.DataFrame(exp.training["history"])
+durations = exp.training.get("durations", {})
+epoch_cached = float(hist["seconds"].median())
+extract = float(durations.get("train_features_s", float("nan")))
+styled(pd.Series({"epochs": len(hist), "seconds per epoch, cached features (median)": epoch_cached,
+                  "feature extraction of the tuning set, once (s)": extract,
+                  "features read from the cache at training time": bool(exp.training.get("features_from_cache"))},
+                 name=ch.ours).to_frame(), "training cost of the official run", digits=2)
 
 # %% [markdown]
 # ## Ours vs paper
@@ -106,41 +132,54 @@ plt.show()
 # Side by side; the ratios are the comparable part (absolute times depend on the device, the
 # backbone and the image size).
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 b = fwd.iloc[-1]
+nan = float("nan")
 ours_tab = pd.DataFrame({
-    "inference: DPAM / plain CLIP time": [b["dpam_over_plain"],
-                                          paper8.loc["CLIP", "inference FPS (VisA)"]
+    "inference: DPAM / plain CLIP time": [b["dpam_over_plain"], paper8.loc["CLIP", "inference FPS (VisA)"]
                                           / paper8.loc["AnomalyCLIP", "inference FPS (VisA)"]],
     "inference: images/s with DPAM": [b["dpam_img_per_s"], paper8.loc["AnomalyCLIP", "inference FPS (VisA)"]],
-    "training: s per epoch (cached features)": [train["epoch_with_cache_s"], None],
-    "training: s per epoch (features recomputed)": [train["epoch_without_cache_s"],
-                                                    60 * paper8.loc["AnomalyCLIP", "training min/epoch (MVTec AD)"]],
-    "training: with DPAM / without DPAM": [None, paper8.loc["AnomalyCLIP", "training min/epoch (MVTec AD)"]
+    "training: s per epoch (cached features)": [epoch_cached, nan],
+    "training: s per epoch without the cache (≈ extraction + epoch)": [
+        extract + epoch_cached, 60 * paper8.loc["AnomalyCLIP", "training min/epoch (MVTec AD)"]],
+    "training: with DPAM / without DPAM": [nan, paper8.loc["AnomalyCLIP", "training min/epoch (MVTec AD)"]
                                            / paper8.loc["AnomalyCLIP without DPAM", "training min/epoch (MVTec AD)"]],
-    "text features: first / cached call (ms)": [f"{1e3 * text['text_first_s']:.1f} / {1e3 * text['text_cached_s']:.4f}",
-                                                None],
-}, index=[f"{ours_label(P)} — {device_name(device)}, batch {int(b['batch'])}", "paper — RTX 3090"]).T
-ours_tab.style.format(lambda v: "–" if v is None or v != v else (f"{v:.2f}" if isinstance(v, float) else str(v)))
+    "text features: first / cached call (ms)": [f"{fmt(1e3 * text['text_first_s'])} / {fmt(1e3 * text['text_cached_s'], 4)}",
+                                                nan],
+}, index=[f"{ch.ours} — {device_name(ch.device)}, batch {int(b['batch'])}", "paper — RTX 3090"]).T
+styled(ours_tab, digits=2)
 
 # %% [markdown]
-# ## What it means
+# ## The book itself
 #
-# DPAM computes the surrogate path inside the same forward pass, so its cost over plain CLIP
-# is the extra attention of the last ¾ of the blocks; running it as a second full pass (the
-# naive reference) would roughly double the time. The text features do not depend on the
-# image, so they are computed once per model and cost nothing per image afterwards. Since the
-# backbone is frozen, the visual features of the tuning set can be cached: each epoch then only
-# runs the text encoder and the losses, which is where most of the paper's 13.7 min per epoch
-# would go otherwise.
+# The seconds each chapter took in the latest execution of the book (`python -m anomclip.book
+# execute`, which writes `results/<profile>/book_timings.json` after every chapter; while this
+# chapter runs, the chapters after it are not done yet, so their times come from a previous
+# execution if there was one, or are missing).
 
-# %% tags=["hide-input"]
-on_cpu = device.startswith("cpu")
+# %% tags=["remove-input"]
+times = read_timings(P.name)
+if times is None or not len(times):
+    display(Markdown("No book timings yet: this chapter ran on its own (`--only`); run `python -m anomclip.book "
+                     "execute` to time every chapter."))
+else:
+    display(styled(times.set_index("chapter"), f"seconds per chapter ({times.attrs.get('device')}, "
+                                               f"{times.attrs.get('created')})", digits=1))
+    display(Markdown(f"Total of the chapters listed: **{fmt(times.attrs['total_s'] / 60)} minutes** "
+                     f"({len(times)} chapters, status `{times.attrs.get('status')}`)."))
+
+# %% tags=["remove-input"]
+on_cpu = ch.device.startswith("cpu")
 display(Markdown(
-    f"**Gap and noise.** These timings come from {device_name(device)} with "
-    + ("the tiny random-weight smoke backbone at 96 px, not ViT-L-14-336 at 518 px on an RTX 3090: absolute "
-       "numbers are not comparable with the paper, only the ratios are indicative. " if P.name == "smoke"
-       else "the paper's backbone at 518 px; the paper used an RTX 3090. ")
-    + (f"CPU timings on a shared, loaded machine are noisy (other processes compete for the cores); medians of "
-       f"{repeats} repeats after one warm-up." if on_cpu else f"Medians of {repeats} repeats after one warm-up.")))
-display(Markdown(provenance_line(P, None, device)))
+    f"**What it means.** DPAM computes the surrogate path inside the same forward pass: here it costs "
+    f"{fmt(b['dpam_over_plain'], 2)}× the time of plain CLIP, against {fmt(b['naive_over_plain'], 2)}× for running it "
+    "as a second full pass (the paper: "
+    f"{fmt(paper8.loc['CLIP', 'inference FPS (VisA)'] / paper8.loc['AnomalyCLIP', 'inference FPS (VisA)'], 2)}×, "
+    "including everything else AnomalyCLIP does). The text features do not depend on the image, so they are "
+    "computed once per model. Since the backbone is frozen, the visual features of the tuning set are extracted "
+    f"once ({fmt(extract, 1)} s here) and each epoch then runs on the cache ({fmt(epoch_cached, 2)} s here), which "
+    "is where most of the paper's 13.7 min per epoch would otherwise go. "
+    + ("These timings come from the tiny smoke backbone at 96 px, not ViT-L-14-336 at 518 px: only the ratios are "
+       "indicative. " if ch.smoke else "")
+    + (f"CPU timings on a shared machine are noisy; medians of {repeats} repeats after one warm-up." if on_cpu
+       else f"Medians of {repeats} repeats after one warm-up.")))

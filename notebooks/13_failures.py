@@ -6,7 +6,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -25,11 +25,10 @@
 # raise false alarms, and normal regions that look like defects (e.g. skin lesions) cannot be
 # told apart — background interference and fine-grained discrimination are the open problems.
 #
-# **Experiment.** The `official` recipe of chapter 04, tuned on each tuning dataset and evaluated
-# zero-shot on the other (smoke: `textures` ↔ `objects`), evaluated once more keeping the anomaly
-# maps. The prompts tuned in chapter 04 (`results/<profile>/main`, run "AnomalyCLIP") are re-used,
-# not tuned again. Our stand-in for "CLIP" in Figs. 10–11 is the same model with untrained
-# prompts (chapter 04's "untrained prompts" run). Then: image-score distributions per category,
+# **Experiment.** The `official` runs of chapter 4 (tuned on each tuning dataset, evaluated
+# zero-shot on the other; read back from the run store, not tuned again), whose anomaly maps
+# are recomputed from the cached features. Our stand-in for "CLIP" in Figs. 10–11 is the same
+# model with untrained prompts (chapter 4's "untrained prompts" run). Then: image-score distributions per category,
 # a sample of pixel scores, and the worst false positives (normal images scored above most
 # anomalous ones of their category) and false negatives (anomalous images scored below most
 # normal ones), each with its image, mask and map.
@@ -39,55 +38,53 @@ profile = "smoke"
 data_root = "data"
 device = "auto"
 force = False
-live = False  # True in a running Jupyter kernel: controls for image, threshold and σ
+backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
+pretrained = None  # None: random (smoke) / openai (paper)
+live = False  # True in Jupyter: controls for image, threshold and σ
 
-# %%
-import warnings
-
+# %% tags=["remove-cell"]
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.failures import (case_batch, f1_threshold, failure_explorer, official_with_maps, pixel_score_frame,
-                               plot_distributions, score_frame, worst_cases)
-from anomclip.metrics import UndefinedMetricWarning
-from anomclip.profiles import get_profile
-from anomclip.runner import run_experiment
-from anomclip.widgets import gap_note, ours_label, provenance_line
+from anomclip.chapters import open_chapter
+from anomclip.failures import (case_batch, pixel_score_frame, pixel_thresholds, score_frame, score_summary,
+                               worst_cases)
+from anomclip.labels import fmt, provenance_box, styled
+from anomclip.plots import plot_distributions
+from anomclip.widgets import failure_explorer
 
-P = get_profile(profile, data_root, results_dir="results")
-warnings.simplefilter("ignore", UndefinedMetricWarning)  # undefined metrics stay as notes in the results files
-recipe = P.recipe("official")  # exactly chapter 04's run
+ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
+P = ch.P
+recipe = ch.recipe("official")  # exactly chapter 4's run
+THRESHOLD = 0.5  # a pixel is flagged when the map says "anomalous" is more likely than "normal"
 
-# %% [markdown]
-# The runs: the tuned model (prompts re-used from chapter 04, maps kept; folder `ch13`) and the
-# untrained prompts (chapter 04's results, re-used as they are).
+# %% tags=["remove-input"]
+ch.caveat("distributions and failure cases")
 
 # %%
-exps = {src: official_with_maps(P, recipe, src, device=device, force=force) for src in P.protocol}
-untrained = run_experiment(recipe, None, [P.datasets[t] for t in P.datasets], P.out / "main",
-                           label="untrained prompts", device=device, force=force, progress=False)
+tuned = ch.run([("AnomalyCLIP", recipe)])
+untrained = ch.run([("untrained prompts", recipe)], train=False)
+exps = {src: tuned.experiment("AnomalyCLIP", src) for src in P.protocol}
 docs = {t: doc for e in exps.values() for t, doc in e.results.items()}
 tuned_on = {t: src for src, e in exps.items() for t in e.results}
+untrained_docs = {t: d for e in untrained.experiments.values() for t, d in e.results.items()}
 scores = pd.concat([score_frame(doc, t).assign(prompts="tuned") for t, doc in docs.items()]
-                   + [score_frame(doc, t).assign(prompts="untrained") for t, doc in untrained.results.items()],
+                   + [score_frame(doc, t).assign(prompts="untrained") for t, doc in untrained_docs.items()],
                    ignore_index=True)
-ours = pd.DataFrame([{"dataset": t, "provenance": d["provenance"].get("label", "")} for t, d in docs.items()])
-pd.DataFrame([{"dataset": t, "prompts tuned on": tuned_on[t], "images": sum(len(v) for v in d["scores"].values()),
-               "image AUROC (%)": round(100 * d["mean"]["image_auroc"], 1),
-               "pixel AUROC (%)": round(100 * d["mean"]["pixel_auroc"], 1)} for t, d in docs.items()])
+provenance_box(next(iter(docs.values())))
 
 # %% [markdown]
-# ## Result: Figs. 10–13, image scores of normal and anomalous images
+# ## Figs. 10–13, image scores of normal and anomalous images
 #
 # One panel per category, the image-score histograms of normal and anomalous images (densities,
 # so that both classes are visible whatever their counts). First the untrained prompts (our
 # stand-in for CLIP, Figs. 10–11), then the tuned prompts (Figs. 12–13).
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 for t in docs:
     for prompts, fig_no in (("untrained", "10–11"), ("tuned", "12–13")):
         sub = scores[(scores["dataset"] == t) & (scores["prompts"] == prompts)]
-        display(plot_distributions(sub, title=f"Figs. {fig_no} — {ours_label(P)}: {t}, {prompts} prompts"
+        display(plot_distributions(sub, title=f"Figs. {fig_no}: {t}, {prompts} prompts"
                                    + (f" (tuned on {tuned_on[t]})" if prompts == "tuned" else "")))
 
 # %% [markdown]
@@ -95,42 +92,47 @@ for t in docs:
 # (the paper's "wider range") and the image AUROC (the probability that an anomalous image
 # out-scores a normal one; 50 % = full overlap).
 
-# %% tags=["hide-input"]
-summary = (scores.groupby(["dataset", "category", "prompts"])
-           .apply(lambda g: pd.Series({"normal mean": g.loc[g.y == 0, "score"].mean(),
-                                       "anomalous mean": g.loc[g.y == 1, "score"].mean(),
-                                       "score range": g["score"].max() - g["score"].min(),
-                                       "image AUROC (%)": 100 * (1 - g.loc[g.y == 1, "outranked"].mean())}),
-                  include_groups=False)
-           .unstack("prompts").swaplevel(axis=1).sort_index(axis=1, level=0, ascending=False))
-summary.style.format("{:.3f}").format("{:.1f}", subset=[c for c in summary.columns if "AUROC" in c[1]])
+# %% tags=["remove-input"]
+summary = score_summary(scores)
+styled(summary.pivot_table(index=["dataset", "category"], columns="prompts",
+                           values=["normal mean", "anomalous mean", "score range", "image AUROC (%)"], sort=False),
+       f"{ch.ours}: image scores per category", digits=3)
 
 # %% [markdown]
 # ## Pixel scores
 #
 # A random sample (at most 3,000 per class and category) of the smoothed map values of normal
-# and anomalous pixels, tuned prompts. The dotted line is the threshold with the best pixel F1
-# over the sample, used below to binarise the maps.
+# and anomalous pixels, tuned prompts, with the maps recomputed from the cached features. The
+# dotted line is the threshold 0.5: the map's own decision ("anomalous" more likely than
+# "normal").
 
 # %%
-pixels = pd.concat([pixel_score_frame(P, t, docs[t], exps[tuned_on[t]].evals[t].maps).assign(dataset=t)
+pixels = pd.concat([pixel_score_frame(P, t, docs[t], exps[tuned_on[t]].predict(t).maps).assign(dataset=t)
                     for t in docs], ignore_index=True)
-thresholds = {t: f1_threshold(g["score"], g["pixel"] == "anomalous") for t, g in pixels.groupby("dataset")}
-thresholds
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input"]
 for t in docs:
-    fig = plot_distributions(pixels[pixels["dataset"] == t], hue="pixel", bins=30,
-                             title=f"{ours_label(P)}: {t}, pixel scores (tuned on {tuned_on[t]})")
-    for ax in fig.axes:
-        ax.axvline(thresholds[t], color="grey", lw=0.8, ls=":")
-    display(fig)
+    display(plot_distributions(pixels[pixels["dataset"] == t], hue="pixel", bins=30, threshold=THRESHOLD,
+                               title=f"{t}: pixel scores (tuned on {tuned_on[t]})"))
 
 # %% [markdown]
-# Where the normal pixels of a category pile up near 1 (the map lights up the *background*, the
-# smoke counterpart of the background interference of Fig. 7b), no single threshold separates
-# the classes, and a threshold pooled over categories with differently scaled maps can collapse
-# towards 0 and flag most pixels; the threshold slider of the explorer below shows the effect.
+# Which threshold? The F1-max threshold of each category (the operating point that maximises
+# pixel F1 on the sample) beside the fixed 0.5, with the share of normal and anomalous pixels
+# each one flags:
+
+# %% tags=["remove-input"]
+thr = pixel_thresholds(pixels, fixed=THRESHOLD)
+styled(thr.set_index(["dataset", "category"]), "pixel thresholds (shares of the sampled pixels, %)", digits=3)
+
+# %% tags=["remove-input"]
+worst = thr.loc[thr["normal px ≥ F1 threshold (%)"].idxmax()]
+display(Markdown(
+    f"The F1-max threshold is a poor operating point when the classes overlap: in {worst['category']} "
+    f"({worst['dataset']}) it is {fmt(worst['F1-max threshold'], 3)} and flags "
+    f"{fmt(worst['normal px ≥ F1 threshold (%)'])} % of the normal pixels (and "
+    f"{fmt(worst['anomalous px ≥ F1 threshold (%)'])} % of the anomalous ones): F1 then prefers marking nearly "
+    "everything, because anomalous pixels are rare and a high recall is cheap. The cases below therefore use the "
+    f"fixed threshold {THRESHOLD:g}, which means the same thing on every map."))
 
 # %% [markdown]
 # ## Fig. 7: the worst false positives and false negatives
@@ -139,32 +141,24 @@ for t in docs:
 # images of their category (false positives) and the three anomalous images out-ranked by the
 # largest share of normal ones (false negatives):
 
-# %%
+# %% tags=["remove-input"]
 cases = {t: pd.concat([worst_cases(scores[(scores["dataset"] == t) & (scores["prompts"] == "tuned")], k, n=3)
                        for k in ("fp", "fn")], ignore_index=True) for t in docs}
-pd.concat(cases.values())[["dataset", "kind", "category", "i", "label", "score", "outranked"]]
+styled(pd.concat(cases.values())[["dataset", "kind", "category", "i", "label", "score", "outranked"]]
+       .set_index(["dataset", "kind"]), "the worst cases", digits=3)
 
 # %% [markdown]
-# Each case with its image (red: ground-truth mask), its anomaly map and the map above the F1
-# threshold. The maps are recomputed unsmoothed by the tuned model so that σ can be changed; the
-# default below is σ = 4 (the paper's smoothing). To explore live, open this notebook in Jupyter
-# (`jupytext --to ipynb notebooks/13_failures.py`), set `live = True` in the first cell and run
-# it: an image menu, a threshold slider and a σ slider redraw the figure.
+# Each case with its image (red: ground-truth mask), its anomaly map (fixed scale 0–1) and the
+# map's pixels at or above the threshold. The maps are recomputed unsmoothed by the tuned model
+# so that σ can be changed; the default below is σ = 4 (the paper's smoothing). To explore
+# live, open this notebook in Jupyter (`jupytext --to ipynb notebooks/13_failures.py`), set
+# `live = True` in the first cell and run it: an image menu, a threshold slider and a σ slider
+# redraw the figure.
 
-# %%
-t = next(iter(docs))
-rgb, masks, raw = case_batch(P, t, cases[t], exps[tuned_on[t]].model)
-
-# %% tags=["hide-input"]
-failure_explorer(rgb, masks, raw, cases[t], threshold=thresholds[t], live=live, sigma=recipe.sigma)
-
-# %% [markdown]
-# The other direction, static:
-
-# %% tags=["hide-input"]
-for t2 in list(docs)[1:]:
-    b = case_batch(P, t2, cases[t2], exps[tuned_on[t2]].model)
-    failure_explorer(*b, cases[t2], threshold=thresholds[t2], live=False, sigma=recipe.sigma)
+# %% tags=["remove-input"]
+for k, t in enumerate(docs):
+    rgb, masks, raw = case_batch(P, t, cases[t], exps[tuned_on[t]].model())
+    failure_explorer(rgb, masks, raw, cases[t], threshold=THRESHOLD, live=live and k == 0, sigma=recipe.sigma)
 
 # %% [markdown]
 # ## Ours vs paper
@@ -174,32 +168,21 @@ for t2 in list(docs)[1:]:
 # 0.5; AnomalyCLIP's separate and cover a wide range, and its failures are anomaly-like
 # background patterns and defect-like normal regions.
 
-# %% tags=["hide-input"]
-cmp = summary.groupby(level="dataset").mean().T.round(3)  # mean over categories
-cmp.columns.name = ours_label(P)
-cmp
+# %% tags=["remove-input"]
+m = summary.groupby("prompts")[["score range", "image AUROC (%)"]].mean()  # over categories and datasets
+wider = m.loc["tuned", "score range"] / m.loc["untrained", "score range"]
+before, after = m.loc["untrained", "image AUROC (%)"], m.loc["tuned", "image AUROC (%)"]
+styled(m.T, f"{ch.ours}: mean over categories", digits=3)
 
-# %% tags=["hide-input"]
-m = summary.mean()  # over categories and datasets
-wider = m[("tuned", "score range")] / m[("untrained", "score range")]
-before, after = m[("untrained", "image AUROC (%)")], m[("tuned", "image AUROC (%)")]
+# %% tags=["remove-input"]
 display(Markdown(
-    f"**Ours.** Tuning {'widens' if wider > 1 else 'narrows'} the range of the image scores {wider:.1f}× (mean per "
-    f"category {m[('untrained', 'score range')]:.3f} → {m[('tuned', 'score range')]:.3f}), and the image AUROC goes "
-    f"{before:.1f} → {after:.1f} % (mean over categories): "
-    + ("the classes separate better, as in the paper, though they still overlap far more than in Figs. 12–13."
-       if after > before + 2 else "unlike the paper, tuning does not separate the two classes; they still overlap.")))
-
-# %% [markdown]
-# ## What it means
-#
-# In the paper, tuning turns two overlapping score distributions into two separated ones, and the
-# remaining errors are semantic: the model reacts to *what looks like a defect*, wherever it is.
-
-# %% tags=["hide-input"]
-display(Markdown(gap_note(P, "distributions and failure cases") + (
-    " Here the scores come from random features: if the tuned distributions separate at all, it is on "
-    "low-level cues of the synthetic defects (contrast, colour, size), and the worst cases are images whose "
-    "defect is small or low-contrast or whose normal texture happens to resemble one — not the background "
-    "scratches and skin-lesion look-alikes of Fig. 7." if P.synthetic else "")))
-display(Markdown(provenance_line(P, ours, device)))
+    f"**What it means.** Tuning {'widens' if wider > 1 else 'narrows'} the range of the image scores "
+    f"{fmt(wider, 1)}× (mean per category {fmt(m.loc['untrained', 'score range'], 3)} → "
+    f"{fmt(m.loc['tuned', 'score range'], 3)}), and the image AUROC goes {fmt(before)} → {fmt(after)} % (mean over "
+    "categories): "
+    + ("the classes separate better, as in the paper, though they still overlap far more than in Figs. 12–13. "
+       if after > before + 2 else "unlike the paper, tuning does not separate the two classes; they still overlap. ")
+    + "In the paper the remaining errors are semantic: the model reacts to *what looks like a defect*, wherever it is. "
+    + ("Here the scores come from random features: the worst cases are images whose defect is small or low-contrast "
+       "or whose normal texture happens to resemble one — not the background scratches and skin-lesion look-alikes "
+       "of Fig. 7." if ch.smoke else "")))

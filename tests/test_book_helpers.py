@@ -152,7 +152,7 @@ def test_compare_matches_hand_computed_rows():
     mpdd = cmp[cmp["dataset"] == "MPDD"].iloc[0]
     assert mpdd["ours"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
     assert "image F1-max" not in set(cmp["metric"])  # not a SHOWN metric
-    assert list(labels.compare_table(cmp, "VisA").columns) == ["paper", "ours", "Δ"]
+    assert list(labels.compare_table(cmp, "VisA").columns) == ["paper", "ours", "Δ", "ours on"]
 
 
 def test_provenance_box_reads_weights_from_provenance_not_recipe():
@@ -171,7 +171,9 @@ def test_provenance_box_reads_weights_from_provenance_not_recipe():
 
 def test_notes_box_lists_each_note_once():
     box = labels.notes_box([{"notes": ["a: image_auroc undefined"]}, {"notes": ["a: image_auroc undefined", "b"]}])
-    assert box._repr_html_().count("image_auroc undefined") == 1
+    assert box._repr_html_().count("image AUROC undefined") == 1 and "image_auroc" not in box._repr_html_()
+    assert labels.display_text("pixel_aupro_official and pixel_aupro") == "pixel AUPRO (authors' code) and pixel AUPRO"
+    assert labels.display_text("a: image_ap undefined: x; returning NaN") == "a: image AP undefined: x (shown as –)"
     assert labels.notes_box([{"notes": []}]) is None
 
 
@@ -235,6 +237,8 @@ def _check_figure(fig):
     w, _ = fig.get_size_inches()
     assert w <= plots.COLUMN_WIDTH_IN + 1e-6, f"figure {w:.2f} in wide"
     fig.canvas.draw()
+    tight = fig.get_tightbbox().width  # inches: what the page shows (titles and legends included)
+    assert tight <= plots.COLUMN_WIDTH_IN + 0.2, f"drawn {tight:.2f} in wide"
     small = [(t.get_text(), t.get_fontsize()) for t in fig.findobj(matplotlib.text.Text)
              if t.get_visible() and t.get_text().strip() and t.get_fontsize() < plots.MIN_FONT_PT]
     assert not small, small
@@ -341,3 +345,109 @@ def test_every_chapter_has_the_template_parameters():
         names = {t.id for node in ast.parse(cell).body if isinstance(node, ast.Assign) for t in node.targets
                  if isinstance(t, ast.Name)}
         assert want <= names, f"{src.name}: missing {sorted(want - names)}"
+
+
+def test_deviations_finds_the_outlier_against_the_median_of_the_others():
+    df = pd.DataFrame({"dataset": ["B"] * 5 + ["S"] * 5, "metric": "image_ap",
+                       "label": list("abcde") * 2,
+                       "value": [87.3, 86.7, 87.4, 86.2, 67.1, 80.0, 76.3, 76.8, 77.2, 77.0]})
+    d = tables.deviations(df)
+    top = d.iloc[0]
+    assert (top["dataset"], top["label"]) == ("B", "e")
+    assert top["median of the others"] == pytest.approx(np.median([87.3, 86.7, 87.4, 86.2]))
+    assert top["deviation"] == pytest.approx(67.1 - np.median([87.3, 86.7, 87.4, 86.2]))
+    assert top["spread of the others"] == pytest.approx(87.4 - 86.2)
+    s = d[d["dataset"] == "S"].iloc[0]
+    assert s["label"] == "a" and s["deviation"] == pytest.approx(80.0 - np.median([76.3, 76.8, 77.2, 77.0]))
+
+
+def test_read_timings_sums_the_chapters(tmp_path):
+    import json
+
+    from anomclip import book
+
+    assert book.read_timings("smoke", tmp_path) is None
+    (tmp_path / "results" / "smoke").mkdir(parents=True)
+    (tmp_path / "results" / "smoke" / "book_timings.json").write_text(json.dumps(
+        {"status": "running", "device": "cpu", "chapters_s": {"02_b": 2.5, "01_a": 10.0}}))
+    t = book.read_timings("smoke", tmp_path)
+    assert list(t["chapter"]) == ["01_a", "02_b"] and t.attrs["total_s"] == pytest.approx(12.5)
+    assert t.attrs["status"] == "running"
+
+
+def test_injected_parameters_cell_is_hidden(tmp_path):
+    import nbformat
+
+    from anomclip import book
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("a = 2", metadata={"tags": ["injected-parameters"]})]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, str(path))
+    assert book.hide_injected_parameters(path) == 1
+    cells = nbformat.read(str(path), as_version=4).cells
+    assert "remove-cell" in cells[1].metadata.tags and "remove-cell" not in cells[0].metadata.tags
+    assert book.hide_injected_parameters(path) == 0
+
+
+def test_score_summary_per_group():
+    f = failures.score_frame(_doc()).assign(prompts="tuned")
+    s = failures.score_summary(f).iloc[0]
+    assert s["normal mean"] == pytest.approx(0.25) and s["anomalous mean"] == pytest.approx(0.575)
+    assert s["score range"] == pytest.approx(0.7)
+    assert s["image AUROC (%)"] == pytest.approx(75.0)  # 3 of the 4 (anomalous, normal) pairs are ordered
+
+
+def test_paired_means_use_the_same_categories():
+    t = pd.DataFrame({"standard": [0.5, 0.7, 0.9], "authors": [0.6, float("nan"), 1.0]}, index=list("abc"))
+    m = tables.paired_means(t)
+    assert m["standard"] == pytest.approx((0.5 + 0.9) / 2) and m["authors"] == pytest.approx((0.6 + 1.0) / 2)
+    assert m["n"] == 2
+
+
+def test_score_differences():
+    a = {"scores": {"c": [0.1, 0.5], "d": [0.3]}}
+    b = {"scores": {"c": [0.1, 0.25], "d": [0.4]}}
+    d = tables.score_differences(a, b, "x").set_index("category")
+    assert d.loc["c", "max |Δ score|"] == pytest.approx(0.25) and d.loc["c", "mean |Δ score|"] == pytest.approx(0.125)
+    assert d.loc["d", "max |Δ score|"] == pytest.approx(0.1)
+
+
+def test_prompt_stats_match_the_tensors(tiny_clip):
+    from anomclip.diagnostics import prompt_stats
+    from anomclip.model import AnomalyCLIP
+    from anomclip.recipes import smoke
+
+    clip_model, tokenizer, info = tiny_clip
+    model = AnomalyCLIP(clip_model, tokenizer, info, smoke("official"))
+    summary, deep = prompt_stats(model)
+    pl = model.prompt_learner
+    n = pl.ctx_normal.detach().numpy()
+    assert summary["‖ctx normal‖"] == pytest.approx(np.mean(np.sqrt((n ** 2).sum(-1))), rel=1e-5)
+    text = model.encode_text().detach().numpy()
+    cos = text[0] @ text[1] / np.linalg.norm(text[0]) / np.linalg.norm(text[1])
+    assert summary["cos(normal text, damaged text)"] == pytest.approx(float(cos), abs=1e-5)
+    assert list(deep) == [f"block {k}" for k in range(2, 2 + len(pl.deep_prompts))]
+    first = pl.deep_prompts[0].detach().numpy()
+    assert deep["block 2"] == pytest.approx(np.mean(np.sqrt((first ** 2).sum(-1))), rel=1e-5)
+
+
+def test_batch_of_reads_masks_as_evaluation_does(tmp_path):
+    from PIL import Image
+
+    from anomclip.data import Sample, load_mask
+    from anomclip.examples import batch_of
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    m = np.zeros((40, 50), dtype=np.uint8)
+    m[5:20, 7:31] = 255
+    Image.fromarray(m).save(tmp_path / "a_mask.png")
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "b.png")
+    samples = [Sample(tmp_path / "a.png", tmp_path / "a_mask.png", "c", "hole", 1),
+               Sample(tmp_path / "b.png", None, "c", "good", 0)]
+    images, masks, names, rgb = batch_of(samples, 32)
+    assert images.shape == (2, 3, 32, 32) and rgb.shape == (2, 32, 32, 3) and rgb.dtype == np.uint8
+    assert torch.equal(masks[0], load_mask(tmp_path / "a_mask.png", 32)) and masks[1].sum() == 0
+    assert names == ["c", "c"]

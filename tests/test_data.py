@@ -404,7 +404,26 @@ def bilinear_half_pixel(src: np.ndarray, out: int) -> np.ndarray:
     return rows[:, lo] * (1 - frac)[None, :] + rows[:, hi] * frac[None, :]
 
 
+def triangle_weights(n: int, out: int) -> np.ndarray:
+    """[out, n] weights of an antialiased bilinear (triangle) filter: when shrinking by
+    s = n / out the triangle is widened to half-width s, centred at (i + 0.5) s, normalised."""
+    s = n / out
+    support = max(s, 1.0)
+    centres = (np.arange(out) + 0.5) * s
+    x = np.arange(n) + 0.5
+    w = np.clip(1 - np.abs(x[None, :] - centres[:, None]) / support, 0, None)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def authors_mask_steps(mask: np.ndarray, size: int) -> np.ndarray:
+    """The authors' steps: bool → uint8 0/255 'L' image, torchvision Resize (= PIL bilinear on a
+    PIL image), ToTensor (/ 255), then gt > 0.5."""
+    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    return np.asarray(img.resize((size, size), Image.BILINEAR), np.float32) / 255 > 0.5
+
+
 def test_mask_resize_and_threshold(tmp_path):
+    """Upsampling: PIL bilinear equals the half-pixel formula (no antialias to do)."""
     m = np.zeros((4, 4), np.uint8)
     m[1:3, 1:3] = 255
     t = data.load_mask(save(tmp_path / "m.png", m, "L"), 8).numpy()
@@ -414,10 +433,24 @@ def test_mask_resize_and_threshold(tmp_path):
     expected[2:6, 2:6] = 1
     np.testing.assert_array_equal(t, expected)
     np.testing.assert_array_equal(t, (bilinear_half_pixel((m > 0).astype(float), 8) > 0.5))
-    # downsampling a random mask against the formula as well
-    r = (np.random.default_rng(1).random((12, 12)) > 0.6).astype(np.uint8) * 255
-    got = data.load_mask(save(tmp_path / "r.png", r, "L"), 5).numpy()
-    np.testing.assert_array_equal(got, bilinear_half_pixel((r > 0).astype(float), 5) > 0.5)
+
+
+def test_mask_shrink_matches_the_authors_pil_steps(tmp_path):
+    """Shrinking 27 → 20 px (the 700 → 518 ratio, in small): PIL's bilinear antialiases (its
+    triangle filter widens with the shrink factor), unlike plain bilinear sampling."""
+    rng = np.random.default_rng(3)
+    r = rng.random((27, 27)) > 0.55
+    r[:, 13] = True  # a thin vertical scratch
+    got = data.load_mask(save(tmp_path / "r.png", r.astype(np.uint8) * 255, "L"), 20).numpy()
+    np.testing.assert_array_equal(got, authors_mask_steps(r, 20))
+    # the same from the triangle-filter formula (PIL works in 8-bit fixed point: values within
+    # one grey level of the threshold may round either way)
+    w = triangle_weights(27, 20)
+    value = w @ r.astype(float) @ w.T
+    sure = np.abs(value - 0.5) > 1.5 / 255
+    np.testing.assert_array_equal(got[sure], (value > 0.5)[sure])
+    # and it is not what bilinear sampling without antialias gives (32 of 400 pixels differ)
+    assert (got != (bilinear_half_pixel(r.astype(float), 20) > 0.5)).sum() > 10
 
 
 def test_corrupt_and_non_image_files(tmp_path):
@@ -484,20 +517,6 @@ def test_skip_unreadable(tmp_path):
     assert any("skipped 1" in str(w.message) for w in caught)
 
 
-def test_dataset_fingerprint(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    for root in (a, b):
-        make_mvtec(root)
-    fa = data.dataset_fingerprint(data.load_index(a)["widget"])
-    fb = data.dataset_fingerprint(data.load_index(b)["widget"])
-    assert fa == fb and len(fa) == 64  # same content elsewhere → same fingerprint
-    save(b / "widget" / "test" / "good" / "000.png", rgb(16, 16, (1, 2, 3)))
-    assert data.dataset_fingerprint(data.load_index(b)["widget"]) != fa
-    relabelled = [data.Sample(s.img_path, s.mask_path, s.cls_name, s.specie_name, 1 - s.anomaly)
-                  for s in data.load_index(a)["widget"]]
-    assert data.dataset_fingerprint(relabelled) != fa
-
-
 # --------------------------------------------------------------------------- SDD
 
 
@@ -540,3 +559,123 @@ def test_split_sdd_missing_label(tmp_path):
     with pytest.raises(AnomclipError) as exc:
         data.split_sdd(tmp_path, tmp_path / "out")
     assert_one_line_error(exc, "Part0.png")
+
+
+# --------------------------------------------------------------------------- meta.json mistakes
+
+
+def write_meta_text(root: Path, meta: dict) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "meta.json").write_text(json.dumps(meta))
+    return root
+
+
+def one_item(img="a/0.png", mask="", cls="a", anomaly=0, **extra) -> dict:
+    return dict({"img_path": img, "mask_path": mask, "cls_name": cls, "specie_name": "x", "anomaly": anomaly},
+                **extra)
+
+
+def test_meta_duplicate_entry_is_refused(tmp_path):
+    root = write_meta_text(tmp_path, {"test": {"a": [one_item(), one_item("a/1.png")],
+                                               "b": [one_item("./a/0.png", cls="b")]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.read_meta(root)
+    assert_one_line_error(exc, "'./a/0.png'", "listed twice", "'a' and 'b'")
+
+
+def test_meta_mask_on_a_normal_image_is_refused(tmp_path):
+    root = write_meta_text(tmp_path, {"test": {"a": [one_item(mask="a/m.png", anomaly=0)]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.read_meta(root)
+    assert_one_line_error(exc, "'a/0.png'", "labelled normal", "'a/m.png'")
+
+
+@pytest.mark.parametrize("anomaly", [2, -1, True, 1.0, "1", None])
+def test_meta_anomaly_must_be_zero_or_one(tmp_path, anomaly):
+    root = write_meta_text(tmp_path, {"test": {"a": [one_item(anomaly=anomaly)]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.read_meta(root)
+    assert_one_line_error(exc, "a/0.png", "expected 0 or 1")
+
+
+@pytest.mark.parametrize("cls_name", [3, None, ["a"], ""])
+def test_meta_cls_name_must_be_a_string(tmp_path, cls_name):
+    root = write_meta_text(tmp_path, {"test": {"a": [one_item(cls=cls_name)]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.read_meta(root)
+    assert_one_line_error(exc, "a/0.png", "'cls_name'")
+
+
+@pytest.mark.parametrize("categories", [",", [], " , "])
+def test_empty_category_selection_is_refused(tmp_path, categories):
+    make_mvtec(tmp_path)
+    with pytest.raises(AnomclipError) as exc:
+        data.load_index(tmp_path, categories=categories)
+    assert_one_line_error(exc, "empty category selection", "widget")
+
+
+@pytest.mark.parametrize("path, why", [("../outside.png", "leaves the dataset root"),
+                                       ("a/../../outside.png", "leaves the dataset root"),
+                                       ("/etc/passwd", "is absolute")])
+def test_paths_leaving_the_root_are_refused(tmp_path, path, why):
+    save(tmp_path / "outside.png", rgb(4, 4))
+    root = write_meta_text(tmp_path / "ds", {"test": {"a": [one_item(img=path)]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.load_index(root)
+    assert_one_line_error(exc, repr(path), why)
+    root = write_meta_text(tmp_path / "ds2", {"test": {"a": [one_item(img="a/0.png", mask=path, anomaly=1)]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.read_meta(root)
+    assert_one_line_error(exc, repr(path), why)
+
+
+def test_directory_named_like_an_image(tmp_path):
+    (tmp_path / "a" / "0.png").mkdir(parents=True)
+    root = write_meta_text(tmp_path, {"test": {"a": [one_item()]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.load_index(root)
+    assert_one_line_error(exc, "'a/0.png'", "is a directory")
+
+
+def test_dangling_symlink_is_named_as_listed(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "0.png").symlink_to(tmp_path / "gone" / "target.png")
+    root = write_meta_text(tmp_path, {"test": {"a": [one_item()]}})
+    with pytest.raises(AnomclipError) as exc:
+        data.load_index(root)
+    assert_one_line_error(exc, "'a/0.png'", "dangling symlink")
+
+
+def test_synthetic_marker_is_kept(tmp_path):
+    root = write_meta_text(tmp_path, {"synthetic": True, "test": {"a": [one_item()]}})
+    assert data.read_meta(root)["synthetic"] is True and data.is_synthetic(root)
+    data.write_meta(root, data.read_meta(root))
+    assert json.loads((root / "meta.json").read_text())["synthetic"] is True
+    plain = write_meta_text(tmp_path / "p", {"test": {"a": [one_item()]}})
+    assert not data.is_synthetic(plain)
+    data.mark_synthetic(plain)
+    assert data.is_synthetic(plain)
+
+
+# --------------------------------------------------------------------------- EXIF orientation
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied_to_image_and_mask(tmp_path, suffix):
+    """Stored pixels 2 rows × 3 columns with orientation 6 ("rotate 90° clockwise to view"):
+    the upright image is 3 rows × 2 columns, the stored top-left pixel at the top right."""
+    stored = np.zeros((2, 3, 3), np.uint8)
+    stored[0, 0] = (255, 255, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img_path = tmp_path / f"img{suffix}"
+    Image.fromarray(np.kron(stored, np.ones((8, 8, 1), np.uint8))).save(img_path, exif=exif.tobytes(), quality=100)
+    upright = np.asarray(data.read_image(img_path))
+    assert upright.shape == (24, 16, 3)
+    assert upright[:8, 8:].mean() > 200 and upright[8:].mean() < 30 and upright[:8, :8].mean() < 30
+    mask_path = tmp_path / f"mask{suffix}"
+    Image.fromarray(np.kron(stored[..., 0], np.ones((8, 8), np.uint8))).save(mask_path, exif=exif.tobytes(),
+                                                                           quality=100)
+    mask = data.read_mask(mask_path) if suffix == ".png" else data.read_mask(mask_path) & (upright[..., 0] > 128)
+    assert mask.shape == (24, 16)
+    assert mask[:8, 8:].all() and not mask[8:].any()

@@ -250,7 +250,7 @@ def test_aupro_official_matches_brute_force(seed):
     )
 
 
-def test_larger_stack_is_fast_and_sane():
+def test_larger_stack_perfect_inverted_and_random_maps_give_known_values():
     """100 maps of 64x64: perfect, inverted and uninformative maps give known values."""
     rng = np.random.default_rng(0)
     masks = np.zeros((100, 64, 64), dtype=bool)

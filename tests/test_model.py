@@ -1,5 +1,6 @@
 """The model half of AnomalyCLIP (SPEC §1–4, §9) against formulas written out here."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,18 @@ from anomclip.prompt_learner import PromptLearner, encode_prompts, prompt_senten
 from anomclip.scoring import gaussian_blur
 
 
+def embed_by_hand(v, images):
+    """The ViT's input tokens written out: conv1 as a product over non-overlapping patches
+    (CLIP's conv1 has no bias), the class token, the positional embedding, then ``ln_pre``."""
+    p = v.conv1.kernel_size[0]
+    b, c = images.shape[:2]
+    patches = images.unfold(2, p, p).unfold(3, p, p)  # [B, C, gh, gw, p, p]
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
+    tokens = patches @ v.conv1.weight.reshape(v.conv1.out_channels, -1).T
+    x = torch.cat([v.class_embedding.expand(b, 1, -1), tokens], dim=1) + v.positional_embedding
+    return F.layer_norm(x, x.shape[-1:], v.ln_pre.weight, v.ln_pre.bias, v.ln_pre.eps)
+
+
 def wrap(tiny_clip, **overrides):
     clip_model, tokenizer, info = tiny_clip
     from anomclip.recipes import smoke
@@ -24,7 +37,7 @@ def wrap(tiny_clip, **overrides):
 def test_dpam_off_global_feature_equals_open_clip_encode_image(tiny_clip, images):
     clip_model = tiny_clip[0]
     model = wrap(tiny_clip, dpam="none", global_ln_post=True)
-    g, _ = model.encode_image(images)
+    g = model.encode_image(images).global_feature
     with torch.no_grad():
         ref = F.normalize(clip_model.encode_image(images), dim=-1)
     assert torch.allclose(g, ref, atol=1e-5), (g - ref).abs().max()
@@ -33,10 +46,10 @@ def test_dpam_off_global_feature_equals_open_clip_encode_image(tiny_clip, images
 def test_global_feature_without_ln_post_is_cls_token_times_proj(tiny_clip, images):
     clip_model = tiny_clip[0]
     model = wrap(tiny_clip)  # authors: no ln_post on the global feature
-    g, _ = model.encode_image(images)
+    g = model.encode_image(images).global_feature
     v = clip_model.visual
     with torch.no_grad():
-        x = v._embeds(images)
+        x = embed_by_hand(v, images)
         for blk in v.transformer.resblocks:
             x = blk(x)
         ref = F.normalize(x[:, 0] @ v.proj, dim=-1)
@@ -57,7 +70,7 @@ def test_text_without_learnable_tokens_equals_open_clip_encode_text(tiny_clip):
 def reference_dpam(clip_model, images, mode, start, layers):
     """SPEC §2 written out head by head with explicit softmax (no SDPA, no shared code)."""
     v_ = clip_model.visual
-    x = v_._embeds(images)
+    x = embed_by_hand(v_, images)
     xs, out = None, {}
     for l, blk in enumerate(v_.transformer.resblocks, start=1):
         if l >= start:
@@ -87,7 +100,7 @@ def reference_dpam(clip_model, images, mode, start, layers):
 @pytest.mark.parametrize("mode", ["vv", "qq", "kk", "qk"])
 def test_dpam_mode_matches_spec_formula(tiny_clip, images, mode):
     model = wrap(tiny_clip, dpam=mode, dpam_start=3, layers=(3, 5, 8))
-    _, patches = model.encode_image(images)
+    patches = model.encode_image(images).by_layer()
     with torch.no_grad():
         ref = reference_dpam(tiny_clip[0], images, mode, start=3, layers=(3, 5, 8))
     assert set(patches) == {3, 5, 8}
@@ -100,14 +113,14 @@ def test_surrogate_path_ignores_mlp_and_ln2(tiny_clip, images):
     """Changing a DPAM block's MLP changes later original tokens but not that block's own surrogate."""
     clip_model = tiny_clip[0]
     model = wrap(tiny_clip, dpam="vv", dpam_start=3, layers=(3,))
-    _, before = model.encode_image(images)
+    before = model.encode_image(images).by_layer()
     blk = clip_model.visual.transformer.resblocks[2]  # block 3
     saved = blk.mlp.c_fc.bias.detach().clone()
     try:
         with torch.no_grad():
             blk.mlp.c_fc.bias.add_(1.0)
             blk.ln_2.weight.mul_(3.0)
-        _, after = model.encode_image(images)
+        after = model.encode_image(images).by_layer()
     finally:
         with torch.no_grad():
             blk.mlp.c_fc.bias.copy_(saved)
@@ -118,10 +131,10 @@ def test_surrogate_path_ignores_mlp_and_ln2(tiny_clip, images):
 def test_dpam_off_patches_come_from_original_path(tiny_clip, images):
     clip_model = tiny_clip[0]
     model = wrap(tiny_clip, dpam="none", layers=(4,))
-    _, patches = model.encode_image(images)
+    patches = model.encode_image(images).by_layer()
     v = clip_model.visual
     with torch.no_grad():
-        x = v._embeds(images)
+        x = embed_by_hand(v, images)
         for blk in v.transformer.resblocks[:4]:
             x = blk(x)
         ref = F.normalize(v.ln_post(x[:, 1:]) @ v.proj, dim=-1)
@@ -212,6 +225,7 @@ def test_image_score_and_map_follow_spec_formulas(tiny_clip, images):
     with torch.no_grad():
         out = model(images)
         g, patches = model.encode_image(images)
+        patches = patches["vv"]
         t = model.encode_text()
     logits = (g @ t.T) / 0.07
     p_anom = torch.exp(logits[:, 1]) / torch.exp(logits).sum(1)
@@ -273,17 +287,17 @@ def test_positional_embedding_resize_is_bilinear_align_corners_false():
 
 def test_unknown_backbone_and_missing_weights_file_are_one_line_errors():
     with pytest.raises(AnomclipError, match="unknown backbone") as e:
-        AnomalyCLIP.create("ViT-Q-99", None)
+        AnomalyCLIP.create(backbone="ViT-Q-99", pretrained=None)
     assert "\n" not in str(e.value)
     with pytest.raises(AnomclipError, match="does not exist"):
-        AnomalyCLIP.create("ViT-B-16", "/nowhere/ViT-B-16.pt")
+        AnomalyCLIP.create(backbone="ViT-B-16", pretrained="/nowhere/ViT-B-16.pt")
 
 
 def test_unreachable_openai_weights_say_what_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     with pytest.raises(AnomclipError) as e:
-        AnomalyCLIP.create("ViT-B-16", "openai", image_size=224, cache_dir=str(tmp_path))
+        AnomalyCLIP.create(backbone="ViT-B-16", pretrained="openai", image_size=224, cache_dir=str(tmp_path))
     msg = str(e.value)
     assert "\n" not in msg and "HF_HUB_OFFLINE" in msg and "ViT-B-16" in msg
 
@@ -350,13 +364,154 @@ def test_own_checkpoint_round_trip_and_junk_files(tiny_clip, tmp_path):
 @pytest.mark.slow
 def test_vit_l_14_336_at_518_gives_37x37_patches_and_518_maps():
     torch.manual_seed(0)
-    model = AnomalyCLIP.create("ViT-L-14-336", pretrained=None, image_size=518, recipe="paper")
+    model = AnomalyCLIP.create("paper", backbone="ViT-L-14-336", pretrained=None, image_size=518)
     assert model.layers == (6, 12, 18, 24) and model.dpam_start == 6
     x = torch.randn(1, 3, 518, 518)
     with torch.no_grad():
         out = model(x)
         g, patches = model.encode_image(x)
+    patches = patches["vv"]
     assert g.shape == (1, 768)
     assert all(p.shape == (1, 37 * 37, 768) for p in patches.values())
     assert out.anomaly_map.shape == (1, 518, 518)
     assert sum(p.numel() for p in model.trainable_parameters()) == 43008
+
+
+# ---------------------------------------------------------------- typed results, one factory
+@pytest.mark.parametrize("dpam,modes", [("none", ["none"]), ("vv", ["vv"]), ("qq+vv", ["qq", "vv"])])
+def test_encode_image_returns_the_same_fields_whatever_the_recipe(tiny_clip, images, dpam, modes):
+    model = wrap(tiny_clip, dpam=dpam, layers=(6, 8), dpam_start=2)
+    feats = model.encode_image(images)
+    assert type(feats).__name__ == "VisualFeatures" and feats._fields == ("global_feature", "patches")
+    assert feats.global_feature.shape == (2, 64)
+    assert sorted(feats.patches) == modes and all(sorted(d) == [6, 8] for d in feats.patches.values())
+    if len(modes) == 1:
+        assert feats.by_layer() is feats.patches[modes[0]]
+    else:
+        with pytest.raises(AnomclipError, match="several DPAM modes"):
+            feats.by_layer()
+        assert feats.by_layer("qq") is feats.patches["qq"]
+
+
+def test_attention_maps_match_the_softmax_of_each_product(tiny_clip, images):
+    clip_model = tiny_clip[0]
+    model = wrap(tiny_clip)
+    v = clip_model.visual
+    with torch.no_grad():
+        maps = model.encoder.attention_maps(images, 3)
+        x = embed_by_hand(v, images)
+        for blk in v.transformer.resblocks[:2]:
+            x = blk(x)
+        blk = v.transformer.resblocks[2]
+        h = F.layer_norm(x, x.shape[-1:], blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
+        w, b = blk.attn.in_proj_weight, blk.attn.in_proj_bias
+        q, k, val = (h @ w[i * 64:(i + 1) * 64].T + b[i * 64:(i + 1) * 64] for i in range(3))
+        heads, d = blk.attn.num_heads, 64 // blk.attn.num_heads
+        for mode, (a, c) in {"qk": (q, k), "qq": (q, q), "kk": (k, k), "vv": (val, val)}.items():
+            for i in range(heads):
+                sl = slice(i * d, (i + 1) * d)
+                ref = torch.softmax(a[..., sl] @ c[..., sl].transpose(1, 2) / math.sqrt(d), dim=-1)
+                assert torch.allclose(maps[mode][:, i], ref, atol=1e-5), (mode, i)
+
+
+def test_create_builds_the_recipe_with_settings_as_given():
+    model = AnomalyCLIP.create("paper", backbone="tiny-random", pretrained=None, image_size=64)
+    assert model.recipe.pretrained is None and model.recipe.layers == (0.25, 0.5, 0.75, 1.0)
+    assert model.layers == (2, 4, 6, 8) and model.image_size == 64 and not model.info.trained
+    assert not hasattr(AnomalyCLIP, "from_recipe")
+
+
+# ---------------------------------------------------------------- OpenAI's TorchScript weights file
+class _Archive(torch.nn.Module):
+    """A TorchScript archive holding a state dict, as OpenAI's ViT-L-14-336px.pt does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def torchscript_archive(state: dict, path) -> None:
+    root = _Archive()
+    for key, value in state.items():
+        *parents, leaf = key.split(".")
+        mod = root
+        for part in parents:
+            if not hasattr(mod, part):
+                mod.add_module(part, torch.nn.Module())
+            mod = getattr(mod, part)
+        mod.register_buffer(leaf, value.clone())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch calls TorchScript deprecated
+        torch.jit.script(root).save(str(path))
+
+
+def random_tiny_state(seed: int = 5) -> dict:
+    from anomclip.backbone import _tiny_clip
+
+    g = torch.Generator().manual_seed(seed)
+    state = {k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+             for k, v in _tiny_clip().state_dict().items()}
+    state.update(input_resolution=torch.tensor(64), context_length=torch.tensor(77), vocab_size=torch.tensor(49408))
+    return state
+
+
+def test_torchscript_weights_file_is_loaded_through_its_state_dict(tmp_path):
+    from anomclip.backbone import is_torchscript, load_clip
+
+    state = random_tiny_state()
+    path = tmp_path / "ViT-tiny.pt"
+    torchscript_archive(state, path)
+    torch.save({"x": torch.zeros(1)}, tmp_path / "plain.pt")
+    assert is_torchscript(path) and not is_torchscript(tmp_path / "plain.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no third-party warning escapes the loader
+        model, _, info = load_clip("tiny-random", str(path), image_size=None)
+    own = model.state_dict()
+    assert set(own) == set(state) - {"input_resolution", "context_length", "vocab_size"}
+    for key, value in own.items():
+        assert torch.equal(value, state[key]), key
+    assert info.trained and "ViT-tiny.pt" in info.weights
+
+
+def test_named_backbone_with_a_torchscript_file_skips_open_clips_loader(tmp_path, monkeypatch):
+    """open_clip's own loader refuses TorchScript (weights_only): the architecture comes from it,
+    the weights from the archive."""
+    import open_clip
+
+    from anomclip.backbone import _tiny_clip, load_clip
+
+    calls = []
+
+    def create_model(name, pretrained=None, **kw):
+        calls.append((name, pretrained))
+        return _tiny_clip()
+
+    monkeypatch.setattr(open_clip, "list_models", lambda: ["ViT-Tiny-8"])
+    monkeypatch.setattr(open_clip, "create_model", create_model)
+    monkeypatch.setattr(open_clip, "get_tokenizer", lambda name: open_clip.tokenizer.SimpleTokenizer())
+    state = random_tiny_state(7)
+    path = tmp_path / "ViT-Tiny-8px.pt"
+    torchscript_archive(state, path)
+    model, _, info = load_clip("ViT-Tiny-8", str(path), image_size=None)
+    assert calls == [("ViT-Tiny-8", None)]
+    assert torch.equal(model.visual.proj, state["visual.proj"]) and "ViT-Tiny-8px.pt" in info.weights
+    wrong = {k: v for k, v in state.items() if not k.startswith("visual.ln_post")}
+    torchscript_archive(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(AnomclipError, match="wrong.pt does not fit backbone ViT-Tiny-8") as e:
+        load_clip("ViT-Tiny-8", str(tmp_path / "wrong.pt"), image_size=None)
+    assert "\n" not in str(e.value)
+
+
+def test_loading_quiets_only_the_loaders_loggers(caplog):
+    import logging
+
+    from anomclip.backbone import quiet_loggers
+
+    with caplog.at_level(logging.INFO):
+        with quiet_loggers():
+            logging.getLogger("open_clip").warning("retrying download")
+            logging.info("Loading pretrained weights")  # open_clip logs on the root logger
+            logging.getLogger("my.experiment").warning("still heard")
+        logging.info("heard after loading")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["still heard", "heard after loading"]
+    assert logging.root.manager.disable == 0

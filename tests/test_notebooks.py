@@ -39,11 +39,15 @@ def test_chapter_executes(source, book_workdir, monkeypatch):
     assert book.notebook_errors(out) == []
 
 
-def test_chapters_found():
-    """The book picks up every ``notebooks/NN_*.py`` (sorted) and writes a TOC for them."""
-    names = [p.name for p in CHAPTER_FILES]
-    assert names == sorted(names) and names, names
-    assert all(n[:2].isdigit() and n[2] == "_" and n.endswith(".py") for n in names)
+def test_chapters_found(tmp_path):
+    """Chapters are the ``NN_*.py`` files, in numeric order; other files are left out."""
+    for name in ("10_b.py", "02_a.py", "1_x.py", "02_a.ipynb", "README.md", "03_c.py", "ab_c.py", "04-d.py"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "05_dir.py").mkdir()
+    assert [p.name for p in book.chapters(tmp_path)] == ["02_a.py", "03_c.py", "10_b.py"]
+    assert [p.name for p in book.chapters(tmp_path, only=["03", "10_b"])] == ["03_c.py", "10_b.py"]
+    on_disk = {p.name for p in book.NOTEBOOKS.glob("[0-9][0-9]_*.py")}
+    assert {p.name for p in CHAPTER_FILES} == on_disk and on_disk
 
 
 def test_toc(tmp_path):

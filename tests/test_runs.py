@@ -88,6 +88,7 @@ def test_digest_index_rehashes_only_changed_files_and_verify_rehashes_all(tmp_pa
     index = fingerprint.DigestIndex(tmp_path / "index.sqlite")
     first = [index.digest(f) for f in files]
     assert len(hashed) == 5
+    index.close()
     hashed.clear()
     again = fingerprint.DigestIndex(tmp_path / "index.sqlite")  # a new process: read from the file
     assert [again.digest(f) for f in files] == first and hashed == []  # a stat each, no reading
@@ -225,3 +226,12 @@ def test_two_evaluations_on_one_empty_cache_both_succeed_identically(synth, tmp_
     assert docs[0]["categories"] == docs[1]["categories"] and docs[0]["scores"] == docs[1]["scores"]
     entries = [p for p in (tmp_path / "shared-cache").iterdir() if p.is_dir()]
     assert len(entries) == 1  # one extraction, read by the other
+
+
+def test_a_zero_shot_method_ignores_tuning_data_and_is_reused(synth, tmp_path, cache):
+    tr, ev = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
+    clip = smoke("clip")
+    a = run_experiment(clip, tr, [ev], tmp_path, cache=cache, progress=False)
+    b = run_experiment(clip, None, [ev], tmp_path, cache=cache, progress=False)
+    assert a.checkpoint is None and a.training is None and b.key == a.key and b.reused
+    assert a.predict("objects").maps["disc"].shape[1:] == (96, 96)

@@ -42,7 +42,7 @@ def test_returns_two_roots_with_meta(synth):
     for domain, root in synth.items():
         assert root.name == domain and (root / "meta.json").is_file()
         meta = json.loads((root / "meta.json").read_text())
-        assert set(meta) == {"train", "test"}
+        assert set(meta) == {"train", "test", "synthetic"} and meta["synthetic"] is True
 
 
 def test_deterministic(synth, tmp_path):
@@ -125,7 +125,8 @@ def test_domains_look_different(synth):
                 stds.append(corner.std(axis=(0, 1)).mean())  # per channel
         return float(np.median(stds))
 
-    assert corner_std(synth["objects"]) < 6 < 10 < corner_std(synth["textures"])
+    objects, textures = corner_std(synth["objects"]), corner_std(synth["textures"])
+    assert objects < 6 and textures > 10, (objects, textures)
 
 
 def test_size_and_bad_arguments(tmp_path):

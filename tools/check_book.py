@@ -1,13 +1,16 @@
 """Open the built book in headless Chromium and check it as a reader would.
 
 Visits every page of ``book/_build/html`` and fails (exit 1) on a missing image, a broken
-internal link or anchor, or an error output cell; takes the README's screenshot.
+internal link or anchor, an error output cell, a formula MathJax did not typeset, or any
+request that leaves the machine (every URL the browser asks for must be a local file; the
+browser is also kept from resolving any host name); takes the README's screenshot.
 
     python tools/check_book.py [--html book/_build/html] [--screenshot docs/book-screenshot.png]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -16,6 +19,10 @@ from urllib.parse import unquote, urlparse
 
 JS_BROKEN_IMAGES = "return [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
 JS_LINKS = "return [...document.querySelectorAll('a[href]')].map(a => a.href)"
+JS_MATH = """return [document.querySelectorAll('span.math, div.math').length,
+    document.querySelectorAll('.MathJax, .MathJax_CHTML, .MathJax_Display, mjx-container').length]"""
+#: URL schemes that stay on the machine
+LOCAL_SCHEMES = ("file", "data", "blob", "about", "chrome", "chrome-untrusted", "devtools")
 JS_ERRORS = """return [...document.querySelectorAll('.output.traceback, .output.error, div.traceback')]
     .map(e => e.innerText.slice(0, 200))
     .concat(document.body.innerText.includes('Traceback (most recent call last)') ? ['Traceback text'] : [])"""
@@ -34,9 +41,35 @@ def driver():
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1280,900",
+                 "--host-resolver-rules=MAP * ~NOTFOUND",
                  f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(options=opts, service=Service(chromedriver))
+
+
+def outside_requests(d) -> list[str]:
+    """URLs of the requests the page made (since the last call) that are not local files."""
+    urls = []
+    for entry in d.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            url = msg["params"]["request"]["url"]
+            if urlparse(url).scheme not in LOCAL_SCHEMES:
+                urls.append(url)
+    return list(dict.fromkeys(urls))
+
+
+def math_unrendered(d, wait_s: float = 5.0) -> int:
+    """How many formulas of the page MathJax has not typeset after ``wait_s`` (0 = all, or none)."""
+    import time
+
+    t_end = time.time() + wait_s
+    while True:
+        n_math, n_done = d.execute_script(JS_MATH)
+        if n_math == 0 or n_done >= n_math or time.time() > t_end:
+            return max(0, n_math - n_done)
+        time.sleep(0.25)
 
 
 def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
@@ -54,6 +87,10 @@ def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
                 problems.append(f"{rel}: missing image {src}")
             for err in d.execute_script(JS_ERRORS):
                 problems.append(f"{rel}: error output: {err!r}")
+            if (n := math_unrendered(d)):
+                problems.append(f"{rel}: {n} formula(s) not typeset by MathJax")
+            for url in outside_requests(d):
+                problems.append(f"{rel}: request leaves the machine: {url}")
             for href in d.execute_script(JS_LINKS):
                 url = urlparse(href)
                 if url.scheme != "file":

@@ -5,6 +5,6 @@ CLIP, CLIP-AC, WinCLIP, VAND (APRIL-GAN), CoOp and AnomalyCLIP are recipes (``ge
 interface of :class:`~anomclip.model.AnomalyCLIP`, so the data index, preprocessing, feature
 cache, training loop, evaluation, metrics and results files are the same for all six.
 """
-from .registry import METHODS, MethodInfo, build_method, display_name, model_class
+from .registry import METHODS, ZERO_SHOT_METHODS, MethodInfo, build_method, display_name, model_class, trains
 
-__all__ = ["METHODS", "MethodInfo", "build_method", "display_name", "model_class"]
+__all__ = ["METHODS", "ZERO_SHOT_METHODS", "MethodInfo", "build_method", "display_name", "model_class", "trains"]

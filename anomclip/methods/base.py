@@ -2,7 +2,7 @@
 
 The engine (feature cache, training loop, evaluation, runner) talks to every method through the
 same interface as :class:`~anomclip.model.AnomalyCLIP`: ``recipe``, ``info``, ``image_size``,
-``device``, ``layers``, ``feature_spec()``, ``encode_image_modes(images)``, ``text_for(cls_names)``,
+``device``, ``layers``, ``feature_spec()``, ``encode_image(images)``, ``text_for(cls_names)``,
 ``score_features(g, feats, text)``, ``trainable_parameters()``, ``prompt_learner`` (the module that
 holds what a method trains: prompts, or VAND's projections; an empty module when nothing is
 trained) and ``save_prompts`` / ``load_prompts`` for its checkpoint.
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..dpam import DualPathEncoder
+from ..dpam import DualPathEncoder, VisualFeatures
 from ..errors import AnomclipError
 from ..model import AnomalyCLIP, atomic_torch_save, read_checkpoint
 from ..recipes import Recipe, resolve_block
@@ -56,8 +56,9 @@ class FixedText:
 class FrozenClipMethod(FixedText, nn.Module):
     """A frozen open_clip model, a recipe, and (optionally) a small trainable module.
 
-    Subclasses implement ``encode_image_modes``, ``score_features``, ``feature_spec`` and
-    ``sentences``; those that train set ``self.learner`` and implement ``training_loss``.
+    Subclasses implement ``_encode(images) -> (global, {mode: {layer: tensor}})``,
+    ``score_features``, ``feature_spec`` and ``sentences``; those that train set
+    ``self.learner`` and implement ``training_loss``.
     """
 
     def __init__(self, clip_model: nn.Module, tokenizer, info, recipe: Recipe):
@@ -97,12 +98,17 @@ class FrozenClipMethod(FixedText, nn.Module):
         """CLIP's image embedding from the last block's tokens: ``ln_post(x[CLS]) @ proj``, normalised."""
         return self.vit.project(x[:, 0])
 
-    def encode_image(self, images: torch.Tensor):
-        g, feats = self.encode_image_modes(images)
-        return g, next(iter(feats.values()))
+    def encode_image(self, images: torch.Tensor) -> VisualFeatures:
+        """``VisualFeatures(global_feature [B, D], {mode: {layer: [B, N, ·]}})`` (what the cache stores)."""
+        with torch.no_grad():
+            return VisualFeatures(*self._encode(images.to(self.device)))
+
+    def encode_image_modes(self, images: torch.Tensor) -> VisualFeatures:
+        """The engine's former name of :meth:`encode_image` (as on :class:`AnomalyCLIP`)."""
+        return self.encode_image(images)
 
     def forward(self, images: torch.Tensor, cls_names=None):
-        g, feats = self.encode_image_modes(images)
+        g, feats = self.encode_image(images)
         return self.score_features(g, feats, self.text_for(cls_names))
 
     def trainable_parameters(self) -> list[nn.Parameter]:

@@ -43,6 +43,15 @@ def display_name(recipe: Recipe | str) -> str:
     return _DISPLAY_BY_METHOD[recipe.method]
 
 
+#: Methods with hand-written prompts and nothing to train: their runs take no training data.
+ZERO_SHOT_METHODS = ("clip", "clip-ac", "winclip")
+
+
+def trains(recipe: Recipe) -> bool:
+    """Whether ``recipe``'s method is tuned on auxiliary data (VAND, CoOp, AnomalyCLIP)."""
+    return recipe.method not in ZERO_SHOT_METHODS
+
+
 def model_class(method: str) -> type:
     """The class that implements ``method`` (a :attr:`Recipe.method`)."""
     from .clip import CLIPAC, CLIPBaseline

@@ -51,16 +51,15 @@ class VAND(FrozenClipMethod):
         return {"encoder": "raw-tokens", **self._backbone_spec(), "layers": list(self.layers),
                 "global_ln_post": True}
 
-    def encode_image_modes(self, images: torch.Tensor):
+    def _encode(self, images: torch.Tensor):
         """``(image embedding [B, D], {"raw": {m: [B, N, width]}})``; tokens are not normalised."""
         feats = {}
-        with torch.no_grad():
-            x = self.vit._embed(images.to(self.device))
-            for l, blk in enumerate(self.clip.visual.transformer.resblocks, start=1):
-                x = self.vit._run_block(blk, x)
-                if l in self.layers:
-                    feats[l] = x[:, 1:]
-            return self.global_feature(x), {RAW: feats}
+        x = self.vit._embed(images)
+        for l, blk in enumerate(self.clip.visual.transformer.resblocks, start=1):
+            x = self.vit._run_block(blk, x)
+            if l in self.layers:
+                feats[l] = x[:, 1:]
+        return self.global_feature(x), {RAW: feats}
 
     def score_features(self, g: torch.Tensor, feats: dict, text: torch.Tensor, with_map: bool = True,
                        sigma: float | None = None) -> AnomalyOutput:

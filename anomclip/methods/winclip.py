@@ -83,20 +83,19 @@ class WinCLIP(FrozenClipMethod):
             tokens = self.vit._run_block(blk, tokens)
         return tokens
 
-    def encode_image_modes(self, images: torch.Tensor):
+    def _encode(self, images: torch.Tensor):
         """``(image embedding [B, D], {"win<k>": {L: [B, n_windows, D]}})``, L2-normalised."""
-        with torch.no_grad():
-            x = self.vit._embed(images.to(self.device))  # [B, 1 + P, W]; ln_pre acts per token
-            g = self.global_feature(self._run(x))
-            b, _, w = x.shape
-            feats = {}
-            for k, mode in zip(self.windows, self.modes):
-                idx = window_indices(self.info.grid, k).to(x.device) + 1  # token 0 is the class token
-                idx = torch.cat([torch.zeros_like(idx[:, :1]), idx], dim=1)  # [n_windows, 1 + k·k]
-                seqs = x[:, idx].reshape(-1, idx.shape[1], w)  # [B·n_windows, 1 + k·k, W]
-                out = torch.cat([self.global_feature(self._run(seqs[i:i + WINDOW_CHUNK]))
-                                 for i in range(0, len(seqs), WINDOW_CHUNK)])
-                feats[mode] = {self.layers[0]: out.reshape(b, idx.shape[0], -1)}
+        x = self.vit._embed(images)  # [B, 1 + P, W]; ln_pre acts per token, so selecting after it is exact
+        g = self.global_feature(self._run(x))
+        b, _, w = x.shape
+        feats = {}
+        for k, mode in zip(self.windows, self.modes):
+            idx = window_indices(self.info.grid, k).to(x.device) + 1  # token 0 is the class token
+            idx = torch.cat([torch.zeros_like(idx[:, :1]), idx], dim=1)  # [n_windows, 1 + k·k]
+            seqs = x[:, idx].reshape(-1, idx.shape[1], w)  # [B·n_windows, 1 + k·k, W]
+            out = torch.cat([self.global_feature(self._run(seqs[i:i + WINDOW_CHUNK]))
+                             for i in range(0, len(seqs), WINDOW_CHUNK)])
+            feats[mode] = {self.layers[0]: out.reshape(b, idx.shape[0], -1)}
         return g, feats
 
     def score_features(self, g: torch.Tensor, feats: dict, text: torch.Tensor, with_map: bool = True,

@@ -1,0 +1,148 @@
+"""A dry run of the paper profile: its protocol end to end on the stand-ins of every release.
+
+The 17 stand-ins (anomclip.standins, synthetic images in each dataset's published layout)
+are written under a DATA_ROOT, one folder is left out, and Table 3's medical auxiliary set is
+built from the ColonDB stand-in as docs/datasets.md says. ``get_profile("paper", root)``
+must detect and prepare every dataset, report the missing one, and the protocol — tune on MVTec
+AD → evaluate the rest, tune on VisA → MVTec AD, tune on ColonDB+Endo → the medical sets —
+must give image metrics where they are defined, pixel metrics where they are defined and
+notes otherwise (tiny random backbone, 1 epoch: the numbers themselves mean nothing).
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from anomclip import standins
+from anomclip.features import FeatureCache
+from anomclip.metrics import UndefinedMetricWarning
+from anomclip.profiles import MEDICAL_AUX, PAPER_TABLE, get_profile
+from anomclip.recipes import smoke
+from anomclip.runner import run_experiment
+
+LEFT_OUT = "tn3k"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("DATA_ROOT")
+    standins.write_all(root)
+    shutil.rmtree(root / LEFT_OUT)
+    # Table 3's auxiliary set, the folder layout of docs/datasets.md: ColonDB's polyps with their
+    # masks as anomalous, normal endoscopy images (here: the BrainMRI stand-in's no/ folder)
+    aux = root / MEDICAL_AUX.folder / "colon"
+    shutil.copytree(root / "colondb" / "images", aux / "anomalous")
+    shutil.copytree(root / "colondb" / "masks", aux / "masks")
+    shutil.copytree(root / "brainmri" / "no", aux / "normal")
+    (root / MEDICAL_AUX.folder / standins.SYNTHETIC_MARKER).write_text("synthetic\n")
+    return root
+
+
+def test_missing_dataset_is_skipped_with_its_folder_and_source(data_root):
+    P = get_profile("paper", data_root)
+    left = next(d for d in PAPER_TABLE if d.key == LEFT_OUT)
+    assert set(P.missing) == {left.name}
+    assert str(data_root / LEFT_OUT) in P.missing[left.name] and left.source in P.missing[left.name]
+    assert set(P.datasets) == {d.name for d in PAPER_TABLE if d.key != LEFT_OUT} | {MEDICAL_AUX.name}
+    assert P.synthetic and all(spec.synthetic for spec in P.datasets.values())
+
+
+def test_protocol_of_the_paper(data_root):
+    P = get_profile("paper", data_root)
+    industrial_and_medical = [d.name for d in PAPER_TABLE if d.key not in ("mvtec", LEFT_OUT)]
+    assert sorted(P.protocol["MVTec AD"]) == sorted(industrial_and_medical)
+    assert P.protocol["VisA"] == ["MVTec AD"]
+    assert P.protocol[MEDICAL_AUX.name] == [d.name for d in PAPER_TABLE
+                                            if d.domain == "medical" and d.key != LEFT_OUT]
+    assert P.train_for("BTAD").name == "MVTec AD" and P.train_for("MVTec AD").name == "VisA"
+
+
+def test_a_profile_with_a_subset_only(tmp_path):
+    standins.write_standin("isic", tmp_path / "isic")
+    P = get_profile("paper", tmp_path)
+    assert list(P.datasets) == ["ISIC"] and P.protocol == {} and len(P.missing) == 16
+
+
+def test_the_protocol_runs_end_to_end_on_every_standin(data_root, tmp_path):
+    P = get_profile("paper", data_root)
+    recipe = smoke("official", image_size=64, epochs=1)
+    cache = FeatureCache(tmp_path / "features")
+    results = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for src, targets in P.protocol.items():
+            exp = run_experiment(recipe, P.datasets[src], [P.datasets[t] for t in targets], tmp_path / "runs",
+                                 device="cpu", progress=False, cache=cache)
+            results.update({(src, t): exp.results[t] for t in targets})
+    # structural undefinedness is said once per dataset in the notes, never as warning spam
+    assert not [w for w in caught if issubclass(w.category, UndefinedMetricWarning)]
+    assert len(results) == len(P.protocol["MVTec AD"]) + 1 + len(P.protocol[MEDICAL_AUX.name])
+    by_name = {d.name: d for d in PAPER_TABLE}
+    for (src, name), doc in results.items():
+        d = by_name[name]
+        mean, notes = doc["mean"], " | ".join(doc["notes"])
+        if d.image_metrics:
+            assert math.isfinite(mean["image_auroc"]) and math.isfinite(mean["image_ap"]), (src, name)
+        else:
+            assert math.isnan(mean["image_auroc"]) and "image metrics (AUROC, AP) are not defined" in notes
+        if d.pixel_metrics:  # every category, also those with an anomalous image without a mask
+            for cat, m in doc["categories"].items():
+                assert math.isfinite(m["pixel_auroc"]) and math.isfinite(m["pixel_aupro"]), (src, name, cat)
+        else:
+            assert math.isnan(mean["pixel_auroc"]) and "pixel metrics are not defined" in notes
+        if d.pixel_metrics and d.key not in ("sdd", "visa"):  # every other stand-in lacks one mask
+            assert "anomalous image(s) without a mask left out" in notes, (src, name, notes)
+
+
+# --------------------------------------------------------------------------- incomplete ground truth
+
+
+class _FakeFeatures:
+    """What ``evaluate`` reads of a FeatureSet: labels, masks, which have masks, categories."""
+
+    def __init__(self, labels, masks, has_mask, cats):
+        self.labels, self.masks, self.has_mask = np.asarray(labels), np.asarray(masks), np.asarray(has_mask)
+        self._cats = cats
+
+    def categories(self):
+        return self._cats
+
+
+def _pixel_auroc_brute_force(maps: np.ndarray, masks: np.ndarray) -> float:
+    """P(score of an anomalous pixel > score of a normal one) + 1/2 P(tie), by counting pairs."""
+    pos, neg = maps[masks > 0].ravel(), maps[masks == 0].ravel()
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+                 / (pos.size * neg.size))
+
+
+def test_an_anomalous_image_without_mask_is_left_out_of_pixel_metrics(monkeypatch):
+    """Own data: 2 normal images, 2 anomalous with masks, 1 anomalous without. Pixel metrics
+    are those of the 4 images with (all-zero or real) masks; image metrics use all 5."""
+    from types import SimpleNamespace
+
+    from anomclip import evaluate as E
+
+    rng = np.random.default_rng(0)
+    n, size = 5, 6
+    labels = np.array([0, 0, 1, 1, 1])
+    masks = np.zeros((n, size, size), np.uint8)
+    masks[2, 1:3, 1:4] = 1
+    masks[3, 3:5, 2:5] = 1
+    has_mask = np.array([True, True, True, True, False])  # the last anomalous image has none
+    maps = rng.random((n, size, size)).astype(np.float32)
+    maps[4] = 0.0  # would count as a perfectly normal map if it were (wrongly) used with a zero mask
+    scores = np.array([0.1, 0.4, 0.3, 0.8, 0.9])
+    monkeypatch.setattr(E, "predict_features", lambda model, feats, idx, *a, **k: (scores[idx], maps[idx]))
+    model = SimpleNamespace(prompt_learner=SimpleNamespace(eval=lambda: None))
+    feats = _FakeFeatures(labels, masks, has_mask, {"own": np.arange(n)})
+    res = E.evaluate(model, feats, progress=False)
+    m = res.categories["own"]
+    assert m["pixel_auroc"] == pytest.approx(_pixel_auroc_brute_force(maps[:4], masks[:4]))
+    # image AUROC over all 5: pairs (normal, anomalous) with anomalous scored higher: 5 of 6
+    assert m["image_auroc"] == pytest.approx(5 / 6)
+    assert any("pixel metrics over the 4 images with a mask; 1 anomalous image(s) without a mask left out"
+               in note for note in res.notes)
