@@ -47,7 +47,7 @@ bench: env
 	$(BIN)/anomclip bench --out results/bench.json
 
 clean:
-	rm -rf book/_build book/chapters .pytest_cache
+	rm -rf book/_build book/chapters book/_mathjax .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean

@@ -141,7 +141,8 @@ def load_torchscript_weights(model: nn.Module, path: str | os.PathLike, name: st
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
     except Exception as e:
-        raise AnomclipError(f"weights file {path} cannot be read as TorchScript: {str(e).splitlines()[0][:160]}") from None
+        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise AnomclipError(f"weights file {path} cannot be read as TorchScript: {first}") from None
     state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     open_clip_resize(state, model)
     own = model.state_dict()

@@ -71,7 +71,7 @@ class Chapter:
     def not_run(self, paper_datasets) -> dict:
         """{paper dataset: why this run has no number for it} for the paper datasets it lacks."""
         have = {paper_dataset(d, self.smoke) for d in self.P.datasets}
-        why = "not in the smoke run (synthetic data only)" if self.smoke else NOT_RUN
+        why = "not in the smoke run" if self.smoke else NOT_RUN
         return {d: why for d in paper_datasets if d not in have}
 
 

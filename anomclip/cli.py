@@ -156,7 +156,7 @@ def _recipe_spec(args) -> str | None:
 
 
 def _named_or_file(spec: str):
-    """``(Recipe, from_file)`` for a recipe name or a JSON file."""
+    """``(Recipe, names_backbone)``: a recipe name, or a JSON file (that may name its backbone)."""
     from .recipes import RECIPES, Recipe, get_recipe
 
     if spec in RECIPES:
@@ -171,8 +171,8 @@ def _named_or_file(spec: str):
             raise AnomclipError(f"recipe file {spec} is not valid JSON ({type(e).__name__})") from None
         if not isinstance(doc, dict):
             raise AnomclipError(f"recipe file {spec} must hold a JSON object of settings")
-        try:
-            return Recipe.from_dict(doc), True
+        try:  # a file naming no backbone gets the CLI's default one, as a recipe name does
+            return Recipe.from_dict(doc), "backbone" in doc
         except TypeError as e:
             raise AnomclipError(f"recipe file {spec}: {e}") from None
         except AnomclipError as e:
@@ -199,8 +199,8 @@ def recipe_from_args(args, checkpoint: dict | None = None, checkpoint_path=None)
             raise AnomclipError(f"checkpoint {checkpoint_path}: its recipe cannot be read ({e})") from None
         if spec:
             chosen, _ = _named_or_file(spec)
-            differ = [f.name for f in dataclasses.fields(Recipe)
-                      if f.name not in _NOT_COMPARED + ("epochs",) and getattr(chosen, f.name) != getattr(stored, f.name)]
+            compared = [f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_COMPARED + ("epochs",)]
+            differ = [k for k in compared if getattr(chosen, k) != getattr(stored, k)]
             if differ:
                 flag = "--recipe" if getattr(args, "recipe", None) else "--method"
                 raise AnomclipError(
@@ -209,8 +209,8 @@ def recipe_from_args(args, checkpoint: dict | None = None, checkpoint_path=None)
         if "backbone" in given and given["backbone"] != stored.backbone:
             raise AnomclipError(f"{checkpoint_path} was trained on {stored.backbone}, not {given['backbone']}")
         return stored.with_(**given) if given else stored
-    base, from_file = _named_or_file(spec or "official")
-    if not from_file and given.get("backbone", TINY_BACKBONE) == TINY_BACKBONE:
+    base, names_backbone = _named_or_file(spec or "official")
+    if not names_backbone and given.get("backbone", TINY_BACKBONE) == TINY_BACKBONE:
         base = smoke(base)  # the default: tiny random backbone at 96 px
     return base.with_(**given) if given else base
 
@@ -286,7 +286,7 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .features import FeatureCache, extract_features
+    from .features import extract_features
     from .results import check_writable
     from .runner import build_model, resolve_device
     from .train import train
@@ -318,8 +318,8 @@ def cmd_train(args) -> None:
     if not model.trainable_parameters():
         raise AnomclipError(f"recipe {recipe.name!r} (method {getattr(recipe, 'method', 'anomalyclip')}) has no "
                             "learnable prompts: there is nothing to train, evaluate it with anomclip eval")
-    cache = FeatureCache.from_env()
-    fingerprint = cache.fingerprint(samples)
+    cache = feature_cache(args)
+    fingerprint = cache.fingerprint(samples, verify=args.verify)
     if resuming:
         before = (ckpt.get("train_data") or {}).get("fingerprint")
         if before is None:
@@ -338,13 +338,18 @@ def cmd_train(args) -> None:
     print(f"prompts saved to {out} ({model.info.weights}; {len(samples)} images of {spec.name})")
 
 
-def _load_for_eval(args, device):
-    from .runner import build_model
-
+def _eval_recipe(args):
+    """``(recipe, checkpoint dict or None)`` of eval / predict: checked before any data is read."""
     ckpt = _read_own_checkpoint(args.checkpoint) if args.checkpoint else None
     if ckpt is not None and args.authors_checkpoint:
         raise AnomclipError("--checkpoint and --authors-checkpoint: give one of them")
-    recipe = recipe_from_args(args, ckpt, args.checkpoint)
+    return recipe_from_args(args, ckpt, args.checkpoint), ckpt
+
+
+def _load_for_eval(args, recipe, device):
+    """The model of ``recipe`` with the prompts of ``--checkpoint`` / ``--authors-checkpoint``."""
+    from .runner import build_model
+
     model = build_model(recipe, device)
     init = "untrained prompts (N(0, 0.02) init)"
     if args.checkpoint:
@@ -357,18 +362,18 @@ def _load_for_eval(args, device):
 
 
 def cmd_eval(args) -> None:
-    from .features import FeatureCache
     from .results import check_writable
     from .runner import evaluate_dataset, resolve_device
 
     check_writable(args.out, "file")
     device = resolve_device(args.device)
+    recipe, _ = _eval_recipe(args)
     spec = _data_spec(args.data, "objects")
-    model, init = _load_for_eval(args, device)
     samples = _samples(spec, args.categories)
+    model, init = _load_for_eval(args, recipe, device)
     doc, res = evaluate_dataset(model, spec, samples, args.out, device, init=init, experiment="cli eval",
-                                cache=FeatureCache.from_env(), progress=_progress(),
-                                skip_unreadable=args.skip_unreadable)
+                                cache=feature_cache(args), progress=_progress(),
+                                skip_unreadable=args.skip_unreadable, verify=args.verify)
     keys = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
     print("category".ljust(16) + "".join(k.rjust(13) for k in keys))
     rows = list(doc["categories"].items()) + [("mean", doc["mean"])]
@@ -409,11 +414,12 @@ def cmd_predict(args) -> None:
         raise AnomclipError(f"--threshold {args.threshold} must lie in [0, 1] (anomaly maps are probabilities)")
     out = Path(args.out)
     check_writable(out, "folder")
+    recipe, _ = _eval_recipe(args)
     unique = list(dict.fromkeys(Path(p).resolve() for p in args.images))  # the same file once
     images = [(p, read_image(p)) for p in unique]  # read all first: a bad file stops before any write
     names = output_names([p for p, _ in images])
     device = resolve_device(args.device)
-    model, _ = _load_for_eval(args, device)
+    model, _ = _load_for_eval(args, recipe, device)
     import matplotlib
 
     cmap = matplotlib.colormaps["jet"]
@@ -498,6 +504,25 @@ def cmd_book(args) -> int:
     return 0
 
 
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feature cache")
+    g.add_argument("--cache-dir", default=None,
+                   help="folder of the frozen-feature cache (default: $ANOMCLIP_CACHE or .cache/features)")
+    g.add_argument("--cache-dtype", default=None, choices=["float32", "float16"],
+                   help="storage type of cached patch features (default: $ANOMCLIP_CACHE_DTYPE or float32; "
+                        "float16 halves the disk and rounds the features)")
+    g.add_argument("--verify", action="store_true",
+                   help="re-hash every data file even when its size and modification time are unchanged")
+
+
+def feature_cache(args):
+    """The :class:`~anomclip.features.FeatureCache` of ``--cache-dir``/``--cache-dtype`` or the environment."""
+    from .features import FeatureCache
+
+    env = FeatureCache.from_env()
+    return FeatureCache(args.cache_dir or env.root, args.cache_dtype or env.dtype)
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="anomclip", description=__doc__.split("\n\n")[0])
@@ -530,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue the interrupted training saved in --out "
                                                          "(same recipe and data)")
     s.add_argument("--force", action="store_true", help="start over and replace an existing --out")
+    add_cache_args(s)
     add_recipe_args(s)
     s.set_defaults(func=cmd_train)
 
@@ -541,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--authors-checkpoint", default=None, help="the authors' released prompts (epoch_15.pth)")
     s.add_argument("--categories", default=None, help="comma-separated subset of the categories")
     s.add_argument("--skip-unreadable", action="store_true", help="warn about and skip unreadable image files")
+    add_cache_args(s)
     add_recipe_args(s)
     s.set_defaults(func=cmd_eval)
 

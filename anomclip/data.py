@@ -267,6 +267,8 @@ def load_index(
     if split not in meta:
         raise AnomclipError(f"{where} has no '{split}' split")
     classes = meta[split]
+    if not classes:
+        raise AnomclipError(f"{where} has no category in its '{split}' split")
     out: dict[str, list[Sample]] = {}
     for cls_name in _pick_categories(list(classes), categories, where):
         items = classes[cls_name]

@@ -179,6 +179,7 @@ def extract_features(model, samples: list[Sample], cache: FeatureCache | None = 
         ds = AnomalyDataset(samples, model.image_size, skip_unreadable=skip_unreadable)
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the cache is shared like any folder
         try:
             arrays = _Arrays(len(ds), tmp)
             fs = _compute(model, ds, batch_size, progress, desc, arrays, cache.dtype)
@@ -191,6 +192,12 @@ def extract_features(model, samples: list[Sample], cache: FeatureCache | None = 
     fs = _load(folder, key, cache.dtype, seconds=fs.seconds, skipped=fs.skipped)
     fs.from_cache = False
     return fs
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

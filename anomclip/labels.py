@@ -33,6 +33,9 @@ SMOKE_STANDINS = {"textures": "MVTec AD", "objects": "VisA"}
 #: where chapter 1 says, once, what a smoke run can and cannot show (linked from every caveat)
 SMOKE_ANCHOR = "01_overview.html#smoke-runs"
 NOT_RUN = "not run: dataset not found"
+#: the paper's datasets in the order of its tables (tables and colours follow it)
+DATASET_ORDER = ("MVTec AD", "VisA", "MPDD", "BTAD", "SDD", "DAGM", "DTD-Synthetic", "HeadCT", "BrainMRI",
+                 "Br35H", "COVID-19", "ISIC", "CVC-ClinicDB", "CVC-ColonDB", "Kvasir", "Endo", "TN3K")
 MISSING = "–"
 
 
@@ -246,8 +249,11 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SH
     d["metric"] = d["metric"].map(metric_name)
     d = d.rename(columns={"paper dataset": "dataset"})
     order = {m: i for i, m in enumerate(metric_name(m) for m in metrics)}
-    d = d.sort_values(["dataset", "label", "metric"], key=lambda s: s.map(order) if s.name == "metric" else s,
-                      kind="stable")
+    ds_order = {ds: i for i, ds in enumerate(DATASET_ORDER)}
+    key = {"metric": lambda s: s.map(order),
+           "dataset": lambda s: s.map(lambda v: (ds_order.get(v, len(ds_order)), v)),
+           "label": lambda s: s}
+    d = d.sort_values(["dataset", "label", "metric"], key=lambda s: key[s.name](s), kind="stable")
     return d[["label", "dataset", "metric", "paper", "ours", "Δ", "ours on"]].reset_index(drop=True)
 
 

@@ -152,7 +152,11 @@ SDD_HALVES = "halves"
 def read_sdd(root: Path, notes: list) -> dict:
     """KolektorSDD: every image and its label cut into halves, written to ``root/halves``."""
     out = root / SDD_HALVES
-    halves = D.read_meta(D.split_sdd(root, out).parent)
+    try:
+        halves = D.read_meta(D.split_sdd(root, out).parent)
+    except OSError as exc:
+        raise AnomclipError(f"cannot write the SDD halves to {out} ({exc.strerror or exc}); "
+                            "copy KolektorSDD to a writable folder") from None
     meta: dict = {"train": {}, "test": {}}
     for split, classes in halves.items():
         if split not in D.SPLITS:
@@ -170,16 +174,18 @@ def read_sdd(root: Path, notes: list) -> dict:
 _DAGM_CLASS = re.compile(r"^class\d+$", re.IGNORECASE)
 
 
-def _dagm_flags(label_dir: Path, where: Path) -> dict[str, int] | None:
-    """``{image stem: 0/1}`` from ``Labels.txt`` (first line a header), or None if absent."""
-    txt = next((p for p in label_dir.iterdir() if p.is_file() and p.name.lower() == "labels.txt"), None) \
-        if label_dir and label_dir.is_dir() else None
+def _dagm_flags(label_dir: Path | None) -> dict[str, int] | None:
+    """``{image stem: 0/1}`` from ``Labels.txt`` (rows ``id flag file 0 labelfile`` after a
+    one-field header line), or None when there is no such file."""
+    if label_dir is None:
+        return None
+    txt = next((p for p in label_dir.iterdir() if p.is_file() and p.name.lower() == "labels.txt"), None)
     if txt is None:
         return None
     flags: dict[str, int] = {}
-    for n, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines()[1:], start=2):
+    for n, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         parts = line.split()
-        if not parts:
+        if len(parts) <= 1:  # the header line ("1") or an empty line
             continue
         if len(parts) < 3 or parts[1] not in ("0", "1"):
             raise AnomclipError(f"{txt} line {n}: expected 'id flag file 0 labelfile', got {line.strip()!r}")
@@ -199,7 +205,7 @@ def read_dagm(root: Path, notes: list) -> dict:
                 continue
             label_dir = _child(split_dir, ("Label", "Labels"))
             labels = D._images(label_dir) if label_dir else []
-            flags = _dagm_flags(label_dir, split_dir)
+            flags = _dagm_flags(label_dir)
             items = []
             for img in D._images(split_dir):
                 mask = D._mask_for(img.stem, labels, label_dir) if label_dir else None

@@ -122,9 +122,6 @@ class AnomalyCLIP(nn.Module):
         with torch.no_grad():
             return self.encoder(images.to(self.device))
 
-    #: The former name of :meth:`encode_image` (same result), kept while callers move over.
-    encode_image_modes = encode_image
-
     def encode_text(self, cls_name: str | None = None) -> torch.Tensor:
         """The normal/abnormal text features ``[2, D]`` (row 0 normal, row 1 abnormal).
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .labels import (MISSING, MODE_NAMES, PAPER_LABEL, SMOKE_STANDINS, SHOWN, metric_name)
+from .labels import DATASET_ORDER, MISSING, MODE_NAMES, PAPER_LABEL, SHOWN, SMOKE_STANDINS, metric_name
 from .metrics import auroc_or_nan
 from .scoring import gaussian_blur
 
@@ -32,9 +32,6 @@ DPI = 96
 #: the smallest text of any figure (points; 10 pt = 13.3 px at 96 dpi)
 MIN_FONT_PT = 10
 MAP_CMAP = "jet"
-#: the paper's datasets in the order of its tables; the colour of each is fixed
-DATASET_ORDER = ("MVTec AD", "VisA", "MPDD", "BTAD", "SDD", "DAGM", "DTD-Synthetic", "HeadCT", "BrainMRI",
-                 "Br35H", "COVID-19", "ISIC", "CVC-ClinicDB", "CVC-ColonDB", "Kvasir", "Endo", "TN3K")
 RC = {
     "figure.dpi": DPI, "savefig.dpi": DPI, "font.size": MIN_FONT_PT, "axes.titlesize": MIN_FONT_PT + 1,
     "axes.labelsize": MIN_FONT_PT, "xtick.labelsize": MIN_FONT_PT, "ytick.labelsize": MIN_FONT_PT,

@@ -163,7 +163,8 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
     evaluate MVTec AD; when ``DATA_ROOT/medical_aux`` exists (Table 3), prompts tuned on it
     evaluate the medical datasets. A dataset folder without ``meta.json`` is prepared (its
     layout detected) when ``prepare``; a missing folder is skipped and listed in
-    :attr:`Profile.missing` with where the dataset is published. Works with any subset present;
+    :attr:`Profile.missing` with where the dataset is published, as is a folder whose content
+    matches no layout (with the reason). Works with any subset present;
     a tuning set that is absent simply drops its protocol entry.
     """
     from .layouts import prepare_dataset
@@ -182,6 +183,9 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
                 prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
             except OSError:  # a read-only copy: its layout is then read on the fly at each load
                 pass
+            except AnomclipError as exc:  # unrecognised content: skipped, saying why
+                missing[d.name] = f"{d.name}: {path} could not be prepared, skipped ({exc})"
+                continue
         ds[d.name] = _paper_spec(root, d)
     protocol: dict = {}
     mvtec, visa = "MVTec AD", "VisA"

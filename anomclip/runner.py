@@ -292,7 +292,7 @@ def _data_info(spec: DataSpec, samples, fingerprint: str) -> dict:
 def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, device: str,
                      training_info: dict | None = None, init: str = UNTRAINED, progress: bool = True,
                      batch_size: int = 16, cache: FeatureCache | None = None, skip_unreadable: bool = False,
-                     keys: dict | None = None, experiment: str | None = None):
+                     keys: dict | None = None, experiment: str | None = None, verify: bool = False):
     """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically).
 
     Returns ``(results doc, EvalResult)``. ``keys``: the run-store keys recorded in provenance.
@@ -300,7 +300,7 @@ def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, devi
     t0 = time.perf_counter()
     cache = cache or FeatureCache()
     feats = extract_features(model, samples, cache, progress=progress, desc=f"features {spec.name}",
-                             skip_unreadable=skip_unreadable)
+                             skip_unreadable=skip_unreadable, verify=verify)
     res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress)
     durations = dict((training_info or {}).get("durations", {}), eval_features_s=feats.seconds,
                      eval_s=res.seconds, eval_total_s=time.perf_counter() - t0)

@@ -24,11 +24,7 @@ from PIL import Image
 
 from .data import SYNTHETIC_MARKER
 from .errors import AnomclipError
-from .synth import GENERATORS, _draw_defective, _finish, _mute
-
-#: Folder name under DATA_ROOT of each stand-in (the paper profile's folder names).
-DEFECTS = ("scratch", "hole", "stain", "crack")
-
+from .synth import DEFECTS, GENERATORS, _draw_defective, _finish, _mute
 
 @dataclass
 class Standin:
@@ -316,13 +312,17 @@ WRITERS = {
 
 
 def write_standin(key: str, out: str | Path, seed: int = 0, size: int = 64) -> Standin:
-    """Write the stand-in of dataset ``key`` to ``out`` (replaced if it exists)."""
+    """Write the stand-in of dataset ``key`` to ``out``; an earlier stand-in there is replaced,
+    any other non-empty folder is refused (a real dataset is never overwritten)."""
     if key not in WRITERS:
         raise AnomclipError(f"unknown stand-in layout {key!r} (choose from all, {', '.join(WRITERS)})")
     if not 16 <= int(size) <= 256:
         raise AnomclipError(f"stand-in image size must be between 16 and 256 px, got {size}")
     out = Path(out)
     if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / SYNTHETIC_MARKER).is_file()):
+            raise AnomclipError(f"{out} exists and is not an earlier stand-in: not overwriting it "
+                                "(choose an empty or new folder)")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     s = Standin(key, out)

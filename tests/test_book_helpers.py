@@ -152,6 +152,7 @@ def test_compare_matches_hand_computed_rows():
     mpdd = cmp[cmp["dataset"] == "MPDD"].iloc[0]
     assert mpdd["ours"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
     assert "image F1-max" not in set(cmp["metric"])  # not a SHOWN metric
+    assert list(dict.fromkeys(cmp["dataset"])) == ["VisA", "MPDD"]  # the paper's order, not the alphabet
     assert list(labels.compare_table(cmp, "VisA").columns) == ["paper", "ours", "Δ", "ours on"]
 
 
@@ -451,3 +452,22 @@ def test_batch_of_reads_masks_as_evaluation_does(tmp_path):
     assert images.shape == (2, 3, 32, 32) and rgb.shape == (2, 32, 32, 3) and rgb.dtype == np.uint8
     assert torch.equal(masks[0], load_mask(tmp_path / "a_mask.png", 32)) and masks[1].sum() == 0
     assert names == ["c", "c"]
+
+
+def test_attention_by_block_returns_softmax_maps_and_their_prominence(tiny_clip, images):
+    from anomclip.model import AnomalyCLIP
+    from anomclip.recipes import smoke
+
+    clip_model, tokenizer, info = tiny_clip
+    model = AnomalyCLIP(clip_model, tokenizer, info, smoke("official").with_(dpam="qk+qq+kk+vv"))
+    kept, prom = attention.attention_by_block(model, images, keep=[2, model.encoder.depth])
+    assert sorted(kept) == [2, model.encoder.depth]
+    assert len(prom) == 4 * model.encoder.depth and set(prom["mode"]) == {"Q-K", "Q-Q", "K-K", "V-V"}
+    t = 1 + info.grid ** 2
+    for b, maps in kept.items():
+        for m, a in maps.items():
+            assert a.shape == (2, t, t)
+            assert torch.allclose(a.sum(-1), torch.ones(2, t), atol=1e-4)  # head-averaged softmax rows
+        again = attention.diagonal_prominence({b: maps}).set_index("mode")["ratio"]
+        here = prom[prom["block"] == b].set_index("mode")["ratio"]
+        assert np.allclose(again.sort_index(), here.sort_index(), rtol=1e-5)

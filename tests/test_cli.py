@@ -137,6 +137,9 @@ def test_recipe_by_name_by_json_file_and_method(tmp_path, capsys):
     (tmp_path / "mine.json").write_text(json.dumps(doc))
     from_file = recipe_from_args(parse(["eval", "--out", "r", "--recipe", str(tmp_path / "mine.json")]))
     assert from_file.lam == 2.5 and from_file.name == "mine" and from_file.backbone == "ViT-L-14-336"
+    (tmp_path / "part.json").write_text(json.dumps({"lam": 3.0, "layers": [6, 8]}))  # no backbone named
+    partial = recipe_from_args(parse(["eval", "--out", "r", "--recipe", str(tmp_path / "part.json")]))
+    assert partial.lam == 3.0 and partial.layers == (6, 8) and partial.backbone == "tiny-random"
     assert recipe_from_args(parse(["eval", "--out", "r", "--method", "clip"])).method == "clip"
     assert_one_line_error(run(capsys, "eval", "--out", tmp_path / "r", "--recipe", "paper", "--method", "clip"),
                           "--recipe", "--method")

@@ -606,6 +606,13 @@ def test_meta_cls_name_must_be_a_string(tmp_path, cls_name):
     assert_one_line_error(exc, "a/0.png", "'cls_name'")
 
 
+def test_split_without_any_category_is_refused(tmp_path):
+    root = write_meta_text(tmp_path, {"train": {"a": [one_item()]}, "test": {}})
+    with pytest.raises(AnomclipError) as exc:
+        data.load_index(root)
+    assert_one_line_error(exc, "meta.json", "no category", "'test'")
+
+
 @pytest.mark.parametrize("categories", [",", [], " , "])
 def test_empty_category_selection_is_refused(tmp_path, categories):
     make_mvtec(tmp_path)

@@ -55,14 +55,17 @@ def test_reader_finds_exactly_what_the_standin_wrote(written, key, tmp_path):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_masks_are_paired_with_their_own_image(written, key):
-    """Masks pair by stem: the mask's foreground has the defect's pixels in its own image and
-    differs from a mis-paired neighbour's."""
+    """Masks pair by stem: a mask's foreground covers the defect painted in its own image, more
+    than the other masks of the dataset do."""
     s = written[key]
     if not (s.root / "meta.json").is_file():
         layouts.prepare_dataset(s.root)
     pairs = [(img, m) for items in s.expected.values() for img, (_, m) in items.items() if m]
     images = {img: np.asarray(data.read_image(s.root / img), float) for img, _ in pairs}
-    masks = {img: data.read_mask(s.root / m) for img, m in pairs}
+    # JPEG masks (Kvasir, TN3K) ring around their edges; > 0 (the authors' rule, kept by
+    # read_mask) counts the ringing as anomalous, so this pixel check uses the middle grey
+    masks = {img: (np.asarray(Image.open(s.root / m).convert("L")) > 127 if m.lower().endswith(".jpg")
+                   else data.read_mask(s.root / m)) for img, m in pairs}
 
     def gap(img: np.ndarray, mask: np.ndarray) -> float:
         """Distance between the mean colour under ``mask`` and around it: the defects are drawn
@@ -72,8 +75,12 @@ def test_masks_are_paired_with_their_own_image(written, key):
     for img_rel, img in images.items():
         own = masks[img_rel]
         assert own.shape == img.shape[:2] and own.any(), img_rel
-        others = [gap(img, m) for k, m in masks.items() if k != img_rel and m.shape == own.shape and m.any()]
-        assert all(gap(img, own) > g for g in others), (img_rel, gap(img, own), others)
+        others = [gap(img, m) for k, m in masks.items()
+                  if m.shape == own.shape and m.any() and not np.array_equal(m, own)]
+        # its own mask marks its defect; a neighbour's mask (what sort-order pairing gives
+        # after a missing file) mostly covers normal pixels
+        assert gap(img, own) > 20 and (not others or gap(img, own) > np.median(others)), (
+            img_rel, gap(img, own), others)
 
 
 def test_forced_layout_and_unknown_layout(written, tmp_path):
@@ -100,10 +107,10 @@ def test_shared_structures_are_told_apart_by_folder_name(written, tmp_path):
     assert layouts.detect(other).key == "colondb"  # first of the polyp sets; read the same way
 
 
-def test_dagm_labels_txt_is_authoritative(written, tmp_path):
+def test_dagm_labels_txt_is_authoritative(tmp_path):
     """Labels.txt says image 4 of Class1 is defective though its label file is missing: kept
     anomalous without a mask; without Labels.txt the label files decide."""
-    s = written["dagm"]
+    s = standins.write_standin("dagm", tmp_path / "dagm")
     meta = layouts.prepare_dataset(s.root, "dagm").meta["test"]["Class1"]
     assert [(it["img_path"].split("/")[-1], it["anomaly"], bool(it["mask_path"])) for it in meta] == [
         ("0000.PNG", 0, False), ("0001.PNG", 0, False), ("0002.PNG", 1, True), ("0003.PNG", 1, True),
@@ -111,6 +118,9 @@ def test_dagm_labels_txt_is_authoritative(written, tmp_path):
     (s.root / "Class1" / "Test" / "Label" / "Labels.txt").unlink()
     meta = layouts.read_layout(s.root, "dagm")[1]["test"]["Class1"]
     assert [it["anomaly"] for it in meta] == [0, 0, 1, 1, 0]
+    (s.root / "Class2" / "Test" / "Label" / "Labels.txt").write_text("1\n1\tdefect\t0000.PNG\t0\t0\n")
+    with pytest.raises(AnomclipError, match="Labels.txt line 2"):
+        layouts.read_layout(s.root, "dagm")
 
 
 def test_sdd_halves_follow_their_label(written):
@@ -153,5 +163,10 @@ def test_cli_prepare_prints_what_it_found(written, capsys):
 def test_cli_synth_writes_a_standin(tmp_path, capsys):
     assert main(["synth", "--layout", "isic", "--out", str(tmp_path / "isic")]) == 0
     assert (tmp_path / "isic" / "ISBI2016_ISIC_Part1_Test_Data").is_dir()
+    assert main(["synth", "--layout", "isic", "--out", str(tmp_path / "isic")]) == 0  # replaces its own
     assert main(["synth", "--layout", "kitti", "--out", str(tmp_path / "k")]) == 2
     assert "unknown --layout 'kitti'" in capsys.readouterr().err
+    real = tmp_path / "real"
+    (real / "bottle").mkdir(parents=True)
+    assert main(["synth", "--layout", "mvtec", "--out", str(real)]) == 2
+    assert "not an earlier stand-in" in capsys.readouterr().err and (real / "bottle").is_dir()

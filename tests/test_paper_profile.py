@@ -63,8 +63,10 @@ def test_protocol_of_the_paper(data_root):
 
 def test_a_profile_with_a_subset_only(tmp_path):
     standins.write_standin("isic", tmp_path / "isic")
+    (tmp_path / "btad" / "notes").mkdir(parents=True)  # a folder holding no dataset
     P = get_profile("paper", tmp_path)
     assert list(P.datasets) == ["ISIC"] and P.protocol == {} and len(P.missing) == 16
+    assert "could not be prepared" in P.missing["BTAD"] and "matches none of the known layouts" in P.missing["BTAD"]
 
 
 def test_the_protocol_runs_end_to_end_on_every_standin(data_root, tmp_path):

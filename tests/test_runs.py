@@ -235,3 +235,21 @@ def test_a_zero_shot_method_ignores_tuning_data_and_is_reused(synth, tmp_path, c
     b = run_experiment(clip, None, [ev], tmp_path, cache=cache, progress=False)
     assert a.checkpoint is None and a.training is None and b.key == a.key and b.reused
     assert a.predict("objects").maps["disc"].shape[1:] == (96, 96)
+
+
+def test_cli_cache_flags_and_verify(synth, tmp_path):
+    from anomclip.cli import main
+
+    root = bmp_copy(synth["objects"], tmp_path / "data")
+    out, cache_dir = tmp_path / "r.json", tmp_path / "c16"
+    assert main(["eval", "--data", root, "--out", out, "--cache-dir", cache_dir, "--cache-dtype", "float16"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["provenance"]["feature_dtype"] == "float16" and any(p.is_dir() for p in cache_dir.iterdir())
+    edit_middle_in_place(samples(root)[-1].img_path, keep_mtime=True)
+    assert main(["eval", "--data", root, "--out", out, "--cache-dir", cache_dir, "--cache-dtype", "float16",
+                 "--verify"]) == 0
+    assert json.loads(out.read_text())["provenance"]["data"]["fingerprint"] != doc["provenance"]["data"]["fingerprint"]
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o777 & ~umask  # the user's umask, not mkdtemp's 0700
+    assert all((p.stat().st_mode & 0o777) == mode for p in cache_dir.iterdir() if p.is_dir())

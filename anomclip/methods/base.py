@@ -103,10 +103,6 @@ class FrozenClipMethod(FixedText, nn.Module):
         with torch.no_grad():
             return VisualFeatures(*self._encode(images.to(self.device)))
 
-    def encode_image_modes(self, images: torch.Tensor) -> VisualFeatures:
-        """The engine's former name of :meth:`encode_image` (as on :class:`AnomalyCLIP`)."""
-        return self.encode_image(images)
-
     def forward(self, images: torch.Tensor, cls_names=None):
         g, feats = self.encode_image(images)
         return self.score_features(g, feats, self.text_for(cls_names))
