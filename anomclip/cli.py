@@ -262,14 +262,14 @@ def cmd_synth(args) -> None:
 
     t0 = time.perf_counter()
     if args.layout is None:  # meta.json says "synthetic": true (make_synthetic)
-        roots = make_synthetic(args.out, seed=args.seed, size=args.size or 128)
+        roots = make_synthetic(args.out, seed=args.seed, size=128 if args.size is None else args.size)
         for name, root in roots.items():
             print(f"{name}: {root}")
     elif args.layout == "all":
-        for key, s in write_all(args.out, seed=args.seed, size=args.size or 64).items():
+        for key, s in write_all(args.out, seed=args.seed, size=64 if args.size is None else args.size).items():
             print(f"{key}: {s.root} (stand-in of the release layout; synthetic)")
     elif args.layout in WRITERS:
-        s = write_standin(args.layout, args.out, seed=args.seed, size=args.size or 64)
+        s = write_standin(args.layout, args.out, seed=args.seed, size=64 if args.size is None else args.size)
         print(f"{args.layout}: {s.root} (stand-in of the release layout; synthetic)")
     else:
         raise AnomclipError(f"unknown --layout {args.layout!r} (choose from all, {', '.join(WRITERS)})")
@@ -378,12 +378,17 @@ def cmd_eval(args) -> None:
     print("category".ljust(16) + "".join(k.rjust(13) for k in keys))
     rows = list(doc["categories"].items()) + [("mean", doc["mean"])]
     for cat, m in rows:
-        print(cat[:16].ljust(16) + "".join(f"{100 * m.get(k, float('nan')):13.1f}" for k in keys))
+        print(cat[:16].ljust(16) + "".join(_percent(m.get(k)).rjust(13) for k in keys))
     for note in doc["notes"]:
         print(f"note: {note}")
     for path, reason in doc["provenance"].get("skipped", []):
         print(f"skipped: {reason}")
     print(f"[{doc['provenance']['label']}] results written to {args.out}")
+
+
+def _percent(value) -> str:
+    """A metric in % with one decimal, or "–" when it is undefined (the notes say why)."""
+    return "–" if value is None or value != value else f"{100 * value:.1f}"
 
 
 def output_names(paths: list[Path]) -> list[str]:

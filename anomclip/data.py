@@ -530,7 +530,8 @@ def _upright(img: Image.Image) -> Image.Image:
     pixels sideways and an orientation tag); unchanged when there is no such tag."""
     try:
         orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # a broken EXIF block: PIL decodes the pixels, keep them as stored
+    except (OSError, ValueError, SyntaxError, TypeError, AttributeError):  # a broken EXIF block:
+        # the pixels decode fine, keep them as stored
         return img
     return ImageOps.exif_transpose(img) if orientation not in (None, 1) else img
 

@@ -35,7 +35,7 @@ from . import backbone as bb
 from .data import is_synthetic, load_index
 from .errors import AnomclipError
 from .evaluate import EvalResult, evaluate
-from .features import FeatureCache, FeatureSet, extract_features
+from .features import CACHE_VERSION, FeatureCache, FeatureSet, extract_features
 from .fingerprint import content_key
 from .methods import trains
 from .model import AnomalyCLIP
@@ -43,8 +43,10 @@ from .recipes import Recipe
 from .results import atomic_write_text, provenance, read_results, write_results
 from .train import TrainResult, train
 
-#: Bumped when the meaning of a key or the layout of the run store changes.
-STORE_VERSION = 1
+#: Bumped when the meaning of a key, the layout of the run store, or what evaluation computes
+#: from the same features changes (2: pixel metrics over the images that have masks). The
+#: preprocessing is versioned by the feature cache's own ``CACHE_VERSION``, also in every key.
+STORE_VERSION = 2
 UNTRAINED = "untrained prompts (N(0, 0.02) init)"
 
 
@@ -120,7 +122,7 @@ def run_material(recipe: Recipe, train_fp: str | None, init: dict | None, cache:
     """Everything a run's prompts depend on (its key is the hash of this)."""
     settings = recipe.to_dict()
     settings.pop("name")  # a display name, not a setting
-    return {"store": STORE_VERSION, "recipe": settings, "weights": weights_identity(recipe, cache),
+    return {"store": STORE_VERSION, "features": CACHE_VERSION, "recipe": settings, "weights": weights_identity(recipe, cache),
             "train_data": train_fp, "init": {k: v for k, v in init.items() if k != "file"} if init else None,
             "feature_dtype": cache.dtype}
 
