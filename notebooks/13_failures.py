@@ -94,9 +94,11 @@ for t in docs:
 
 # %% tags=["remove-input"]
 summary = score_summary(scores)
-styled(summary.pivot_table(index=["dataset", "category"], columns="prompts",
-                           values=["normal mean", "anomalous mean", "score range", "image AUROC (%)"], sort=False),
-       f"{ch.ours}: image scores per category", digits=3)
+display(styled(summary.pivot_table(index=["dataset", "category"], columns="prompts",
+                                   values=["normal mean", "anomalous mean", "score range"], sort=False),
+               f"{ch.ours}: image scores per category", digits=3))
+styled(summary.pivot_table(index=["dataset", "category"], columns="prompts", values="image AUROC (%)", sort=False),
+       f"{ch.ours}: image AUROC per category (%)")
 
 # %% [markdown]
 # ## Pixel scores
@@ -172,7 +174,8 @@ for k, t in enumerate(docs):
 m = summary.groupby("prompts")[["score range", "image AUROC (%)"]].mean()  # over categories and datasets
 wider = m.loc["tuned", "score range"] / m.loc["untrained", "score range"]
 before, after = m.loc["untrained", "image AUROC (%)"], m.loc["tuned", "image AUROC (%)"]
-styled(m.T, f"{ch.ours}: mean over categories", digits=3)
+styled(m.T.rename(index={"score range": "score range (mean per category)"}), f"{ch.ours}: mean over categories",
+       digits=2)
 
 # %% tags=["remove-input"]
 display(Markdown(
