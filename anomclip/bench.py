@@ -23,20 +23,21 @@ import torch.nn.functional as F
 from .results import atomic_write_text, device_name, package_versions
 
 
-def _sync(device):
+def sync(device) -> None:
+    """Wait for the device's queued work (timings on a GPU are asynchronous otherwise)."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
 
-def _time(fn, repeats: int, device) -> float:
+def median_seconds(fn, repeats: int, device) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
     fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
@@ -67,9 +68,9 @@ def bench_forward(model, batch_sizes, repeats, device, bf16=False) -> list[dict]
     for bs in batch_sizes:
         x = torch.randn(bs, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
         with torch.no_grad():
-            plain = _time(lambda: model.clip.encode_image(x), repeats, device)
-            dpam = _time(lambda: model.encode_image(x), repeats, device)
-            naive = _time(lambda: naive_dual_path(model, x), repeats, device)
+            plain = median_seconds(lambda: model.clip.encode_image(x), repeats, device)
+            dpam = median_seconds(lambda: model.encode_image(x), repeats, device)
+            naive = median_seconds(lambda: naive_dual_path(model, x), repeats, device)
         row = {"batch": bs, "plain_s": plain, "dpam_s": dpam, "naive_s": naive,
                "plain_img_per_s": bs / plain, "dpam_img_per_s": bs / dpam, "naive_img_per_s": bs / naive,
                "dpam_over_plain": dpam / plain, "naive_over_plain": naive / plain}
@@ -77,7 +78,7 @@ def bench_forward(model, batch_sizes, repeats, device, bf16=False) -> list[dict]
             with torch.no_grad():
                 ref = model(x)
                 with torch.autocast("cuda", dtype=torch.bfloat16):
-                    t = _time(lambda: model.encode_image(x), repeats, device)
+                    t = median_seconds(lambda: model.encode_image(x), repeats, device)
                     low = model(x)
             row["dpam_bf16_s"] = t
             row["bf16_max_abs_score_diff"] = float((ref.image_score - low.image_score.float()).abs().max())
@@ -93,7 +94,7 @@ def bench_text(model, device) -> dict:
     with torch.no_grad():
         t0 = time.perf_counter()
         model.encode_text()
-        _sync(device)
+        sync(device)
         first = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(100):
@@ -124,13 +125,12 @@ def bench_training(model, device) -> dict:
     return out
 
 
-def run_bench(args) -> dict:
-    from .cli import recipe_from_args
+def run_bench(recipe, device: str, out, batch_sizes=(1, 4), repeats: int = 3, bf16: bool = False,
+              skip_train: bool = False, aupro_maps: int = 100, aupro_size: int = 518) -> dict:
+    """Time ``recipe``'s model (forward, text, training, AUPRO) on ``device``; write JSON to ``out``."""
     from .metrics import bench_aupro
-    from .runner import build_model, resolve_device
+    from .runner import build_model
 
-    device = resolve_device(args.device)
-    recipe = recipe_from_args(args)
     model = build_model(recipe, device)
     info = model.info
     print(f"device: {device_name(device)}; backbone {info.name} ({info.weights}) at {info.image_size} px, "
@@ -138,23 +138,14 @@ def run_bench(args) -> dict:
     report = {"device": device_name(device), "versions": package_versions(), "backbone": info.name,
               "weights": info.weights, "image_size": info.image_size, "recipe": recipe.name,
               "threads": torch.get_num_threads()}
-    batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b]
-    report["forward"] = bench_forward(model, batch_sizes, args.repeats, device, args.bf16)
+    report["forward"] = bench_forward(model, list(batch_sizes), repeats, device, bf16)
     report["text"] = bench_text(model, device)
-    if not args.skip_train:
+    if not skip_train:
         report["training"] = bench_training(model, device)
-    if args.aupro_maps > 0:
-        a = bench_aupro(n=args.aupro_maps, size=args.aupro_size)
+    if aupro_maps > 0:
+        a = bench_aupro(n=aupro_maps, size=aupro_size)
         report["aupro"] = a
         print("AUPRO: " + ", ".join(f"{k} {v:.3g}" for k, v in a.items() if isinstance(v, (int, float))))
-    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
     return report
-
-
-if __name__ == "__main__":
-    import sys
-
-    from .cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -465,6 +465,7 @@ def cmd_predict(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import run_bench
     from .results import check_writable
+    from .runner import resolve_device
 
     check_writable(args.out, "file")
     sizes = [b.strip() for b in str(args.batch_sizes).split(",") if b.strip()]
@@ -474,7 +475,8 @@ def cmd_bench(args) -> None:
                              ("--aupro-size", args.aupro_size, 1)):
         if value < low:
             raise AnomclipError(f"{flag} {value} must be ≥ {low}")
-    run_bench(args)
+    run_bench(recipe_from_args(args), resolve_device(args.device), args.out, [int(b) for b in sizes],
+              args.repeats, args.bf16, args.skip_train, args.aupro_maps, args.aupro_size)
 
 
 def cmd_recipes(args) -> None:

@@ -374,10 +374,12 @@ def plot_prominence(prominence: pd.DataFrame, dpam_start: int, n_tokens: int, ti
 
 @_styled
 def draw_maps(rgb, masks, maps: dict, sigma: float = 4.0, threshold: float | None = None, modes=None,
-              images=None, fig=None, title: str | None = None):
+              images=None, fig=None, title: str | None = None, what: str | None = None):
     """Rows = images; columns = the image with its mask (red contour), then each mode's map
     smoothed with σ on the fixed scale [0, 1] (or, with ``threshold``, the map's pixels at or
-    above that value over the image). Each panel's title: that map's pixel AUROC on the image."""
+    above that value over the image). Each panel's title: that map's pixel AUROC on the image.
+    ``sigma=0`` draws maps that are already final (e.g. one per method, from ``method_maps``);
+    ``what`` replaces the colorbar's description of the maps."""
     import matplotlib.pyplot as plt
 
     modes = list(modes or maps)
@@ -404,14 +406,35 @@ def draw_maps(rgb, masks, maps: dict, sigma: float = 4.0, threshold: float | Non
             au = auroc_or_nan(s.ravel(), (np.asarray(masks[k]) > 0.5).ravel().astype(int))
             ax.set_title((f"{_mode_title(m)}\n" if i == 0 else "") + f"AUROC {MISSING if np.isnan(au) else f'{100 * au:.0f}'}")
     _no_ticks(axes)
-    what = (f"smoothed map (σ = {sigma:g})" if threshold is None
-            else f"map ≥ {threshold:g} (σ = {sigma:g})")
+    what = what or (f"smoothed map (σ = {sigma:g})" if threshold is None
+                    else f"map ≥ {threshold:g} (σ = {sigma:g})")
     fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap=MAP_CMAP if threshold is None else "autumn"),
                  ax=axes[:, 1:], orientation="horizontal", fraction=0.05, shrink=0.6,
                  label=f"{what}: P(anomalous), fixed scale 0–1")
     if title:
         fig.suptitle(title)
     return fig
+
+
+def method_maps(model, images: torch.Tensor, cls_names, size: int | None = None) -> np.ndarray:
+    """A method's final anomaly maps ``[B, size, size]`` (float32, in [0, 1]) of preprocessed
+    ``images``, for drawing methods side by side on one image (``draw_maps(sigma=0)``): the
+    model's own ``score_features`` (its smoothing included) on its own image features, divided
+    by the number of layers the map sums (AnomalyCLIP and VAND add one probability map per layer,
+    so their maps lie in [0, L]; ÷ L is the mean over layers, on [0, 1] for every method and
+    ranked exactly as the map), resized bilinearly to ``size`` when the method runs at another
+    input size (WinCLIP at 240 px; images are resized bicubically to the method's size)."""
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        x = images.to(model.device)
+        if x.shape[-1] != model.image_size:
+            x = F.interpolate(x, size=(model.image_size, model.image_size), mode="bicubic", align_corners=False)
+        g, feats = model.encode_image(x)
+        m = model.score_features(g, feats, model.text_for(list(cls_names))).anomaly_map.float() / len(model.layers)
+        if size is not None and m.shape[-1] != size:
+            m = F.interpolate(m[:, None], size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return m.cpu().numpy()
 
 
 # --------------------------------------------------------------------------- failure cases

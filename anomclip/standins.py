@@ -24,7 +24,7 @@ from PIL import Image
 
 from .data import SYNTHETIC_MARKER
 from .errors import AnomclipError
-from .synth import DEFECTS, GENERATORS, _draw_defective, _finish, _mute
+from .synth import DEFECTS, GENERATORS, draw_defective, finish, mute
 
 @dataclass
 class Standin:
@@ -59,13 +59,13 @@ class _Painter:
     def normal(self, name: str) -> np.ndarray:
         rng = self._rng()
         rgb, _ = GENERATORS[name](rng, max(self.w, self.h))
-        return self._fit(_finish(_mute(rgb), rng))
+        return self._fit(finish(mute(rgb), rng))
 
     def defective(self, name: str, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(rgb uint8 [H, W, 3], bool mask [H, W])."""
         rng = self._rng()
-        _, bad, mask = _draw_defective(name, DEFECTS[i % len(DEFECTS)], rng, max(self.w, self.h))
-        rgb = self._fit(_finish(bad, rng))
+        _, bad, mask = draw_defective(name, DEFECTS[i % len(DEFECTS)], rng, max(self.w, self.h))
+        rgb = self._fit(finish(bad, rng))
         mask = self._fit(mask.astype(np.uint8) * 255, nearest=True) > 0
         if not mask.any():
             mask[self.h // 3: self.h // 2, self.w // 3: self.w // 2] = True

@@ -90,13 +90,13 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> Array:
     return np.asarray(img, dtype=np.float64) / 1.5
 
 
-def _mute(rgb: Array, chroma: float = MUTED_CHROMA) -> Array:
+def mute(rgb: Array, chroma: float = MUTED_CHROMA) -> Array:
     """Normal appearance: keep ``chroma`` of each pixel's colourfulness (distance from its grey)."""
     grey = rgb.mean(axis=-1, keepdims=True)
     return grey + chroma * (rgb - grey)
 
 
-def _finish(rgb: Array, rng: np.random.Generator, noise: float = 4.0) -> Array:
+def finish(rgb: Array, rng: np.random.Generator, noise: float = 4.0) -> Array:
     """Add mild Gaussian noise and convert to ``uint8``."""
     rgb = rgb + rng.normal(0.0, noise, size=rgb.shape)
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
@@ -332,11 +332,11 @@ def _save_png(array: Array, path: Path) -> None:
     Image.fromarray(array, mode).save(path, format="PNG", compress_level=6)
 
 
-def _draw_defective(name: str, defect: str, rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
+def draw_defective(name: str, defect: str, rng: np.random.Generator, size: int) -> tuple[Array, Array, Array]:
     """A normal image of category ``name`` before and after adding ``defect``, noise not yet added:
     ``(normal rgb, defective rgb, mask)``."""
     rgb, region = GENERATORS[name](rng, size)
-    rgb = _mute(rgb)
+    rgb = mute(rgb)
     defective, mask = _add_defect(defect, rgb, region, rng, size)
     return rgb, defective, mask
 
@@ -349,14 +349,14 @@ def _write_category(root: Path, domain_i: int, cat_i: int, name: str, seed: int,
         for i in range(count):
             rng = np.random.default_rng([seed, domain_i, cat_i, kind, i])
             rgb, _ = draw(rng, size)
-            rgb = _mute(rgb)
-            _save_png(_finish(rgb, rng), root / name / folder / f"{i:03d}.png")
+            rgb = mute(rgb)
+            _save_png(finish(rgb, rng), root / name / folder / f"{i:03d}.png")
     for i in range(n_anomalous):
         rng = np.random.default_rng([seed, domain_i, cat_i, _BAD, i])
         defect = DEFECTS[i % len(DEFECTS)]
         stem = f"{i // len(DEFECTS):03d}"
-        _, rgb, mask = _draw_defective(name, defect, rng, size)
-        _save_png(_finish(rgb, rng), root / name / "test" / defect / f"{stem}.png")
+        _, rgb, mask = draw_defective(name, defect, rng, size)
+        _save_png(finish(rgb, rng), root / name / "test" / defect / f"{stem}.png")
         mask_path = root / name / "ground_truth" / defect / f"{stem}_mask.png"
         _save_png(mask.astype(np.uint8) * 255, mask_path)
 
@@ -375,12 +375,12 @@ def defect_pairs(n_per_category: int = 8, seed: int = 0, size: int = 128) -> lis
             for i in range(n_per_category):
                 rng = np.random.default_rng([seed, domain_i, cat_i, _PAIR, i])
                 defect = DEFECTS[i % len(DEFECTS)]
-                rgb, bad, mask = _draw_defective(name, defect, rng, size)
+                rgb, bad, mask = draw_defective(name, defect, rng, size)
                 state = rng.bit_generator.state
-                normal = _finish(rgb, rng)
+                normal = finish(rgb, rng)
                 rng.bit_generator.state = state  # the same noise on both
                 pairs.append(dict(domain=domain, category=name, defect=defect, normal=normal,
-                                  defective=_finish(bad, rng), mask=mask))
+                                  defective=finish(bad, rng), mask=mask))
     return pairs
 
 

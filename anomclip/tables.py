@@ -113,3 +113,23 @@ def score_differences(doc_a: dict, doc_b: dict, dataset: str = "") -> pd.DataFra
         rows.append({"dataset": dataset, "category": c, "max |Δ score|": float(d.max()),
                      "mean |Δ score|": float(d.mean())})
     return pd.DataFrame(rows)
+
+
+def training_cost(training: dict | None) -> dict:
+    """A run's training cost from its provenance (``Experiment.training``): the number of epochs,
+    the median seconds of one epoch (on cached features), the one-off extraction of the tuning
+    set's features (≈ 0 when they were already in the feature cache: ``features from the cache``)
+    and the whole training time. A run that trained nothing (zero-shot methods, ``training`` None
+    or an empty history) gives NaN (None for the flag) for everything but ``epochs`` = 0."""
+    nan = float("nan")
+    history = (training or {}).get("history") or []
+    durations = (training or {}).get("durations") or {}
+    seconds = sorted(float(h["seconds"]) for h in history if "seconds" in h)
+    n = len(seconds)
+    median = nan if n == 0 else (seconds[n // 2] if n % 2 else 0.5 * (seconds[n // 2 - 1] + seconds[n // 2]))
+    return {"epochs": len(history),
+            "s per epoch (median)": median,
+            "feature extraction (s)": float(durations["train_features_s"]) if history and "train_features_s" in durations
+            else nan,
+            "training (s)": float(durations["train_s"]) if history and "train_s" in durations else nan,
+            "features from the cache": bool((training or {}).get("features_from_cache")) if history else None}

@@ -22,14 +22,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .errors import AnomclipError
 from .features import FeatureSet
 from .losses import glocal_loss
-from .model import AnomalyCLIP, atomic_torch_save, read_checkpoint
+from .model import AnomalyCLIP, read_checkpoint
 
 
 @dataclass

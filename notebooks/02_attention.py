@@ -49,7 +49,8 @@ from anomclip.attention import (MODES, attention_by_block, mask_centre, pixel_au
 from anomclip.chapters import open_chapter
 from anomclip.examples import anomalous_samples, batch_of
 from anomclip.labels import MODE_NAMES, fmt, model_provenance, provenance_box, styled
-from anomclip.plots import draw_maps, plot_prominence
+from anomclip.methods import display_name
+from anomclip.plots import draw_maps, method_maps, plot_prominence
 from anomclip.runner import build_model
 from anomclip.widgets import attention_explorer
 
@@ -131,6 +132,29 @@ auroc = pd.DataFrame({"untrained prompts": pixel_auroc_by_mode(untrained, masks,
                       "tuned prompts": pixel_auroc_by_mode(tuned, masks, recipe.sigma)})
 auroc.index = [MODE_NAMES[m] for m in auroc.index]
 styled(auroc * 100, "pixel AUROC (%) of each mode's maps")
+
+# %% [markdown]
+# ## Beside two baselines
+#
+# The same four images scored by CLIP (hand-written prompts "a photo of a normal / an
+# anomalous [cls]", last block's patches without DPAM, nothing trained) and by VAND (linear
+# layers on four blocks' patch tokens, tuned on the same auxiliary data: chapter 4's run,
+# re-used from the run store), beside AnomalyCLIP with its tuned prompts. Each column is that
+# method's final map, its own smoothing included, divided by the number of layers it sums (VAND
+# adds four layers' maps; the mean over layers puts every method on the fixed scale 0–1 without
+# changing its ranking); each panel's title is the map's pixel AUROC on the image.
+
+# %%
+methods_maps = {
+    display_name("clip"): method_maps(build_model(ch.recipe("clip"), ch.device), images, cls_names, model.image_size),
+    display_name("vand"): method_maps(ch.experiment(ch.recipe("vand"), src, [targets[0]]).model(), images, cls_names,
+                                      model.image_size),
+    display_name("official"): method_maps(exp.model(), images, cls_names, model.image_size)}
+
+# %% tags=["remove-input"]
+draw_maps(rgb, masks, methods_maps, sigma=0, what="each method's map ÷ its number of layers",
+          title=f"three methods on {targets[0]} (tuned on {src})")
+plt.show()
 
 # %% [markdown]
 # ## Ours vs paper

@@ -26,7 +26,7 @@
 #
 # **Experiment.** *Paper profile:* the medical datasets are read from `DATA_ROOT/<name>`
 # (`headct`, `brainmri`, `br35h`, `covid`, `isic`, `clinicdb`, `colondb`, `kvasir`, `endo`,
-# `tn3k`); each method of the `methods` parameter (default `["official"]`) is tuned on the
+# `tn3k`); each method of the `methods` parameter (default `["official", "vand"]`: AnomalyCLIP and VAND) is tuned on the
 # medical auxiliary set `DATA_ROOT/medical_aux` (the ColonDB + Endo set, built as chapter 1
 # describes) and evaluated on every medical dataset present. *Smoke profile:* there are no
 # medical data, so we run the analogous question on the two synthetic domains — prompts tuned
@@ -43,7 +43,7 @@ force = False
 backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
 pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # no interactive figure in this chapter
-methods = ["official"]  # recipe names of Table 3's rows: official, vand
+methods = ["official", "vand"]  # recipe names of Table 3's rows: official, vand
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt

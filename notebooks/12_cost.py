@@ -45,6 +45,8 @@ pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # no interactive figure in this chapter
 batch_sizes = [1, 4]  # paper profile: e.g. [1, 8]
 repeats = 3
+methods = ["clip", "clip-ac", "winclip", "vand", "coop", "official"]  # Table 8's methods (recipe names)
+method_images = 4  # images per batch when timing each method
 
 # %% tags=["remove-cell"]
 import contextlib
@@ -58,10 +60,13 @@ from anomclip.bench import bench_forward, bench_text
 from anomclip.book import read_timings
 from anomclip.chapters import open_chapter
 from anomclip.labels import fmt, model_provenance, provenance_box, styled
+from anomclip.methods import display_name, trains
+from anomclip.methods.bench import throughput
 from anomclip.paper import paper_values
 from anomclip.plots import COLUMN_WIDTH_IN
 from anomclip.results import device_name
 from anomclip.runner import build_model
+from anomclip.tables import training_cost
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
@@ -125,6 +130,71 @@ styled(pd.Series({"epochs": len(hist), "seconds per epoch, cached features (medi
                   "feature extraction of the tuning set, once (s)": extract,
                   "features read from the cache at training time": bool(exp.training.get("features_from_cache"))},
                  name=ch.ours).to_frame(), "training cost of the official run", digits=2)
+
+# %% [markdown]
+# ## The six methods
+#
+# Each method of Table 8 (and CLIP-AC) with the profile's backbone (WinCLIP: its own, see
+# docs/methods.md): images/s of the visual encoder (what feature extraction costs: WinCLIP runs
+# the ViT once per window), of scoring cached features (text features, maps), and of both, on
+# a batch of `method_images` random images (`anomclip.methods.bench.throughput`, medians of
+# `repeats` after one warm-up). Training: the runs of chapter 4, read back from the run store
+# (tuned on the first tuning dataset of the protocol) with the durations and per-epoch seconds
+# their provenance records; the methods that train nothing have none ("–").
+
+# %%
+src0 = next(iter(P.protocol))
+cost_rows = {}
+for name in methods:
+    r = ch.recipe(name)
+    speed = throughput(r, method_images, repeats, ch.device)
+    training = ch.experiment(r, src0, [P.protocol[src0][0]]).training if trains(r) else None
+    cost_rows[display_name(name)] = {
+        "backbone": f"{speed['backbone']} @ {speed['image_size']} px",
+        "encode (img/s)": speed["encode_images_per_s"], "score (img/s)": speed["score_images_per_s"],
+        "encode + score (img/s)": speed["forward_images_per_s"], **training_cost(training)}
+costs = pd.DataFrame(cost_rows).T
+styled(costs, f"{ch.ours}: cost of each method on {device_name(ch.device)}", digits=2)
+
+# %% tags=["remove-input"]
+fps = paper8["inference FPS (VisA)"]
+paper_rel, ours_rel = "paper: speed / AnomalyCLIP's", f"{ch.ours}: speed / AnomalyCLIP's"
+per_epoch = paper8["training min/epoch (MVTec AD)"]
+side = pd.DataFrame({
+    "paper: FPS (RTX 3090)": fps.reindex(costs.index),
+    f"{ch.ours}: encode + score (img/s)": costs["encode + score (img/s)"].astype(float),
+    paper_rel: (fps / fps.get("AnomalyCLIP", float("nan"))).reindex(costs.index),
+    ours_rel: costs["encode + score (img/s)"].astype(float)
+    / float(costs.loc["AnomalyCLIP", "encode + score (img/s)"]) if "AnomalyCLIP" in costs.index else float("nan"),
+    "paper: min per epoch": per_epoch.reindex(costs.index),
+    f"{ch.ours}: s per epoch": costs["s per epoch (median)"].astype(float)})
+styled(side, f"Table 8 per method: paper vs {ch.ours}", digits=2)
+
+# %% tags=["remove-input"]
+fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN - 0.4, 2.6), layout="constrained")
+side[[paper_rel, ours_rel]].plot.barh(ax=ax)
+ax.axvline(1.0, color="grey", linestyle=":")
+ax.set_xlabel("images/s relative to AnomalyCLIP (1 = as fast)")
+ax.set_title("inference speed per method, relative to AnomalyCLIP")
+plt.show()
+
+# %% tags=["remove-input"]
+rel, prel = side[ours_rel], side[paper_rel]
+epochs = side[f"{ch.ours}: s per epoch"].dropna()
+display(Markdown(
+    "**What it means.** Relative to AnomalyCLIP, WinCLIP runs at "
+    f"{fmt(rel.get('WinCLIP', float('nan')), 3)}× its speed here (paper: "
+    f"{fmt(prel.get('WinCLIP', float('nan')), 3)}×) and plain CLIP at "
+    f"{fmt(rel.get('CLIP', float('nan')), 2)}× (paper: "
+    f"{fmt(prel.get('CLIP', float('nan')), 2)}×). "
+    + (f"One training epoch takes {fmt(epochs.min(), 2)} s ({epochs.idxmin()}) to {fmt(epochs.max(), 2)} s "
+       f"({epochs.idxmax()}) for the {len(epochs)} tuned methods (paper: {fmt(per_epoch.reindex(epochs.index).min(), 2)}"
+       f"–{fmt(per_epoch.reindex(epochs.index).max(), 2)} min on MVTec AD); all of them train on the cached features "
+       "of a frozen backbone, so an epoch costs only the trained part (prompts through the text encoder, or VAND's "
+       "linear layers). " if len(epochs) else "")
+    + ("These are costs on this machine with the tiny random-weight backbone at its small input size (WinCLIP's "
+       "window count grows with the patch grid, so its relative cost at 240 px is larger): only the ordering "
+       "is indicative, not the numbers. " if ch.smoke else "")))
 
 # %% [markdown]
 # ## Ours vs paper

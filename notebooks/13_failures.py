@@ -43,6 +43,7 @@ pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # True in Jupyter: controls for image, threshold and σ
 
 # %% tags=["remove-cell"]
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -50,7 +51,11 @@ from anomclip.chapters import open_chapter
 from anomclip.failures import (case_batch, pixel_score_frame, pixel_thresholds, score_frame, score_summary,
                                worst_cases)
 from anomclip.labels import fmt, provenance_box, styled
-from anomclip.plots import plot_distributions
+from anomclip.examples import batch_of
+from anomclip.failures import samples_of
+from anomclip.methods import display_name
+from anomclip.plots import draw_maps, method_maps, plot_distributions
+from anomclip.runner import build_model
 from anomclip.widgets import failure_explorer
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
@@ -161,6 +166,34 @@ styled(pd.concat(cases.values())[["dataset", "kind", "category", "i", "label", "
 for k, t in enumerate(docs):
     rgb, masks, raw = case_batch(P, t, cases[t], exps[tuned_on[t]].model())
     failure_explorer(rgb, masks, raw, cases[t], threshold=THRESHOLD, live=live and k == 0, sigma=recipe.sigma)
+
+# %% [markdown]
+# ## The same cases seen by two baselines
+#
+# Are these failures AnomalyCLIP's own, or would any method make them? The worst cases of each
+# dataset, scored by CLIP (hand-written prompts, no training), by VAND (linear layers tuned on
+# the same auxiliary data: chapter 4's run, re-used from the run store) and by AnomalyCLIP: each
+# method's final map, its own smoothing included, divided by the number of layers it sums (the
+# mean over layers: the fixed scale 0–1 for every method, same ranking); each panel's title is
+# that map's pixel AUROC on the image ("–" for a normal image, which has no anomalous pixel).
+
+# %%
+clip_model = build_model(ch.recipe("clip"), ch.device)
+vand = {src: ch.experiment(ch.recipe("vand"), src, P.protocol[src]).model() for src in P.protocol}
+ours_model = {src: e.model() for src, e in exps.items()}
+compared = {}
+for t in docs:
+    m = ours_model[tuned_on[t]]
+    images, masks, cls_names, rgb = batch_of(samples_of(P, t, cases[t]["path"]), m.image_size)
+    compared[t] = (rgb, masks.numpy(), {
+        display_name(name): method_maps(model, images, cls_names, m.image_size)
+        for name, model in (("clip", clip_model), ("vand", vand[tuned_on[t]]), ("official", m))})
+
+# %% tags=["remove-input"]
+for t, (rgb, masks, maps) in compared.items():
+    draw_maps(rgb, masks, maps, sigma=0, what="each method's map ÷ its number of layers",
+              title=f"{t}: worst cases, three methods (tuned on {tuned_on[t]})")
+    plt.show()
 
 # %% [markdown]
 # ## Ours vs paper

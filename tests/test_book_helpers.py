@@ -471,3 +471,46 @@ def test_attention_by_block_returns_softmax_maps_and_their_prominence(tiny_clip,
         again = attention.diagonal_prominence({b: maps}).set_index("mode")["ratio"]
         here = prom[prom["block"] == b].set_index("mode")["ratio"]
         assert np.allclose(again.sort_index(), here.sort_index(), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- baselines in the book
+def test_training_cost_reads_history_and_durations():
+    training = {"history": [{"epoch": 0, "seconds": 3.0}, {"epoch": 1, "seconds": 1.0},
+                            {"epoch": 2, "seconds": 2.0}, {"epoch": 3, "seconds": 10.0}],
+                "durations": {"train_features_s": 4.5, "train_s": 16.0}, "features_from_cache": True}
+    c = tables.training_cost(training)
+    assert c["epochs"] == 4
+    assert c["s per epoch (median)"] == pytest.approx((2.0 + 3.0) / 2)  # median of 1, 2, 3, 10 by hand
+    assert c["feature extraction (s)"] == 4.5 and c["training (s)"] == 16.0 and c["features from the cache"] is True
+    assert tables.training_cost({"history": [{"seconds": 7.0}], "durations": {}})["s per epoch (median)"] == 7.0
+
+
+@pytest.mark.parametrize("training", [None, {"history": [], "durations": {"train_s": 0.0}}])
+def test_training_cost_of_an_untrained_method_is_undefined(training):
+    c = tables.training_cost(training)
+    assert c["epochs"] == 0
+    assert all(math.isnan(c[k]) for k in ("s per epoch (median)", "feature extraction (s)", "training (s)"))
+    assert labels.fmt(c["training (s)"]) == labels.MISSING and c["features from the cache"] is None
+
+
+@pytest.mark.parametrize("method", ["clip", "vand"])
+def test_method_maps_are_the_models_maps_image_by_image_and_resize_by_block_means(method):
+    from anomclip.recipes import smoke
+    from anomclip.runner import build_model
+
+    torch.manual_seed(0)
+    model = build_model(smoke(method), "cpu")
+    s = model.image_size
+    images = torch.randn(3, 3, s, s, generator=torch.Generator().manual_seed(1))
+    names = ["disc", "weave", "disc"]
+    maps = plots.method_maps(model, images, names)
+    assert maps.shape == (3, s, s) and maps.dtype == np.float32
+    with torch.no_grad():  # one image at a time: the figure's maps do not depend on the batch
+        for i in range(3):
+            g, feats = model.encode_image(images[i:i + 1])
+            one = model.score_features(g, feats, model.text_for([names[i]])).anomaly_map[0].numpy()
+            np.testing.assert_allclose(maps[i] * len(model.layers), one, atol=1e-5)  # the sum over layers
+    assert 0.0 <= maps.min() and maps.max() <= 1.0  # the mean over layers of probabilities
+    half = plots.method_maps(model, images, names, size=s // 2)
+    blocks = maps.reshape(3, s // 2, 2, s // 2, 2).mean(axis=(2, 4))  # bilinear at exactly ½ = 2×2 means
+    np.testing.assert_allclose(half, blocks, atol=1e-5)

@@ -20,31 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from ..bench import median_seconds, sync
 from ..recipes import get_recipe, smoke
 from ..results import atomic_write_text, device_name, package_versions
 from .registry import METHODS
 
 CLASS_NAME = "object"
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _median_seconds(fn, repeats: int, device) -> float:
-    fn()  # warm-up (text features, allocations)
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def throughput(recipe, n_images: int, repeats: int, device: str) -> dict:
@@ -58,11 +41,11 @@ def throughput(recipe, n_images: int, repeats: int, device: str) -> dict:
     with torch.no_grad():
         t0 = time.perf_counter()
         g, feats = model.encode_image(images)
-        _sync(device)
+        sync(device)
         first = time.perf_counter() - t0
         # repeats = 0: the first (cold) pass is the measurement (big backbones on a CPU)
-        enc = first if repeats == 0 else _median_seconds(lambda: model.encode_image(images), repeats, device)
-        score = _median_seconds(lambda: model.score_features(g, feats, model.text_for(names)), max(repeats, 1),
+        enc = first if repeats == 0 else median_seconds(lambda: model.encode_image(images), repeats, device)
+        score = median_seconds(lambda: model.score_features(g, feats, model.text_for(names)), max(repeats, 1),
                                 device)
     per_image = sum(t.numel() for d in feats.values() for t in d.values()) / n_images
     return {"backbone": model.info.name, "weights": model.info.weights, "image_size": model.image_size,
