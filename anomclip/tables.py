@@ -115,6 +115,10 @@ def score_differences(doc_a: dict, doc_b: dict, dataset: str = "") -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def _seconds(durations: dict, key: str) -> float:
+    return float(durations[key]) if key in durations else float("nan")
+
+
 def training_cost(training: dict | None) -> dict:
     """A run's training cost from its provenance (``Experiment.training``): the number of epochs,
     the median seconds of one epoch (on cached features), the one-off extraction of the tuning
@@ -129,7 +133,6 @@ def training_cost(training: dict | None) -> dict:
     median = nan if n == 0 else (seconds[n // 2] if n % 2 else 0.5 * (seconds[n // 2 - 1] + seconds[n // 2]))
     return {"epochs": len(history),
             "s per epoch (median)": median,
-            "feature extraction (s)": float(durations["train_features_s"]) if history and "train_features_s" in durations
-            else nan,
-            "training (s)": float(durations["train_s"]) if history and "train_s" in durations else nan,
+            "feature extraction (s)": _seconds(durations, "train_features_s") if history else nan,
+            "training (s)": _seconds(durations, "train_s") if history else nan,
             "features from the cache": bool((training or {}).get("features_from_cache")) if history else None}
