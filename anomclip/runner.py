@@ -367,7 +367,7 @@ def run_table(profile, rows, datasets=None, train: bool = True, force: bool = Fa
         for src, targets in plan:
             if not targets:
                 continue
-            exp = run_experiment(recipe, profile.datasets[src] if train else None,
+            exp = run_experiment(recipe, profile.datasets[src] if src is not None else None,
                                  [profile.datasets[t] for t in targets], profile.out, device=device,
                                  force=force, progress=progress, cache=cache, **kwargs)
             exps[(label, src)] = exp

@@ -48,31 +48,17 @@ from IPython.display import Markdown, display
 from anomclip.chapters import open_chapter
 from anomclip.diagnostics import defect_shift
 from anomclip.labels import SHOWN, compare, fmt, metric_name, notes_box, provenance_box, styled
+from anomclip.methods import display_name
 from anomclip.paper import paper_values
 from anomclip.plots import bars, plot_compare
 from anomclip.runner import build_model
 from anomclip.synth import defect_pairs
 from anomclip.tables import paper_long, wide
 
-try:  # the baselines of Tables 1-2 (display names and whether they tune anything)
-    from anomclip.methods import METHODS
-except ImportError:  # pragma: no cover - before the baselines exist
-    METHODS = {}
-
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
 recipe = ch.recipe("official")
-
-
-def method_name(name):
-    return METHODS[name].display if name in METHODS else ("AnomalyCLIP" if name == "official" else name)
-
-
-def method_trains(name):
-    return METHODS[name].trains if name in METHODS else True
-
-
-names = {name: method_name(name) for name in methods}
+names = {name: display_name(name) for name in methods}
 
 # %% tags=["remove-input"]
 ch.caveat()
@@ -110,11 +96,9 @@ for ds, d in per_cat.groupby("dataset", sort=False):
 # `official` runs are the ones chapters 1 and 3 trained).
 
 # %%
-trained = [(names[n], ch.recipe(n)) for n in methods if method_trains(n)]
-frozen = [(names[n], ch.recipe(n)) for n in methods if not method_trains(n)]
-runs = [ch.run(trained)] + ([ch.run(frozen, train=False)] if frozen else [])
-ours = pd.concat([r.frame for r in runs], ignore_index=True)
-docs = {(lbl, t): doc for r in runs for (lbl, _), e in r.experiments.items() for t, doc in e.results.items()}
+table = ch.run([(names[n], ch.recipe(n)) for n in methods])  # zero-shot methods: one run, no tuning
+ours = table.frame
+docs = {(lbl, t): doc for (lbl, _), e in table.experiments.items() for t, doc in e.results.items()}
 provenance_box(next(iter(docs.values())))
 
 # %% [markdown]

@@ -52,18 +52,14 @@ from IPython.display import Markdown, display
 
 from anomclip.chapters import open_chapter
 from anomclip.labels import SHOWN, compare, fmt, metric_name, notes_box, provenance_box, styled
+from anomclip.methods import display_name
 from anomclip.plots import bars
 from anomclip.profiles import MEDICAL_AUX
 from anomclip.tables import paper_long
 
-try:  # display names of the baselines
-    from anomclip.methods import METHODS
-except ImportError:  # pragma: no cover
-    METHODS = {}
-
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
-names = {n: (METHODS[n].display if n in METHODS else "AnomalyCLIP" if n == "official" else n) for n in methods}
+names = {n: display_name(n) for n in methods}
 AUX = MEDICAL_AUX.name
 
 # %% tags=["remove-input"]

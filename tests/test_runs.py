@@ -165,6 +165,9 @@ def test_labels_and_recipe_names_are_not_part_of_a_run(synth, tmp_path, cache):
     assert runs == sorted({x.key for x in e.values()})  # folders are named by key only
     untrained = run_table(P, [("untrained", r)], train=False)
     assert list(untrained.experiments) == [("untrained", None)]
+    mixed = run_table(P, [("CLIP", smoke("clip")), ("tuned", r)])  # a zero-shot method: one untuned run
+    assert set(mixed.experiments) == {("CLIP", None), ("tuned", "textures")}
+    assert mixed.experiments[("tuned", "textures")].reused
 
 
 def test_experiment_rebuilds_its_model_and_maps_without_copying(synth, tmp_path, cache):
