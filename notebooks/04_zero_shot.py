@@ -13,14 +13,16 @@
 # %% [markdown]
 # # Zero-shot results: Tables 1, 2 and 15–26
 #
-# **What this chapter reproduces.** The AnomalyCLIP rows of the paper's main results —
-# Table 1 (industrial datasets) and Table 2 (medical datasets) — and the per-category
+# **What this chapter reproduces.** The paper's main comparison — AnomalyCLIP against CLIP,
+# CLIP-AC, WinCLIP, VAND and CoOp in Table 1 (industrial datasets) and Table 2 (medical
+# datasets), each method run on the same engine (docs/methods.md) — and AnomalyCLIP's per-category
 # Tables 15–26 (MVTec AD, VisA and MPDD: pixel AUROC, pixel AUPRO, image AUROC, image AP).
 # It also measures what training buys: the same model with the *untrained* prompts.
 #
-# **Argument.** Prompts tuned once on an auxiliary dataset (MVTec AD, or VisA when MVTec AD
-# is the target) should transfer to datasets whose objects, textures and even modalities
-# were never seen, reaching high image- and pixel-level scores everywhere.
+# **Argument.** Object-agnostic prompts tuned once on an auxiliary dataset (MVTec AD, or VisA
+# when MVTec AD is the target) should beat the baselines and transfer to datasets whose
+# objects, textures and even modalities were never seen, reaching high image- and pixel-level
+# scores everywhere.
 #
 # **Experiment.** Each method of the `methods` parameter (a list of recipe names; default
 # all six, `["clip", "clip-ac", "winclip", "vand", "coop", "official"]`: the paper's five baselines
