@@ -328,7 +328,8 @@ def cmd_train(args) -> None:
         if before != fingerprint:
             raise AnomclipError(f"{out} was trained on other data than {spec.root} (fingerprint {before[:12]} vs "
                                 f"{fingerprint[:12]}): resume with the same --data and --categories, or --force")
-    feats = extract_features(model, samples, cache, desc=f"features {spec.name}", progress=_progress())
+    feats = extract_features(model, samples, cache, desc=f"features {spec.name}", progress=_progress(),
+                             fingerprint=fingerprint)
     train_data = {"name": spec.name, "root": str(spec.root), "images": len(samples), "fingerprint": fingerprint}
     res = train(model, feats, checkpoint=out, resume=resuming, progress=_progress(),
                 checkpoint_extra={"train_data": train_data})

@@ -35,7 +35,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -74,7 +73,7 @@ class FeatureCache:
             raise AnomclipError(f"ANOMCLIP_CACHE_DTYPE={dtype!r} is not a cache type: use float32 or float16")
         return cls(Path(environ.get("ANOMCLIP_CACHE", str(DEFAULT_CACHE))), dtype)
 
-    @cached_property
+    @property
     def digests(self) -> DigestIndex:
         """The per-file digest index kept beside the features (``file-digests.sqlite``)."""
         return _digest_index(self.root)
@@ -121,6 +120,7 @@ class FeatureSet:
     from_cache: bool = False
     key: str = ""
     dtype: str = "float32"
+    fingerprint: str = ""  # the content fingerprint of the samples (empty without a cache)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -151,13 +151,14 @@ def feature_key(model, fingerprint: str, dtype: str, skip_unreadable: bool = Fal
 
 def extract_features(model, samples: list[Sample], cache: FeatureCache | None = None, batch_size: int = 8,
                      skip_unreadable: bool = False, progress: bool = True, desc: str = "features",
-                     verify: bool = False) -> FeatureSet:
+                     verify: bool = False, fingerprint: str | None = None) -> FeatureSet:
     """The :class:`FeatureSet` of ``samples`` under ``model``'s frozen visual encoder.
 
     With a ``cache`` the features are written batch by batch into memory-mapped ``.npy`` files
     of a temporary folder, renamed into the cache when complete (extraction holds one batch in
     memory, whatever the size of the dataset), and read back from there next time. Without
-    one they are computed in memory, in float32.
+    one they are computed in memory, in float32. ``fingerprint``: the samples' content
+    fingerprint when the caller already has it (it is computed otherwise).
     """
     if cache is None:
         ds = AnomalyDataset(samples, model.image_size, skip_unreadable=skip_unreadable)
@@ -165,16 +166,17 @@ def extract_features(model, samples: list[Sample], cache: FeatureCache | None = 
         fs = _compute(model, ds, batch_size, progress, desc, _Arrays(len(ds)), "float32")
         fs.seconds = time.perf_counter() - t0
         return fs
-    fingerprint = cache.fingerprint(samples, verify=verify, missing_ok=skip_unreadable)
+    if fingerprint is None:
+        fingerprint = cache.fingerprint(samples, verify=verify, missing_ok=skip_unreadable)
     key = feature_key(model, fingerprint, cache.dtype, skip_unreadable)
     root = cache.root
     folder = root / key
     if (folder / "index.json").is_file():
-        return _load(folder, key, cache.dtype)
+        return _load(folder, key, cache.dtype, fingerprint)
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root / f".{key}.lock"):
         if (folder / "index.json").is_file():  # another process wrote it while we waited
-            return _load(folder, key, cache.dtype)
+            return _load(folder, key, cache.dtype, fingerprint)
         remove_leftovers(root, own_key=key)
         ds = AnomalyDataset(samples, model.image_size, skip_unreadable=skip_unreadable)
         t0 = time.perf_counter()
@@ -189,7 +191,7 @@ def extract_features(model, samples: list[Sample], cache: FeatureCache | None = 
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    fs = _load(folder, key, cache.dtype, seconds=fs.seconds, skipped=fs.skipped)
+    fs = _load(folder, key, cache.dtype, fingerprint, seconds=fs.seconds, skipped=fs.skipped)
     fs.from_cache = False
     return fs
 
@@ -330,7 +332,7 @@ def _save(fs: FeatureSet, tmp: Path, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def _load(folder: Path, key: str, dtype: str, seconds: float = 0.0, skipped=None) -> FeatureSet:
+def _load(folder: Path, key: str, dtype: str, fingerprint: str, seconds: float = 0.0, skipped=None) -> FeatureSet:
     index = json.loads((folder / "index.json").read_text())
     patches: dict = {}
     for name, (m, l) in index["patch_files"].items():
@@ -341,5 +343,5 @@ def _load(folder: Path, key: str, dtype: str, seconds: float = 0.0, skipped=None
         cls_names=index["cls_names"], specie_names=index["specie_names"], paths=index["paths"],
         has_mask=np.load(folder / "has_mask.npy"),
         skipped=[tuple(s) for s in (skipped if skipped is not None else index["skipped"])],
-        seconds=seconds, from_cache=True, key=key, dtype=dtype,
+        seconds=seconds, from_cache=True, key=key, dtype=dtype, fingerprint=fingerprint,
     )

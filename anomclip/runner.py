@@ -215,9 +215,9 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     exp.init = (f"authors' checkpoint {init['file']}" if authors_checkpoint else
                 f"prompts {init['file']} ({init['prompts'][:8]})" if init_prompts else
                 "learned" if train_data else UNTRAINED)
-    eval_keys = {spec.name: eval_key(key, cache.fingerprint(eval_samples[spec.name], verify,
-                                                           missing_ok=skip_unreadable), skip_unreadable)
-                 for spec in eval_data}
+    eval_fps = {spec.name: cache.fingerprint(eval_samples[spec.name], verify, missing_ok=skip_unreadable)
+                for spec in eval_data}
+    eval_keys = {name: eval_key(key, fp, skip_unreadable) for name, fp in eval_fps.items()}
     paths = {name: folder / f"eval-{k}.json" for name, k in eval_keys.items()}
 
     with _run_lock(folder):
@@ -248,7 +248,8 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
             doc, _ = evaluate_dataset(model, spec, eval_samples[spec.name], paths[spec.name], device,
                                       training_info=exp.training, init=exp.init, progress=progress,
                                       batch_size=batch_size, cache=cache, skip_unreadable=skip_unreadable,
-                                      keys={"run": key, "eval": eval_keys[spec.name]})
+                                      keys={"run": key, "eval": eval_keys[spec.name]},
+                                      fingerprint=eval_fps[spec.name])
             exp.results[spec.name] = doc
     return exp
 
@@ -275,7 +276,8 @@ def _write_run(folder: Path, material: dict, training: dict | None, complete: bo
 def _train(model: AnomalyCLIP, exp: Experiment, spec: DataSpec, samples, fingerprint: str, material: dict,
            progress: bool) -> dict:
     t0 = time.perf_counter()
-    feats = extract_features(model, samples, exp.cache, progress=progress, desc=f"features {spec.name}")
+    feats = extract_features(model, samples, exp.cache, progress=progress, desc=f"features {spec.name}",
+                             fingerprint=fingerprint)
     tr: TrainResult = train(model, feats, checkpoint=exp.checkpoint, resume=True, progress=progress)
     info = {"data": _data_info(spec, samples, fingerprint), "history": tr.history, "steps": tr.steps,
             "checkpoint": str(exp.checkpoint), "features_from_cache": feats.from_cache,
@@ -294,20 +296,21 @@ def _data_info(spec: DataSpec, samples, fingerprint: str) -> dict:
 def evaluate_dataset(model: AnomalyCLIP, spec: DataSpec, samples, out_path, device: str,
                      training_info: dict | None = None, init: str = UNTRAINED, progress: bool = True,
                      batch_size: int = 16, cache: FeatureCache | None = None, skip_unreadable: bool = False,
-                     keys: dict | None = None, experiment: str | None = None, verify: bool = False):
+                     keys: dict | None = None, experiment: str | None = None, verify: bool = False,
+                     fingerprint: str | None = None):
     """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically).
 
-    Returns ``(results doc, EvalResult)``. ``keys``: the run-store keys recorded in provenance.
+    Returns ``(results doc, EvalResult)``. ``keys``: the run-store keys recorded in provenance;
+    ``fingerprint``: the samples' content fingerprint when the caller already computed it.
     """
     t0 = time.perf_counter()
     cache = cache or FeatureCache()
     feats = extract_features(model, samples, cache, progress=progress, desc=f"features {spec.name}",
-                             skip_unreadable=skip_unreadable, verify=verify)
+                             skip_unreadable=skip_unreadable, verify=verify, fingerprint=fingerprint)
     res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress)
     durations = dict((training_info or {}).get("durations", {}), eval_features_s=feats.seconds,
                      eval_s=res.seconds, eval_total_s=time.perf_counter() - t0)
-    fingerprint = cache.fingerprint(samples, missing_ok=skip_unreadable)
-    prov = provenance(model, data=_data_info(spec, samples, fingerprint), device=device, durations=durations,
+    prov = provenance(model, data=_data_info(spec, samples, feats.fingerprint), device=device, durations=durations,
                       training=_training_summary(training_info), init=init, keys=keys or {},
                       skip_unreadable=skip_unreadable, skipped=[list(s) for s in feats.skipped],
                       feature_dtype=cache.dtype, experiment=experiment)
