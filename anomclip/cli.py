@@ -13,10 +13,8 @@ earlier result is never half-overwritten.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import errno
-import io
 import json
 import os
 import re
@@ -222,8 +220,8 @@ def _progress() -> bool:
 
 
 def _data_spec(root: str | None, default_domain: str):
-    from .profiles import ensure_synthetic
-    from .runner import DataSpec
+    from .engine.profiles import ensure_synthetic
+    from .engine.runner import DataSpec
 
     if root is None:
         domains = ensure_synthetic(DEFAULT_DATA)
@@ -237,14 +235,14 @@ def _data_spec(root: str | None, default_domain: str):
 
 
 def _samples(spec, categories=None):
-    from .data import load_index
+    from .data.dataset import load_index
 
     index = load_index(spec.root, spec.split, categories)
     return [s for v in index.values() for s in v]
 
 
 def _read_own_checkpoint(path) -> dict:
-    from .model import read_checkpoint
+    from .io import read_checkpoint
 
     ckpt = read_checkpoint(path)
     if "recipe" not in ckpt:
@@ -257,8 +255,8 @@ def _read_own_checkpoint(path) -> dict:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_synth(args) -> None:
-    from .standins import WRITERS, write_all, write_standin
-    from .synth import make_synthetic
+    from .data.standins import WRITERS, write_all, write_standin
+    from .data.synth import make_synthetic
 
     t0 = time.perf_counter()
     if args.layout is None:  # meta.json says "synthetic": true (make_synthetic)
@@ -277,7 +275,7 @@ def cmd_synth(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    from .layouts import prepare_dataset
+    from .data.layouts import prepare_dataset
 
     prepared = prepare_dataset(args.root, layout=args.layout)
     for line in prepared.summary():
@@ -286,10 +284,10 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .features import extract_features
-    from .results import check_writable
-    from .runner import build_model, resolve_device
-    from .train import train
+    from .engine.features import extract_features
+    from .engine.models import build_model, resolve_device
+    from .engine.train import train
+    from .io import check_writable
 
     out = Path(args.out)
     check_writable(out, "file")
@@ -349,7 +347,7 @@ def _eval_recipe(args):
 
 def _load_for_eval(args, recipe, device):
     """The model of ``recipe`` with the prompts of ``--checkpoint`` / ``--authors-checkpoint``."""
-    from .runner import build_model
+    from .engine.models import build_model
 
     model = build_model(recipe, device)
     init = "untrained prompts (N(0, 0.02) init)"
@@ -363,8 +361,9 @@ def _load_for_eval(args, recipe, device):
 
 
 def cmd_eval(args) -> None:
-    from .results import check_writable
-    from .runner import evaluate_dataset, resolve_device
+    from .engine.models import resolve_device
+    from .engine.runner import evaluate_dataset
+    from .io import check_writable
 
     check_writable(args.out, "file")
     device = resolve_device(args.device)
@@ -392,81 +391,25 @@ def _percent(value) -> str:
     return "–" if value is None or value != value else f"{100 * value:.1f}"
 
 
-def output_names(paths: list[Path]) -> list[str]:
-    """A distinct output stem per input image, stable and readable.
-
-    The inputs' paths relative to their common folder, without the suffix (``a/x.png`` and
-    ``b/x.png`` → ``a/x`` and ``b/x``: the input tree is mirrored, nothing overwritten); two
-    inputs differing only by suffix keep it (``x.png``, ``x.jpg`` → ``x_png``, ``x_jpg``).
-    """
-    resolved = [p.resolve() for p in paths]
-    base = Path(os.path.commonpath([str(r.parent) for r in resolved])) if resolved else Path(".")
-    rel = [r.relative_to(base) for r in resolved]
-    stems = [str(r.with_suffix("")) for r in rel]
-    counts = {s: stems.count(s) for s in stems}
-    return [str(r.with_name(r.name.replace(".", "_"))) if counts[s] > 1 else s for r, s in zip(rel, stems)]
-
-
 def cmd_predict(args) -> None:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from .data import image_to_tensor, read_image
-    from .results import atomic_write, atomic_write_text, check_writable
-    from .runner import resolve_device
+    from .engine.models import resolve_device
+    from .engine.predict import predict_images
+    from .io import check_writable
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise AnomclipError(f"--threshold {args.threshold} must lie in [0, 1] (anomaly maps are probabilities)")
     out = Path(args.out)
     check_writable(out, "folder")
     recipe, _ = _eval_recipe(args)
-    unique = list(dict.fromkeys(Path(p).resolve() for p in args.images))  # the same file once
-    images = [(p, read_image(p)) for p in unique]  # read all first: a bad file stops before any write
-    names = output_names([p for p, _ in images])
     device = resolve_device(args.device)
-    model, _ = _load_for_eval(args, recipe, device)
-    import matplotlib
-
-    cmap = matplotlib.colormaps["jet"]
-
-    def png(img):
-        return lambda f: img.save(f, format="PNG")
-
-    rows = []
-    for (path, img), name in zip(images, names):
-        x = image_to_tensor(img, model.image_size).unsqueeze(0)
-        with torch.no_grad():
-            res = model(x, cls_names=[args.class_name])
-        score = float(res.image_score[0])
-        amap = res.anomaly_map[0].cpu().numpy()
-        lo, hi = float(amap.min()), float(amap.max())
-        heat = cmap((amap - lo) / (hi - lo + 1e-12))[..., :3]
-        base = np.asarray(img.resize((model.image_size, model.image_size), Image.BICUBIC), np.float32) / 255
-        overlay = Image.fromarray(((0.5 * base + 0.5 * heat) * 255).clip(0, 255).astype(np.uint8))
-        overlay_path = out / f"{name}_overlay.png"
-        atomic_write(overlay_path, png(overlay.resize(img.size, Image.BILINEAR)))
-        row = {"image": str(path), "score": score, "map_max": hi, "overlay": str(overlay_path)}
-        if args.threshold is not None:
-            mask = Image.fromarray(((amap >= args.threshold) * 255).astype(np.uint8)).resize(img.size, Image.NEAREST)
-            mask_path = out / f"{name}_mask.png"
-            atomic_write(mask_path, png(mask))
-            row["mask"] = str(mask_path)
-        rows.append(row)
-        print(f"{score:.4f}  {path}")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=sorted({k for r in rows for k in r}))
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(out / "scores.csv", buf.getvalue())
-    atomic_write_text(out / "scores.json", json.dumps({"backbone": model.info.weights, "predictions": rows}, indent=1))
-    print(f"wrote {len(rows)} overlays and scores.csv/json to {out}")
+    predict_images(lambda: _load_for_eval(args, recipe, device)[0], args.images, out, args.threshold,
+                   args.class_name, echo=print)
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_bench
-    from .results import check_writable
-    from .runner import resolve_device
+    from .engine.bench import run_bench
+    from .engine.models import resolve_device
+    from .io import check_writable
 
     check_writable(args.out, "file")
     sizes = [b.strip() for b in str(args.batch_sizes).split(",") if b.strip()]
@@ -496,11 +439,10 @@ def cmd_recipes(args) -> None:
 
 
 def cmd_book(args) -> int:
-    from . import book
+    from .book import build as book
 
-    if not book.NOTEBOOKS.is_dir():
-        raise AnomclipError(f"the chapters ({book.NOTEBOOKS}) are not part of this installation: run anomclip book "
-                            "in a checkout of the repository (pip install -e .)")
+    if book.find_checkout() is None:
+        raise AnomclipError(book.NEEDS_CHECKOUT)
     only = [o for x in args.only for o in x.split(",")] if args.only else None
     try:
         book.execute_all(args.profile, args.data_root, args.device, args.force, only)
@@ -524,8 +466,8 @@ def add_cache_args(p: argparse.ArgumentParser) -> None:
 
 
 def feature_cache(args):
-    """The :class:`~anomclip.features.FeatureCache` of ``--cache-dir``/``--cache-dtype`` or the environment."""
-    from .features import FeatureCache
+    """The :class:`~anomclip.engine.features.FeatureCache` of ``--cache-dir``/``--cache-dtype`` or the environment."""
+    from .engine.features import FeatureCache
 
     env = FeatureCache.from_env()
     return FeatureCache(args.cache_dir or env.root, args.cache_dtype or env.dtype)
@@ -546,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of anomclip prepare, or all (one folder per dataset under --out)")
     s.set_defaults(func=cmd_synth)
 
-    from .layouts import LAYOUT_NAMES
+    from .data.layouts import LAYOUT_NAMES
 
     s = sub.add_parser("prepare", help="detect a dataset's layout (the paper's 17 datasets or your own "
                                        "folders), write its meta.json and say what was found")

@@ -19,8 +19,28 @@ from dataclasses import dataclass
 from .errors import AnomclipError
 
 DPAM_MODES = ("vv", "qq", "kk", "qk")
-#: the models a recipe can build, in the order of the paper's tables (anomclip.methods)
-METHOD_NAMES = ("clip", "clip-ac", "winclip", "vand", "coop", "anomalyclip")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method of the paper's Tables 1–3: its key (:attr:`Recipe.method`), the named recipe that
+    runs it, its name in the tables, and whether it is tuned on auxiliary data."""
+
+    key: str  # Recipe.method; the class that implements it: anomclip.methods.registry
+    recipe: str  # get_recipe(recipe) runs it
+    display: str  # the column header of the paper's tables
+    trains: bool  # tuned on the auxiliary data (False: zero-shot with hand-written prompts)
+
+
+#: The one list of methods: key → method, in the order of the paper's tables (CLIP … AnomalyCLIP).
+METHODS: dict[str, MethodInfo] = {m.key: m for m in (
+    MethodInfo("clip", "clip", "CLIP", False),
+    MethodInfo("clip-ac", "clip-ac", "CLIP-AC", False),
+    MethodInfo("winclip", "winclip", "WinCLIP", False),
+    MethodInfo("vand", "vand", "VAND", True),
+    MethodInfo("coop", "coop", "CoOp", True),
+    MethodInfo("anomalyclip", "official", "AnomalyCLIP", True),
+)}
 
 
 @dataclass(frozen=True)
@@ -30,18 +50,18 @@ class Recipe:
     name: str = "official"
     #: which model the recipe builds (anomclip.methods): anomalyclip | clip | clip-ac | winclip | vand | coop
     method: str = "anomalyclip"
-    # --- backbone (SPEC §1)
+    # --- backbone (docs/method.md §1)
     backbone: str = "ViT-L-14-336"
     pretrained: str | None = "openai"
     image_size: int = 518
     pos_interpolation: str = "bilinear"  # "bilinear" (authors) | "bicubic" (open_clip)
     global_ln_post: bool = False  # authors: no ln_post on the global feature
-    # --- DPAM (SPEC §2)
+    # --- DPAM (docs/method.md §2)
     dpam: str = "vv"  # "vv" | "qq" | "kk" | "qk" | "none", or an ensemble "qq+kk+vv"
     dpam_start: float | int = 0.25  # ¼ depth = block 6 of 24
     layers: tuple[float | int, ...] = (1.0,)  # official: last block only (×λ=4)
     lam: float = 4.0  # weight of the local loss (official: 4 × layer 24)
-    # --- prompt learner (SPEC §3)
+    # --- prompt learner (docs/method.md §3)
     n_ctx: int = 12
     shared_ctx: bool = False
     object_aware: bool = False  # "X.. damaged bottle." instead of "X.. damaged object."
@@ -49,17 +69,17 @@ class Recipe:
     prompt_depth: int = 9
     prompt_length: int = 4
     fp16_quirk: bool = False  # authors cast deep prompts to fp16 on insertion
-    # --- losses (SPEC §5)
+    # --- losses (docs/method.md §5)
     use_global_loss: bool = True
     use_focal_loss: bool = True
     use_dice_loss: bool = True
-    # --- training (SPEC §6)
+    # --- training (docs/method.md §6)
     epochs: int = 15
     batch_size: int = 8
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     seed: int = 111
-    # --- scoring (SPEC §4)
+    # --- scoring (docs/method.md §4)
     temperature: float = 0.07
     sigma: float = 4.0
     # --- baselines (docs/methods.md)
@@ -82,9 +102,9 @@ class Recipe:
             )
         if not self.layers:
             raise AnomclipError(f"recipe {self.name!r}: at least one feature layer is needed")
-        if self.method not in METHOD_NAMES:
+        if self.method not in METHODS:
             raise AnomclipError(f"recipe {self.name!r}: unknown method {self.method!r} "
-                                f"(choose from {', '.join(METHOD_NAMES)})")
+                                f"(choose from {', '.join(METHODS)})")
         if self.method == "winclip" and not self.windows:
             raise AnomclipError(f"recipe {self.name!r}: WinCLIP needs at least one window size (windows)")
         if self.prompt_depth < 1 or self.prompt_length < 0 or self.n_ctx < 0:
@@ -173,7 +193,7 @@ PAPER = Recipe(name="paper", layers=(0.25, 0.5, 0.75, 1.0), lam=1.0)
 OFFICIAL_FP16_QUIRK = Recipe(name="official-fp16-quirk", fp16_quirk=True)
 
 #: The tiny random-weight backbone used by tests, CI and the default ``smoke`` book (the one name
-#: of it: :mod:`anomclip.backbone` imports it from here).
+#: of it: :mod:`anomclip.model.backbone` imports it from here).
 TINY_BACKBONE = "tiny-random"
 
 #: One line per recipe setting: the CLI's ``--help`` (every field becomes a flag) and the docs.

@@ -52,13 +52,13 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.data import load_index
-from anomclip.examples import batch_of, overview_samples
-from anomclip.failures import score_frame
-from anomclip.labels import fmt, notes_box, provenance_box, styled
-from anomclip.paper import paper_value
-from anomclip.plots import plot_distributions, show_maps, show_samples
+from anomclip.book.chapter import open_chapter
+from anomclip.book.examples import batch_of, overview_samples
+from anomclip.book.failures import score_frame
+from anomclip.book.labels import fmt, notes_box, provenance_box, styled
+from anomclip.book.paper import paper_value
+from anomclip.book.plots import plot_distributions, show_maps, show_samples
+from anomclip.data.dataset import load_index
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

@@ -44,15 +44,26 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.attention import (MODES, attention_by_block, mask_centre, pixel_auroc_by_mode,
-                                raw_maps_by_mode)
-from anomclip.chapters import open_chapter
-from anomclip.examples import anomalous_samples, batch_of
-from anomclip.labels import MODE_NAMES, fmt, model_provenance, provenance_box, styled
+from anomclip.book.attention import (
+                      MODES,
+                      attention_by_block,
+                      mask_centre,
+                      pixel_auroc_by_mode,
+                      raw_maps_by_mode,
+)
+from anomclip.book.chapter import open_chapter
+from anomclip.book.examples import anomalous_samples, batch_of, method_maps
+from anomclip.book.labels import (
+                      MODE_NAMES,
+                      fmt,
+                      model_provenance,
+                      provenance_box,
+                      styled,
+)
+from anomclip.book.plots import draw_maps, plot_prominence
+from anomclip.book.widgets import attention_explorer
+from anomclip.engine.models import build_model
 from anomclip.methods import display_name
-from anomclip.plots import draw_maps, method_maps, plot_prominence
-from anomclip.runner import build_model
-from anomclip.widgets import attention_explorer
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

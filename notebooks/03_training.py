@@ -48,11 +48,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.diagnostics import prompt_stats
-from anomclip.labels import fmt, provenance_box, styled
-from anomclip.plots import bars, loss_curves
-from anomclip.runner import build_model
+from anomclip.book.chapter import open_chapter
+from anomclip.book.diagnostics import prompt_stats
+from anomclip.book.labels import fmt, provenance_box, styled
+from anomclip.book.plots import bars, loss_curves
+from anomclip.engine.models import build_model
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

@@ -25,7 +25,7 @@
 # scores everywhere.
 #
 # **Experiment.** Each method of the `methods` parameter (a list of recipe names; default
-# all six, `["clip", "clip-ac", "winclip", "vand", "coop", "official"]`: the paper's five baselines
+# all six methods of `anomclip.METHODS`, in the order of the tables: the paper's five baselines
 # and AnomalyCLIP as the authors released it) is tuned on each tuning dataset of
 # the profile's protocol and evaluated on the datasets tuned elsewhere (smoke: textures →
 # objects and objects → textures; paper: MVTec AD → all others, VisA → MVTec AD); methods
@@ -40,26 +40,35 @@ force = False
 backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
 pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # no interactive figure in this chapter
-methods = ["clip", "clip-ac", "winclip", "vand", "coop", "official"]  # recipe names (Tables 1-2 order)
+methods = None  # recipe names; None: all six methods of anomclip.METHODS, in the tables' order
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.diagnostics import defect_shift
-from anomclip.labels import SHOWN, compare, fmt, metric_name, notes_box, provenance_box, styled
-from anomclip.methods import display_name
-from anomclip.paper import paper_values
-from anomclip.plots import bars, plot_compare
-from anomclip.runner import build_model
-from anomclip.synth import defect_pairs
-from anomclip.tables import paper_long, wide
+from anomclip.book.chapter import open_chapter
+from anomclip.book.diagnostics import defect_shift
+from anomclip.book.labels import (
+    SHOWN,
+    compare,
+    fmt,
+    metric_name,
+    notes_box,
+    provenance_box,
+    styled,
+)
+from anomclip.book.paper import paper_values
+from anomclip.book.plots import bars, plot_compare
+from anomclip.book.tables import paper_long, wide
+from anomclip.data.synth import defect_pairs
+from anomclip.engine.models import build_model
+from anomclip.methods import METHODS, display_name
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
 recipe = ch.recipe("official")
+methods = methods or [m.recipe for m in METHODS.values()]
 names = {name: display_name(name) for name in methods}
 
 # %% tags=["remove-input"]
@@ -69,7 +78,7 @@ ch.caveat()
 # ## The paper's numbers
 #
 # First what the paper reports, labelled **paper** (values in %, from
-# `anomclip/reference/paper_results.csv`): Tables 1 and 2, one row per dataset and metric
+# `anomclip/book/reference/paper_results.csv`): Tables 1 and 2, one row per dataset and metric
 # (the paper reports image metrics, pixel metrics or both depending on the dataset).
 
 # %% tags=["remove-input"]
@@ -147,12 +156,12 @@ plt.show()
 # %% [markdown]
 # ## Why the maps can transfer when the image score does not
 #
-# The image score reads the global feature alone; the map reads the patch features (SPEC §4).
+# The image score reads the global feature alone; the map reads the patch features (docs/method.md §4).
 # Prompts tuned on one dataset can carry "damaged" to another only through a feature that a
 # defect moves *more* than two normal images of the same category differ. We measure both on
-# pairs of synthetic images that differ by the defect alone (`anomclip.synth.defect_pairs`,
+# pairs of synthetic images that differ by the defect alone (`anomclip.data.synth.defect_pairs`,
 # generated in memory, 8 per category), with this chapter's backbone
-# (`anomclip.diagnostics.defect_shift`):
+# (`anomclip.book.diagnostics.defect_shift`):
 #
 # * **shift**: cosine distance between an image's feature and the same image's with the defect
 #   (patch: the patch cell the defect covers most, last layer of the map);

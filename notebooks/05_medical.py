@@ -50,12 +50,20 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.labels import SHOWN, compare, fmt, metric_name, notes_box, provenance_box, styled
+from anomclip.book.chapter import open_chapter
+from anomclip.book.labels import (
+    SHOWN,
+    compare,
+    fmt,
+    metric_name,
+    notes_box,
+    provenance_box,
+    styled,
+)
+from anomclip.book.plots import bars
+from anomclip.book.tables import paper_long
+from anomclip.data.catalogue import MEDICAL_AUX
 from anomclip.methods import display_name
-from anomclip.plots import bars
-from anomclip.profiles import MEDICAL_AUX
-from anomclip.tables import paper_long
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

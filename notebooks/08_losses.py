@@ -43,10 +43,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.labels import compare, compare_table, fmt, provenance_box, styled
-from anomclip.plots import loss_curves, plot_compare
-from anomclip.tables import paper_long, relabel
+from anomclip.book.chapter import open_chapter
+from anomclip.book.labels import compare, compare_table, fmt, provenance_box, styled
+from anomclip.book.plots import loss_curves, plot_compare
+from anomclip.book.tables import paper_long, relabel
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

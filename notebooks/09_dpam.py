@@ -45,14 +45,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.attention import raw_maps_by_mode
-from anomclip.chapters import open_chapter
-from anomclip.examples import anomalous_samples, batch_of
-from anomclip.labels import compare, compare_table, fmt, provenance_box, styled
-from anomclip.plots import plot_compare, plot_radar
-from anomclip.runner import build_model
-from anomclip.tables import paper_long, relabel
-from anomclip.widgets import map_explorer
+from anomclip.book.attention import raw_maps_by_mode
+from anomclip.book.chapter import open_chapter
+from anomclip.book.examples import anomalous_samples, batch_of
+from anomclip.book.labels import compare, compare_table, fmt, provenance_box, styled
+from anomclip.book.plots import plot_compare, plot_radar
+from anomclip.book.tables import paper_long, relabel
+from anomclip.book.widgets import map_explorer
+from anomclip.engine.models import build_model
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

@@ -55,10 +55,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.labels import SHOWN, fmt, metric_name, provenance_box, styled
-from anomclip.plots import plot_sweeps
-from anomclip.tables import wide
+from anomclip.book.chapter import open_chapter
+from anomclip.book.labels import SHOWN, fmt, metric_name, provenance_box, styled
+from anomclip.book.plots import plot_sweeps
+from anomclip.book.tables import wide
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
@@ -117,7 +117,7 @@ for level, metrics in {"pixel": ["pixel AUROC", "pixel AUPRO"], "image": ["image
 # ## Ours vs paper
 #
 # Fig. 8 of the paper is a set of line plots without printed numbers (it is not in
-# `anomclip/reference/paper_results.csv`), so only its **trend** can be put beside ours. The
+# `anomclip/book/reference/paper_results.csv`), so only its **trend** can be put beside ours. The
 # paper (pixel AUPRO and image AP on MVTec AD and VisA) reports:
 #
 # | sweep | paper: trend | paper: chosen |

@@ -24,7 +24,7 @@
 # image crops.
 #
 # **Experiment.** With the profile's backbone and the `official` recipe we time, on the current
-# device (functions of `anomclip.bench`, which only measure and never assert):
+# device (functions of `anomclip.engine.bench`, which only measure and never assert):
 #
 # | what | how |
 # |---|---|
@@ -45,7 +45,7 @@ pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # no interactive figure in this chapter
 batch_sizes = [1, 4]  # paper profile: e.g. [1, 8]
 repeats = 3
-methods = ["clip", "clip-ac", "winclip", "vand", "coop", "official"]  # Table 8's methods (recipe names)
+methods = None  # recipe names; None: Table 8's six methods (anomclip.METHODS)
 method_images = 4  # images per batch when timing each method
 
 # %% tags=["remove-cell"]
@@ -56,17 +56,19 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.bench import bench_forward, bench_text
-from anomclip.book import read_timings
-from anomclip.chapters import open_chapter
-from anomclip.labels import fmt, model_provenance, provenance_box, styled
-from anomclip.methods import display_name, trains
-from anomclip.methods.bench import throughput
-from anomclip.paper import paper_values
-from anomclip.plots import COLUMN_WIDTH_IN
-from anomclip.results import device_name
-from anomclip.runner import build_model
-from anomclip.tables import training_cost
+from anomclip.book.build import read_timings
+from anomclip.book.chapter import open_chapter
+from anomclip.book.labels import fmt, model_provenance, provenance_box, styled
+from anomclip.book.paper import paper_values
+from anomclip.book.plots import COLUMN_WIDTH_IN
+from anomclip.book.tables import training_cost
+from anomclip.engine.bench import bench_forward, bench_text
+from anomclip.engine.bench_methods import throughput
+from anomclip.engine.models import build_model
+from anomclip.engine.results import device_name
+from anomclip.methods import METHODS, display_name, trains
+
+methods = methods or [m.recipe for m in METHODS.values()]
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
@@ -137,7 +139,7 @@ styled(pd.Series({"epochs": len(hist), "seconds per epoch, cached features (medi
 # Each method of Table 8 (and CLIP-AC) with the profile's backbone (WinCLIP: its own, see
 # docs/methods.md): images/s of the visual encoder (what feature extraction costs: WinCLIP runs
 # the ViT once per window), of scoring cached features (text features, maps), and of both, on
-# a batch of `method_images` random images (`anomclip.methods.bench.throughput`, medians of
+# a batch of `method_images` random images (`anomclip.engine.bench_methods.throughput`, medians of
 # `repeats` after one warm-up). Training: the runs of chapter 4, read back from the run store
 # (tuned on the first tuning dataset of the protocol) with the durations and per-epoch seconds
 # their provenance records; the methods that train nothing have none ("–").

@@ -47,16 +47,22 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip.chapters import open_chapter
-from anomclip.failures import (case_batch, pixel_score_frame, pixel_thresholds, score_frame, score_summary,
-                               worst_cases)
-from anomclip.labels import fmt, provenance_box, styled
-from anomclip.examples import batch_of
-from anomclip.failures import samples_of
+from anomclip.book.chapter import open_chapter
+from anomclip.book.examples import batch_of, method_maps
+from anomclip.book.failures import (
+    case_batch,
+    pixel_score_frame,
+    pixel_thresholds,
+    samples_of,
+    score_frame,
+    score_summary,
+    worst_cases,
+)
+from anomclip.book.labels import fmt, provenance_box, styled
+from anomclip.book.plots import draw_maps, plot_distributions
+from anomclip.book.widgets import failure_explorer
+from anomclip.engine.models import build_model
 from anomclip.methods import display_name
-from anomclip.plots import draw_maps, method_maps, plot_distributions
-from anomclip.runner import build_model
-from anomclip.widgets import failure_explorer
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
@@ -198,7 +204,7 @@ for t, (rgb, masks, maps) in compared.items():
 # %% [markdown]
 # ## Ours vs paper
 #
-# Figs. 7 and 10–13 print no numbers (they are not in `anomclip/reference/paper_results.csv`), so
+# Figs. 7 and 10–13 print no numbers (they are not in `anomclip/book/reference/paper_results.csv`), so
 # only the shape can be compared. The paper: CLIP's normal and anomalous scores overlap around
 # 0.5; AnomalyCLIP's separate and cover a wide range, and its failures are anomaly-like
 # background patterns and defect-like normal regions.

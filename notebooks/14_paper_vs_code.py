@@ -46,11 +46,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from anomclip import metrics
-from anomclip.chapters import open_chapter
-from anomclip.labels import fmt, metric_name, provenance_box, styled
-from anomclip.plots import bars
-from anomclip.tables import paired_means, score_differences, wide
+from anomclip.book.chapter import open_chapter
+from anomclip.book.labels import fmt, metric_name, provenance_box, styled
+from anomclip.book.plots import bars
+from anomclip.book.tables import paired_means, score_differences, wide
+from anomclip.engine import metrics
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P

@@ -10,7 +10,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(scope="session")
 def tiny_clip():
     """The embedded tiny random CLIP at 96 px (grid 12×12, 8 visual blocks, 12 text blocks)."""
-    from anomclip.backbone import load_clip
+    from anomclip.model.backbone import load_clip
 
     return load_clip("tiny-random", None, image_size=96)
 

@@ -17,7 +17,17 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from anomclip import attention, failures, labels, metrics, paper, plots, tables, widgets  # noqa: E402
+from anomclip.book import (
+    attention,
+    examples,
+    failures,
+    labels,
+    paper,
+    plots,
+    tables,
+    widgets,
+)
+from anomclip.engine import metrics
 
 
 # --------------------------------------------------------------------------- metrics helpers
@@ -180,7 +190,7 @@ def test_notes_box_lists_each_note_once():
 
 # --------------------------------------------------------------------------- paper numbers and tables
 def _csv_rows():
-    with resources.files("anomclip").joinpath("reference/paper_results.csv").open() as f:
+    with resources.files("anomclip.book").joinpath("reference/paper_results.csv").open() as f:
         return list(csv.DictReader(f))
 
 
@@ -322,8 +332,8 @@ def test_explorers_draw_statically_outside_jupyter():
 
 # --------------------------------------------------------------------------- profiles and the chapter template
 def test_chapter_recipe_keeps_backbone_override_on_every_recipe(tmp_path):
-    from anomclip.chapters import Chapter
-    from anomclip.profiles import Profile
+    from anomclip.book.chapter import Chapter
+    from anomclip.engine.profiles import Profile
     from anomclip.recipes import smoke
 
     P = Profile("smoke", smoke("official"), {}, {}, tmp_path, synthetic=True)
@@ -365,7 +375,7 @@ def test_deviations_finds_the_outlier_against_the_median_of_the_others():
 def test_read_timings_sums_the_chapters(tmp_path):
     import json
 
-    from anomclip import book
+    from anomclip.book import build as book
 
     assert book.read_timings("smoke", tmp_path) is None
     (tmp_path / "results" / "smoke").mkdir(parents=True)
@@ -379,7 +389,7 @@ def test_read_timings_sums_the_chapters(tmp_path):
 def test_injected_parameters_cell_is_hidden(tmp_path):
     import nbformat
 
-    from anomclip import book
+    from anomclip.book import build as book
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("a = 1", metadata={"tags": ["parameters"]}),
@@ -416,8 +426,8 @@ def test_score_differences():
 
 
 def test_prompt_stats_match_the_tensors(tiny_clip):
-    from anomclip.diagnostics import prompt_stats
-    from anomclip.model import AnomalyCLIP
+    from anomclip.book.diagnostics import prompt_stats
+    from anomclip.model.anomalyclip import AnomalyCLIP
     from anomclip.recipes import smoke
 
     clip_model, tokenizer, info = tiny_clip
@@ -437,8 +447,9 @@ def test_prompt_stats_match_the_tensors(tiny_clip):
 def test_batch_of_reads_masks_as_evaluation_does(tmp_path):
     from PIL import Image
 
-    from anomclip.data import Sample, load_mask
-    from anomclip.examples import batch_of
+    from anomclip.book.examples import batch_of
+    from anomclip.data.index import Sample
+    from anomclip.data.preprocess import load_mask
 
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "a.png")
@@ -455,7 +466,7 @@ def test_batch_of_reads_masks_as_evaluation_does(tmp_path):
 
 
 def test_attention_by_block_returns_softmax_maps_and_their_prominence(tiny_clip, images):
-    from anomclip.model import AnomalyCLIP
+    from anomclip.model.anomalyclip import AnomalyCLIP
     from anomclip.recipes import smoke
 
     clip_model, tokenizer, info = tiny_clip
@@ -495,15 +506,15 @@ def test_training_cost_of_an_untrained_method_is_undefined(training):
 
 @pytest.mark.parametrize("method", ["clip", "vand"])
 def test_method_maps_are_the_models_maps_image_by_image_and_resize_by_block_means(method):
+    from anomclip.engine.models import build_model
     from anomclip.recipes import smoke
-    from anomclip.runner import build_model
 
     torch.manual_seed(0)
     model = build_model(smoke(method), "cpu")
     s = model.image_size
     images = torch.randn(3, 3, s, s, generator=torch.Generator().manual_seed(1))
     names = ["disc", "weave", "disc"]
-    maps = plots.method_maps(model, images, names)
+    maps = examples.method_maps(model, images, names)
     assert maps.shape == (3, s, s) and maps.dtype == np.float32
     with torch.no_grad():  # one image at a time: the figure's maps do not depend on the batch
         for i in range(3):
@@ -511,6 +522,6 @@ def test_method_maps_are_the_models_maps_image_by_image_and_resize_by_block_mean
             one = model.score_features(g, feats, model.text_for([names[i]])).anomaly_map[0].numpy()
             np.testing.assert_allclose(maps[i] * len(model.layers), one, atol=1e-5)  # the sum over layers
     assert 0.0 <= maps.min() and maps.max() <= 1.0  # the mean over layers of probabilities
-    half = plots.method_maps(model, images, names, size=s // 2)
+    half = examples.method_maps(model, images, names, size=s // 2)
     blocks = maps.reshape(3, s // 2, 2, s // 2, 2).mean(axis=(2, 4))  # bilinear at exactly ½ = 2×2 means
     np.testing.assert_allclose(half, blocks, atol=1e-5)

@@ -22,9 +22,10 @@ import torch
 from PIL import Image
 
 from anomclip import AnomclipError
-from anomclip.cli import build_parser, main, output_names, recipe_from_args
+from anomclip.cli import build_parser, main, recipe_from_args
+from anomclip.data.synth import make_synthetic
+from anomclip.engine.predict import output_names
 from anomclip.recipes import DESCRIPTIONS, RECIPES, Recipe, get_recipe
-from anomclip.synth import make_synthetic
 
 
 # ---------------------------------------------------------------- helpers and fixtures
@@ -196,7 +197,7 @@ def test_out_in_a_read_only_folder_fails_before_any_work(synth, tmp_path, capsys
     ro.mkdir()
     (ro / "old.json").write_text('{"old": 1}')
     deny_writes(ro)
-    monkeypatch.setattr("anomclip.runner.build_model", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("anomclip.engine.models.build_model", lambda *a, **k: pytest.fail("work started"))
     img = sorted(synth["objects"].rglob("*.png"))[0]
     for argv in (["eval", "--data", synth["objects"], "--out", ro / "r.json"],
                  ["train", "--data", synth["textures"], "--out", ro / "p.pt"],
@@ -278,8 +279,8 @@ def test_the_api_gets_the_same_checks():
 
 # ---------------------------------------------------------------- checkpoints
 def test_checkpoint_records_recipe_and_training_data(trained, synth):
-    from anomclip.data import load_index
-    from anomclip.fingerprint import dataset_fingerprint
+    from anomclip.data.dataset import load_index
+    from anomclip.data.fingerprint import dataset_fingerprint
 
     state = torch.load(trained, map_location="cpu", weights_only=True)
     samples = [s for v in load_index(synth["textures"]).values() for s in v]
@@ -343,9 +344,9 @@ def test_predict_keeps_both_images_with_the_same_name(synth, ckpt, tmp_path, cap
 
 # ---------------------------------------------------------------- files get the user's umask
 def test_results_and_checkpoints_follow_the_umask(tmp_path, tiny_clip):
-    from anomclip.model import AnomalyCLIP
+    from anomclip.io import atomic_write, atomic_write_text
+    from anomclip.model.anomalyclip import AnomalyCLIP
     from anomclip.recipes import smoke
-    from anomclip.results import atomic_write, atomic_write_text
 
     old = os.umask(0o027)
     try:
@@ -365,12 +366,12 @@ def test_third_party_warnings_do_not_spill_into_an_error(tmp_path, capsys, monke
         warnings.warn("some library: QuickGELU mismatch", UserWarning)
         raise AnomclipError("device 'tpu' is not available")
 
-    monkeypatch.setattr("anomclip.runner.resolve_device", chatty)
+    monkeypatch.setattr("anomclip.engine.models.resolve_device", chatty)
     assert_one_line_error(run(capsys, "eval", "--out", tmp_path / "r.json"), "tpu")
 
 
 def test_book_command_runs_execute_then_html(tmp_path, capsys, monkeypatch):
-    from anomclip import book
+    from anomclip.book import build as book
 
     calls = []
     monkeypatch.setattr(book, "execute_all", lambda *a, **k: calls.append(("execute", a, k)))

@@ -1,4 +1,4 @@
-"""anomclip.diagnostics.defect_shift against cosine distances written out in the test."""
+"""anomclip.book.diagnostics.defect_shift against cosine distances written out in the test."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from anomclip.data import CLIP_MEAN, CLIP_STD
-from anomclip.diagnostics import defect_shift
+from anomclip.book.diagnostics import defect_shift
+from anomclip.data.preprocess import CLIP_MEAN, CLIP_STD
+from anomclip.data.synth import defect_pairs
+from anomclip.engine.models import build_model
 from anomclip.recipes import smoke
-from anomclip.runner import build_model
-from anomclip.synth import defect_pairs
 
 
 def preprocess(a: np.ndarray, size: int) -> torch.Tensor:

@@ -10,13 +10,14 @@ from PIL import Image
 
 from anomclip import AnomclipError
 from anomclip.cli import main
-from anomclip.data import load_index
-from anomclip.evaluate import evaluate
-from anomclip.features import FeatureCache, extract_features
+from anomclip.data.dataset import load_index
+from anomclip.data.synth import make_synthetic
+from anomclip.engine.evaluate import evaluate
+from anomclip.engine.features import FeatureCache, extract_features
+from anomclip.engine.models import build_model
+from anomclip.engine.runner import DataSpec, run_experiment
+from anomclip.engine.train import train
 from anomclip.recipes import smoke
-from anomclip.runner import DataSpec, build_model, run_experiment
-from anomclip.synth import make_synthetic
-from anomclip.train import train
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_half_precision_cache_is_opt_in_keyed_and_recorded(synth, tmp_path, monk
 
 
 def _image(synth, path):
-    from anomclip.data import load_image
+    from anomclip.data.preprocess import load_image
 
     return load_image(path, 96)
 

@@ -1,6 +1,6 @@
 """The release layouts of the paper's 17 datasets: detection, reading, pairing, prepare.
 
-Each stand-in (anomclip.standins) records what it wrote — every image with its label and the
+Each stand-in (anomclip.data.standins) records what it wrote — every image with its label and the
 mask file it was given, or none — and the readers must find exactly that: the traps of the
 real releases (a missing mask, Thumbs.db and a read-me, upper-case extensions, mask stems with
 a suffix, class-id masks, lung masks beside COVID images, an unlabelled pred/ folder) are in
@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomclip import data, layouts, standins
+from anomclip import data
 from anomclip.cli import main
+from anomclip.data import layouts, standins
+from anomclip.data.catalogue import DATASETS as PAPER_TABLE
 from anomclip.errors import AnomclipError
-from anomclip.profiles import PAPER_TABLE
 
 KEYS = tuple(standins.WRITERS)
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from anomclip import losses
+from anomclip.model import losses
 
 
 def _probs(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

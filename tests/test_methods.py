@@ -14,9 +14,16 @@ from scipy.ndimage import gaussian_filter
 
 from anomclip import AnomclipError
 from anomclip.methods import METHODS, build_method, display_name, trains
-from anomclip.methods.prompts import (IMAGENET_TEMPLATES, VAND_TEMPLATES, WINCLIP_TEMPLATES, clip_ac_sentences,
-                                      clip_sentences, compositional_sentences, vand_sentences)
-from anomclip.methods.winclip import harmonic_aggregation, cover_matrix, window_indices
+from anomclip.methods.prompts import (
+    IMAGENET_TEMPLATES,
+    VAND_TEMPLATES,
+    WINCLIP_TEMPLATES,
+    clip_ac_sentences,
+    clip_sentences,
+    compositional_sentences,
+    vand_sentences,
+)
+from anomclip.methods.winclip import cover_matrix, harmonic_aggregation, window_indices
 from anomclip.recipes import Recipe, get_recipe, smoke
 
 CLASSES = ["metal_nut", "bottle"]
@@ -56,14 +63,16 @@ def clip_tokens(clip_model, images):
 def test_six_methods_in_table_order_with_the_papers_names(tiny_clip):
     assert [m.display for m in METHODS.values()] == ["CLIP", "CLIP-AC", "WinCLIP", "VAND", "CoOp", "AnomalyCLIP"]
     assert [m.trains for m in METHODS.values()] == [False, False, False, True, True, True]
-    assert [trains(get_recipe(n)) for n in METHODS] == [m.trains for m in METHODS.values()]
+    assert [trains(get_recipe(m.recipe)) for m in METHODS.values()] == [m.trains for m in METHODS.values()]
     classes = {}
-    for name in METHODS:
+    for key, info in METHODS.items():
+        name = info.recipe
         r = get_recipe(name)
-        assert display_name(r) == METHODS[name].display == display_name(name)
+        assert r.method == key
+        assert display_name(r) == info.display == display_name(name) == display_name(key)
         model = build(tiny_clip, name)
         classes[name] = type(model).__name__
-        assert (len(model.trainable_parameters()) > 0) == METHODS[name].trains, name
+        assert (len(model.trainable_parameters()) > 0) == info.trains, name
         assert Recipe.from_dict(r.to_dict()) == r  # recipes stay data (JSON round trip)
     assert classes == {"clip": "CLIPBaseline", "clip-ac": "CLIPAC", "winclip": "WinCLIP", "vand": "VAND",
                        "coop": "CoOp", "official": "AnomalyCLIP"}
@@ -72,7 +81,7 @@ def test_six_methods_in_table_order_with_the_papers_names(tiny_clip):
 
 
 def test_profiles_keep_a_baselines_own_settings_on_real_data_only():
-    from anomclip.profiles import Profile
+    from anomclip.engine.profiles import Profile
 
     paper = Profile("paper", get_recipe("official"), {}, synthetic=False)
     smoke_p = Profile("smoke", smoke("official", epochs=2), {}, synthetic=True)
@@ -267,13 +276,11 @@ def test_coop_prompt_is_shared_context_then_state_word_then_class(tiny_clip):
 
 
 def test_coop_trains_only_on_the_image_level_cross_entropy(tiny_clip, images):
-    from anomclip.train import training_loss
-
     model = build(tiny_clip, "coop")
     g, feats = model.encode_image(images)
     labels = torch.tensor([0, 1])
     masks = torch.zeros(2, 96, 96)
-    loss = training_loss(model, g, feats, labels, masks, CLASSES)
+    loss = model.training_loss(g, feats, labels, masks, CLASSES)
     logits = torch.einsum("bd,bcd->bc", g, model.text_for(CLASSES)) / 0.07
     want = -torch.log_softmax(logits, -1)[torch.arange(2), labels].mean()
     assert loss["total"].item() == pytest.approx(want.item(), rel=1e-6) and loss["local"].item() == 0.0
@@ -282,7 +289,7 @@ def test_coop_trains_only_on_the_image_level_cross_entropy(tiny_clip, images):
 
 # ---------------------------------------------------------------- one engine
 def test_clip_clip_ac_and_coop_share_one_feature_extraction(tiny_clip):
-    specs = {n: build(tiny_clip, n).feature_spec() for n in METHODS}
+    specs = {m.recipe: build(tiny_clip, m.recipe).feature_spec() for m in METHODS.values()}
     assert specs["clip"] == specs["clip-ac"] == specs["coop"]
     distinct = [specs[n] for n in ("clip", "winclip", "vand", "official")]
     assert all(a != b for i, a in enumerate(distinct) for b in distinct[i + 1:])
@@ -291,21 +298,21 @@ def test_clip_clip_ac_and_coop_share_one_feature_extraction(tiny_clip):
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    from anomclip.synth import make_synthetic
+    from anomclip.data.synth import make_synthetic
 
     return make_synthetic(tmp_path_factory.mktemp("synth"), n_normal=4, n_anomalous=4, size=96)
 
 
 @pytest.fixture
 def cache(tmp_path_factory):
-    from anomclip.features import FeatureCache
+    from anomclip.engine.features import FeatureCache
 
     return FeatureCache(tmp_path_factory.getbasetemp() / "features")
 
 
 def _feats(model, root, cache):
-    from anomclip.data import load_index
-    from anomclip.features import extract_features
+    from anomclip.data.dataset import load_index
+    from anomclip.engine.features import extract_features
 
     samples = [s for v in load_index(root).values() for s in v]
     return extract_features(model, samples, cache, progress=False)
@@ -313,8 +320,8 @@ def _feats(model, root, cache):
 
 @pytest.mark.parametrize("name", ["vand", "coop"])
 def test_vand_and_coop_train_checkpoint_and_resume_like_anomalyclip(synth, cache, tmp_path, name):
-    from anomclip.runner import build_model
-    from anomclip.train import train
+    from anomclip.engine.models import build_model
+    from anomclip.engine.train import train
 
     recipe = smoke(name, epochs=3, batch_size=8)
     runs = []
@@ -339,8 +346,8 @@ def test_vand_and_coop_train_checkpoint_and_resume_like_anomalyclip(synth, cache
 
 
 def test_zero_shot_methods_have_nothing_to_train(synth, cache):
-    from anomclip.runner import build_model
-    from anomclip.train import train
+    from anomclip.engine.models import build_model
+    from anomclip.engine.train import train
 
     for name in ("clip", "clip-ac", "winclip"):
         model = build_model(smoke(name, epochs=2))
@@ -350,9 +357,9 @@ def test_zero_shot_methods_have_nothing_to_train(synth, cache):
 
 def test_anomalyclip_training_is_unchanged_by_the_generic_loop(synth, cache):
     """train() on AnomalyCLIP equals the glocal loop written out here, bit for bit."""
-    from anomclip.losses import glocal_loss
-    from anomclip.runner import build_model
-    from anomclip.train import train
+    from anomclip.engine.models import build_model
+    from anomclip.engine.train import train
+    from anomclip.model.losses import glocal_loss
 
     recipe = smoke("official", epochs=2)
     model = build_model(recipe)
@@ -376,10 +383,11 @@ def test_anomalyclip_training_is_unchanged_by_the_generic_loop(synth, cache):
 
 
 def test_every_method_runs_end_to_end_through_run_experiment(synth, cache, tmp_path):
-    from anomclip.runner import DataSpec, run_experiment
+    from anomclip.engine.runner import DataSpec, run_experiment
 
     tex, obj = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
-    for name, info in METHODS.items():
+    for info in METHODS.values():
+        name = info.recipe
         recipe = smoke(name, epochs=1, batch_size=8)
         exp = run_experiment(recipe, tex if info.trains else None, [obj], tmp_path, progress=False, cache=cache,
                              device="cpu")

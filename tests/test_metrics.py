@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from anomclip import metrics
+from anomclip.engine import metrics
+from anomclip.engine.metrics import UndefinedMetricWarning
 from anomclip.errors import AnomclipError
-from anomclip.metrics import UndefinedMetricWarning
 
 # ----------------------------------------------------------------------------- brute force
 

@@ -1,4 +1,4 @@
-"""The model half of AnomalyCLIP (SPEC §1–4, §9) against formulas written out here."""
+"""The model half of AnomalyCLIP (docs/method.md §1–4, §9) against formulas written out here."""
 import math
 import warnings
 
@@ -9,9 +9,13 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from anomclip import AnomalyCLIP, AnomclipError
-from anomclip.backbone import resize_pos_embed
-from anomclip.prompt_learner import PromptLearner, encode_prompts, prompt_sentences
-from anomclip.scoring import gaussian_blur
+from anomclip.model.backbone import resize_pos_embed
+from anomclip.model.prompt_learner import (
+    PromptLearner,
+    encode_prompts,
+    prompt_sentences,
+)
+from anomclip.model.scoring import gaussian_blur
 
 
 def embed_by_hand(v, images):
@@ -68,7 +72,7 @@ def test_text_without_learnable_tokens_equals_open_clip_encode_text(tiny_clip):
 
 # ---------------------------------------------------------------- DPAM against the formula
 def reference_dpam(clip_model, images, mode, start, layers):
-    """SPEC §2 written out head by head with explicit softmax (no SDPA, no shared code)."""
+    """docs/method.md §2 written out head by head with explicit softmax (no SDPA, no shared code)."""
     v_ = clip_model.visual
     x = embed_by_hand(v_, images)
     xs, out = None, {}
@@ -445,7 +449,7 @@ def torchscript_archive(state: dict, path) -> None:
 
 
 def random_tiny_state(seed: int = 5) -> dict:
-    from anomclip.backbone import _tiny_clip
+    from anomclip.model.backbone import _tiny_clip
 
     g = torch.Generator().manual_seed(seed)
     state = {k: torch.randn(v.shape, generator=g) if v.is_floating_point() else v
@@ -455,7 +459,7 @@ def random_tiny_state(seed: int = 5) -> dict:
 
 
 def test_torchscript_weights_file_is_loaded_through_its_state_dict(tmp_path):
-    from anomclip.backbone import is_torchscript, load_clip
+    from anomclip.model.backbone import is_torchscript, load_clip
 
     state = random_tiny_state()
     path = tmp_path / "ViT-tiny.pt"
@@ -477,7 +481,7 @@ def test_named_backbone_with_a_torchscript_file_skips_open_clips_loader(tmp_path
     the weights from the archive."""
     import open_clip
 
-    from anomclip.backbone import _tiny_clip, load_clip
+    from anomclip.model.backbone import _tiny_clip, load_clip
 
     calls = []
 
@@ -504,7 +508,7 @@ def test_named_backbone_with_a_torchscript_file_skips_open_clips_loader(tmp_path
 def test_loading_quiets_only_the_loaders_loggers(caplog):
     import logging
 
-    from anomclip.backbone import quiet_loggers
+    from anomclip.model.backbone import quiet_loggers
 
     with caplog.at_level(logging.INFO):
         with quiet_loggers():

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from anomclip import book
+from anomclip.book import build as book
 
 CHAPTER_FILES = book.chapters()
 

@@ -1,6 +1,6 @@
 """A dry run of the paper profile: its protocol end to end on the stand-ins of every release.
 
-The 17 stand-ins (anomclip.standins, synthetic images in each dataset's published layout)
+The 17 stand-ins (anomclip.data.standins, synthetic images in each dataset's published layout)
 are written under a DATA_ROOT, one folder is left out, and Table 3's medical auxiliary set is
 built from the ColonDB stand-in as docs/datasets.md says. ``get_profile("paper", root)``
 must detect and prepare every dataset, report the missing one, and the protocol — tune on MVTec
@@ -17,12 +17,14 @@ import warnings
 import numpy as np
 import pytest
 
-from anomclip import standins
-from anomclip.features import FeatureCache
-from anomclip.metrics import UndefinedMetricWarning
-from anomclip.profiles import MEDICAL_AUX, PAPER_TABLE, get_profile
+from anomclip.data import standins
+from anomclip.data.catalogue import DATASETS as PAPER_TABLE
+from anomclip.data.catalogue import MEDICAL_AUX
+from anomclip.engine.features import FeatureCache
+from anomclip.engine.metrics import UndefinedMetricWarning
+from anomclip.engine.profiles import get_profile
+from anomclip.engine.runner import run_experiment
 from anomclip.recipes import smoke
-from anomclip.runner import run_experiment
 
 LEFT_OUT = "tn3k"
 
@@ -126,7 +128,7 @@ def test_an_anomalous_image_without_mask_is_left_out_of_pixel_metrics(monkeypatc
     are those of the 4 images with (all-zero or real) masks; image metrics use all 5."""
     from types import SimpleNamespace
 
-    from anomclip import evaluate as E
+    from anomclip.engine import evaluate as E
 
     rng = np.random.default_rng(0)
     n, size = 5, 6

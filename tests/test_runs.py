@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomclip import AnomclipError, fingerprint
-from anomclip.data import load_index
-from anomclip.features import FeatureCache, extract_features
+from anomclip import AnomclipError
+from anomclip.data import fingerprint
+from anomclip.data.dataset import load_index
+from anomclip.data.synth import make_synthetic
+from anomclip.engine.features import FeatureCache, extract_features
+from anomclip.engine.models import build_model
+from anomclip.engine.run_table import run_table
+from anomclip.engine.runner import DataSpec, run_experiment
 from anomclip.recipes import smoke
-from anomclip.runner import DataSpec, build_model, run_experiment, run_table
-from anomclip.synth import make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +152,7 @@ def test_a_changed_training_image_retrains(synth, tmp_path, cache):
 
 
 def test_labels_and_recipe_names_are_not_part_of_a_run(synth, tmp_path, cache):
-    from anomclip.profiles import Profile
+    from anomclip.engine.profiles import Profile
 
     ds = {d: DataSpec(str(p), d) for d, p in synth.items()}
     P = Profile("t", smoke("official"), ds, {"textures": ["objects"]}, tmp_path, cache=cache)
@@ -208,7 +211,7 @@ def test_leftovers_of_a_killed_extraction_are_removed(synth, tmp_path, cache):
 
 
 def test_a_full_disk_is_a_one_line_error_before_writing(synth, tmp_path, cache, monkeypatch):
-    import anomclip.features as features
+    import anomclip.engine.features as features
 
     model = build_model(smoke("paper"))
     free = 10_000  # bytes: far less than the features of 48 images

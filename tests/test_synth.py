@@ -1,4 +1,4 @@
-"""Tests of anomclip.synth: the two-domain synthetic benchmark.
+"""Tests of anomclip.data.synth: the two-domain synthetic benchmark.
 
 Properties are checked from the written files with independent code (hashlib, PIL, numpy).
 """
@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from anomclip import data
+from anomclip.data.synth import make_synthetic
 from anomclip.errors import AnomclipError
-from anomclip.synth import make_synthetic
 
 DEFECTS = {"scratch", "hole", "stain", "crack"}
 
@@ -140,7 +140,7 @@ def test_size_and_bad_arguments(tmp_path):
 
 
 def test_defect_pairs_differ_by_the_defect_alone():
-    from anomclip.synth import defect_pairs
+    from anomclip.data.synth import defect_pairs
 
     pairs = defect_pairs(n_per_category=4, size=64)
     assert len(pairs) == 8 * 4

@@ -3,7 +3,7 @@
     python tools/bench_fingerprint.py --gib 5 --files 5000 --out results/bench_fingerprint.json
 
 Writes ``--files`` random files totalling ``--gib`` GiB under ``--dir`` (a temporary folder by
-default, removed afterwards), then times :func:`anomclip.fingerprint.dataset_fingerprint`
+default, removed afterwards), then times :func:`anomclip.data.fingerprint.dataset_fingerprint`
 three ways: the first call (every file read and hashed), a second call in a new index
 (``stat`` per file, digests read from the SQLite index), and ``verify=True`` (every file
 re-read). The first and the verify timings read from the page cache when the files were just
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anomclip.data import Sample
-from anomclip.fingerprint import DigestIndex, dataset_fingerprint
-from anomclip.results import atomic_write_text
+from anomclip.data.fingerprint import DigestIndex, dataset_fingerprint
+from anomclip.data.index import Sample
+from anomclip.io import atomic_write_text
 
 
 def drop_caches() -> bool:

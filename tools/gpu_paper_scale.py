@@ -20,14 +20,16 @@ from pathlib import Path
 
 import torch
 
-from anomclip.bench import bench_forward
-from anomclip.evaluate import evaluate
-from anomclip.features import FeatureCache, extract_features
+from anomclip.data.synth import make_synthetic
+from anomclip.engine.bench import bench_forward
+from anomclip.engine.evaluate import evaluate
+from anomclip.engine.features import FeatureCache, extract_features
+from anomclip.engine.models import build_model
+from anomclip.engine.results import device_name
+from anomclip.engine.runner import DataSpec
+from anomclip.engine.train import train
+from anomclip.io import atomic_write_text
 from anomclip.recipes import get_recipe
-from anomclip.results import atomic_write_text, device_name
-from anomclip.runner import DataSpec, build_model
-from anomclip.synth import make_synthetic
-from anomclip.train import train
 
 
 def main(argv=None) -> dict:

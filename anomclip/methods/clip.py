@@ -1,6 +1,6 @@
 """CLIP and CLIP-AC: CLIP's own prompts against AnomalyCLIP's scoring, without DPAM (appendix A.2).
 
-Both are :class:`~anomclip.model.AnomalyCLIP` with DPAM off (the patch features of the last block
+Both are :class:`~anomclip.model.anomalyclip.AnomalyCLIP` with DPAM off (the patch features of the last block
 through ``ln_post`` and ``proj`` — the encoder's ``"none"`` path, so their cached features are
 shared with each other and with CoOp), CLIP's image embedding (``ln_post`` on the class token),
 and hand-written text features instead of the prompt learner:
@@ -8,11 +8,11 @@ and hand-written text features instead of the prompt learner:
 * CLIP: ``"A photo of a normal [cls]."`` / ``"A photo of an anomalous [cls]."``;
 * CLIP-AC: the 80 ImageNet templates, each state's sentence features averaged.
 
-Image score ``softmax([t_n, t_a]·f / 0.07)[1]``; map ``G_σ(S_a)`` from the last block (SPEC §4).
+Image score ``softmax([t_n, t_a]·f / 0.07)[1]``; map ``G_σ(S_a)`` from the last block (docs/method.md §4).
 """
 from __future__ import annotations
 
-from .base import FixedTextAnomalyCLIP
+from .frozen import FixedTextAnomalyCLIP
 from .prompts import clip_ac_sentences, clip_sentences
 
 

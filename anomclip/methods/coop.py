@@ -4,15 +4,15 @@ Prompts ``[V1]…[VN] normal [cls].`` and ``[V1]…[VN] anomalous [cls].``: one 
 of N = 16 word embeddings (CoOp's unified context: the same ``V`` in both prompts, N(0, 0.02)
 init), the category name at the end. Trained with CoOp's objective — the image-level
 cross-entropy of ``[t_n, t_a]·f / 0.07`` — on the auxiliary data; probabilities and
-segmentation as AnomalyCLIP (SPEC §4) without DPAM (last block through ``ln_post``/``proj``).
+segmentation as AnomalyCLIP (docs/method.md §4) without DPAM (last block through ``ln_post``/``proj``).
 
-It is an :class:`~anomclip.model.AnomalyCLIP` whose prompt learner writes CoOp's sentences;
+It is an :class:`~anomclip.model.anomalyclip.AnomalyCLIP` whose prompt learner writes CoOp's sentences;
 everything else (text encoder, scoring, checkpoints, training loop) is AnomalyCLIP's.
 """
 from __future__ import annotations
 
-from ..model import AnomalyCLIP
-from ..prompt_learner import PromptLearner
+from ..model.anomalyclip import AnomalyCLIP
+from ..model.prompt_learner import PromptLearner
 from .prompts import object_words
 
 NORMAL_WORD = "normal"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..prompt_learner import encode_prompts
+from ..model.prompt_learner import encode_prompts
 
 #: CLIP's 80 ImageNet prompt templates (CLIP paper, notebook ``Prompt_Engineering_for_ImageNet``).
 IMAGENET_TEMPLATES = (

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import dice_loss, focal_loss
-from ..model import AnomalyOutput
-from ..scoring import gaussian_blur, similarity_logits
-from .base import FrozenClipMethod
+from ..model.anomalyclip import AnomalyOutput
+from ..model.losses import dice_loss, focal_loss
+from ..model.scoring import gaussian_blur, similarity_logits
+from .frozen import FrozenClipMethod
 from .prompts import vand_sentences
 
 RAW = "raw"
@@ -54,9 +54,9 @@ class VAND(FrozenClipMethod):
     def _encode(self, images: torch.Tensor):
         """``(image embedding [B, D], {"raw": {m: [B, N, width]}})``; tokens are not normalised."""
         feats = {}
-        x = self.vit._embed(images)
+        x = self.vit.embed(images)
         for l, blk in enumerate(self.clip.visual.transformer.resblocks, start=1):
-            x = self.vit._run_block(blk, x)
+            x = self.vit.run_block(blk, x)
             if l in self.layers:
                 feats[l] = x[:, 1:]
         return self.global_feature(x), {RAW: feats}

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import AnomclipError
-from ..model import AnomalyOutput
-from ..scoring import gaussian_blur, similarity_logits
-from .base import FrozenClipMethod
+from ..model.anomalyclip import AnomalyOutput
+from ..model.scoring import gaussian_blur, similarity_logits
+from .frozen import FrozenClipMethod
 from .prompts import compositional_sentences
 
 #: windows encoded per forward call of the transformer (bounds memory at any input size)
@@ -80,12 +80,12 @@ class WinCLIP(FrozenClipMethod):
 
     def _run(self, tokens: torch.Tensor) -> torch.Tensor:
         for blk in self.clip.visual.transformer.resblocks:
-            tokens = self.vit._run_block(blk, tokens)
+            tokens = self.vit.run_block(blk, tokens)
         return tokens
 
     def _encode(self, images: torch.Tensor):
         """``(image embedding [B, D], {"win<k>": {L: [B, n_windows, D]}})``, L2-normalised."""
-        x = self.vit._embed(images)  # [B, 1 + P, W]; ln_pre acts per token, so selecting after it is exact
+        x = self.vit.embed(images)  # [B, 1 + P, W]; ln_pre acts per token, so selecting after it is exact
         g = self.global_feature(self._run(x))
         b, _, w = x.shape
         feats = {}

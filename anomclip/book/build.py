@@ -1,0 +1,315 @@
+"""Build the book: execute every chapter with papermill, then render it with Jupyter Book.
+
+::
+
+    python -m anomclip.book execute --profile smoke --data-root data --device auto [--force] [--only 04]
+                                    [--backbone ViT-B-16 --pretrained openai]
+    python -m anomclip.book html
+
+``execute`` converts every ``notebooks/NN_*.py`` (jupytext py:percent, sorted by name) to a
+notebook, runs it with papermill (kernel ``python3``, working directory = the repository root,
+the template's parameters ``profile``, ``data_root``, ``device``, ``force``, ``backbone``,
+``pretrained``) and writes the executed notebook to ``book/chapters/NN_*.ipynb``, with
+papermill's injected-parameters cell tagged ``remove-cell`` (the reader sees the chapter's own
+parameters cell and, in its provenance box, what actually ran). Per-chapter seconds are
+printed and written to ``results/<profile>/book_timings.json`` after every chapter (status
+``running``, then ``ok``), so that the cost chapter shows the times of the chapters before it. The first failing chapter
+stops the build with a one-line message naming it (exit code 1).
+
+``html`` regenerates ``book/_toc.yml`` from the executed chapters present (``intro.md`` as the
+root, the chapters under one part, "Chapters"), copies the MathJax installed with the
+environment (the ``jupyter-server-mathjax`` package) into ``book/_mathjax/mathjax`` so that the
+book renders formulas offline, and runs ``jupyter-book build book/``; the notebooks are not
+executed again (``execute_notebooks: "off"``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def find_checkout() -> Path | None:
+    """The repository checkout that holds the chapters (``notebooks/`` and ``book/_config.yml``):
+    the one this package lives in (an editable install), else the working directory; None when
+    anomclip runs from an installed wheel outside a checkout."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "notebooks").is_dir() and (root / "book" / "_config.yml").is_file():
+            return root
+    return None
+
+
+#: the checkout (or, from a wheel outside one, where a checkout would be: nothing there exists)
+REPO = find_checkout() or Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+BOOK = REPO / "book"
+CHAPTERS = BOOK / "chapters"
+CHAPTER_RE = re.compile(r"^[0-9][0-9]_.+\.py$")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: tags papermill gives the cell it injects, and the tag Jupyter Book hides a cell with
+INJECTED_TAG, HIDE_TAG = "injected-parameters", "remove-cell"
+#: MathJax is copied outside ``_static``: Jupyter Book adds every .js file of ``_static`` to every page
+MATHJAX_DIR = BOOK / "_mathjax" / "mathjax"
+
+
+#: what a wheel installed outside a checkout says when asked for the book
+NEEDS_CHECKOUT = ("the book's chapters are not part of an installed wheel: run it from a checkout of the repository "
+                  "(git clone …, then make book)")
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class ChapterError(RuntimeError):
+    """A chapter failed to execute (the message names the chapter and the error)."""
+
+    def __init__(self, chapter: str, message: str, output: Path | None = None):
+        self.chapter, self.output = chapter, output
+        super().__init__(f"chapter {chapter} failed: {message}"
+                         + (f" (executed notebook with the traceback: {output})" if output else ""))
+
+
+def chapters(notebooks_dir: str | Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
+    """The chapter sources ``NN_*.py``, sorted; ``only`` keeps those whose name starts with one of them."""
+    found = sorted(p for p in Path(notebooks_dir).iterdir() if p.is_file() and CHAPTER_RE.match(p.name))
+    if only:
+        keys = [str(o).strip() for o in only if str(o).strip()]
+        found = [p for p in found if any(p.name.startswith(k) or p.stem == k for k in keys)]
+        if not found:
+            raise ChapterError(",".join(keys), f"no chapter in {notebooks_dir} matches")
+    return found
+
+
+def to_notebook(source: str | Path, out_path: str | Path) -> Path:
+    """Convert a jupytext py:percent chapter to an .ipynb (with the python3 kernel)."""
+    import jupytext
+
+    nb = jupytext.read(str(source), fmt="py:percent")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    nb.metadata.pop("jupytext", None)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(nb, str(out_path), fmt="ipynb")
+    return out_path
+
+
+def notebook_errors(path: str | Path) -> list[str]:
+    """``"ename: evalue"`` of every error output in an executed notebook."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    errs = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                errs.append(f"{out.get('ename')}: {out.get('evalue')}")
+    return errs
+
+
+def hide_injected_parameters(path: str | Path) -> int:
+    """Tag papermill's injected-parameters cell(s) of an executed notebook ``remove-cell``;
+    returns how many cells were tagged."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    n = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            cell["metadata"]["tags"] = [*tags, HIDE_TAG]
+            n += 1
+    if n:
+        nbformat.write(nb, str(path))
+    return n
+
+
+def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, parameters: dict | None = None,
+                    cwd: str | Path = REPO, timeout: int | None = 1800) -> tuple[Path, float]:
+    """Execute one chapter; returns ``(executed notebook, seconds)`` or raises :class:`ChapterError`."""
+    import papermill as pm
+
+    source = Path(source)
+    out_dir = Path(out_dir)
+    out = out_dir / f"{source.stem}.ipynb"
+    src_nb = out_dir / ".src" / f"{source.stem}.ipynb"
+    to_notebook(source, src_nb)
+    old = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND  # figures inline even when make exports Agg
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src_nb), str(out), parameters=parameters or {}, kernel_name="python3",
+                            cwd=str(cwd), progress_bar=False, log_output=False, execution_timeout=timeout,
+                            report_mode=False)
+    except pm.PapermillExecutionError as e:
+        raise ChapterError(source.stem, f"{e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''} "
+                                        f"(cell {e.exec_count})", out) from None
+    except Exception as e:  # kernel died, timeout, bad notebook…
+        raise ChapterError(source.stem, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                           out if out.exists() else None) from None
+    finally:
+        if old is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = old
+    seconds = time.perf_counter() - t0
+    hide_injected_parameters(out)
+    errs = notebook_errors(out)
+    if errs:
+        raise ChapterError(source.stem, errs[0], out)
+    return out, seconds
+
+
+def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "auto", force: bool = False,
+                only: list[str] | None = None, notebooks_dir: str | Path = NOTEBOOKS,
+                out_dir: str | Path = CHAPTERS, cwd: str | Path = REPO, echo=None, backbone: str | None = None,
+                pretrained: str | None = None) -> dict:
+    """Execute the chapters in order; writes ``<cwd>/results/<profile>/book_timings.json``."""
+    echo = echo or _say
+    params = {"profile": profile, "data_root": str(data_root), "device": device, "force": bool(force),
+              "backbone": backbone, "pretrained": pretrained}
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    timings_path = Path(cwd) / "results" / profile / "book_timings.json"
+
+    def write(status: str, failed: str | None = None):
+        timings_path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"profile": profile, "device": device, "force": bool(force), "status": status, "failed": failed,
+               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+               "chapters_s": {k: round(v, 1) for k, v in timings.items()},
+               "total_s": round(time.perf_counter() - t_all, 1)}
+        if only:  # keep the timings of chapters not run this time
+            try:
+                prev = json.loads(timings_path.read_text()).get("chapters_s", {})
+                doc["chapters_s"] = {**prev, **doc["chapters_s"]}
+            except (OSError, ValueError):
+                pass
+        timings_path.write_text(json.dumps(doc, indent=1) + "\n")
+
+    for src in chapters(notebooks_dir, only):
+        echo(f"[book] {src.stem} …")
+        try:
+            _, seconds = execute_chapter(src, out_dir, params, cwd)
+        except ChapterError as e:
+            write("failed", e.chapter)
+            raise
+        timings[src.stem] = seconds
+        write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
+        echo(f"[book] {src.stem}: {seconds:.1f} s")
+    write("ok")
+    echo(f"[book] {len(timings)} chapter(s) in {time.perf_counter() - t_all:.1f} s → {out_dir} "
+         f"(timings: {timings_path})")
+    return timings
+
+
+def read_timings(profile: str = "smoke", cwd: str | Path = REPO):
+    """The per-chapter seconds of the latest ``execute`` of ``profile`` as a DataFrame (chapter,
+    seconds) with its ``attrs`` status, device and total; None when no timings were written."""
+    import pandas as pd
+
+    path = Path(cwd) / "results" / profile / "book_timings.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    frame = pd.DataFrame(sorted(doc.get("chapters_s", {}).items()), columns=["chapter", "seconds"])
+    frame.attrs.update({k: doc.get(k) for k in ("status", "device", "created", "failed")})
+    frame.attrs["total_s"] = float(frame["seconds"].sum())
+    return frame
+
+
+def write_toc(book_dir: str | Path = BOOK) -> Path:
+    """``_toc.yml`` for the executed chapters present in ``book/chapters``."""
+    book_dir = Path(book_dir)
+    found = sorted(p for p in (book_dir / "chapters").glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise ChapterError("html", f"no executed chapters in {book_dir / 'chapters'}: run "
+                                   "`python -m anomclip.book execute` first")
+    lines = ["# Generated by `python -m anomclip.book html` from the executed chapters; do not edit.",
+             "format: jb-book", "root: intro", "parts:", "  - caption: Chapters", "    numbered: true",
+             "    chapters:"]
+    lines += [f"      - file: chapters/{p.stem}" for p in found]
+    toc = book_dir / "_toc.yml"
+    toc.write_text("\n".join(lines) + "\n")
+    return toc
+
+
+def install_mathjax(target: str | Path = MATHJAX_DIR) -> Path:
+    """Copy the MathJax shipped by the ``jupyter-server-mathjax`` package (installed by ``make
+    env``) to ``target`` (the book's ``_static/mathjax``); returns the path of ``MathJax.js``."""
+    import shutil
+    from importlib import util
+
+    spec = util.find_spec("jupyter_server_mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        raise ChapterError("html", "MathJax is not installed: run `make env` (it installs jupyter-server-mathjax)")
+    src = Path(list(spec.submodule_search_locations)[0]) / "static"
+    target = Path(target)
+    if not (target / "MathJax.js").is_file():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(src, target)
+    return target / "MathJax.js"
+
+
+def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
+    """Regenerate the table of contents and run ``jupyter-book build``; raises on failure."""
+    echo = echo or _say
+    book_dir = Path(book_dir)
+    toc = write_toc(book_dir)
+    install_mathjax(book_dir / "_mathjax" / "mathjax")
+    missing = [p.stem for p in chapters() if not (book_dir / "chapters" / f"{p.stem}.ipynb").is_file()]
+    if missing:
+        echo(f"[book] warning: not executed yet, left out of the book: {', '.join(missing)} "
+             "(run `python -m anomclip.book execute`)")
+    echo(f"[book] {toc}: {sum(1 for l in toc.read_text().splitlines() if 'file:' in l)} chapter(s)")
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book"]
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run(cmd + ["build", str(book_dir), "--all"], env=env)
+    index = book_dir / "_build" / "html" / "index.html"
+    if proc.returncode != 0 or not index.is_file():
+        raise ChapterError("html", f"`jupyter-book build {book_dir}` failed (exit code {proc.returncode})")
+    echo(f"[book] open {index}")
+    return index
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m anomclip.book", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("execute", help="execute every chapter (papermill) into book/chapters")
+    ex.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
+    ex.add_argument("--data-root", default="data")
+    ex.add_argument("--device", default="auto")
+    ex.add_argument("--force", action="store_true", help="recompute results even when a matching file exists")
+    ex.add_argument("--backbone", default=None, help="an open_clip model name (default: the profile's)")
+    ex.add_argument("--pretrained", default=None, help="weights tag or file for --backbone (default: the profile's)")
+    ex.add_argument("--only", action="append", default=None,
+                    help="chapter number or name prefix (repeatable or comma-separated), e.g. --only 04")
+    sub.add_parser("html", help="regenerate _toc.yml and run jupyter-book build book/")
+    args = ap.parse_args(argv)
+    if find_checkout() is None:
+        print(NEEDS_CHECKOUT, file=sys.stderr)
+        return 2
+    try:
+        if args.cmd == "execute":
+            only = [o for x in args.only for o in x.split(",")] if args.only else None
+            execute_all(args.profile, args.data_root, args.device, args.force, only, backbone=args.backbone,
+                        pretrained=args.pretrained)
+        else:
+            build_html()
+    except ChapterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

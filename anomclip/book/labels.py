@@ -1,0 +1,269 @@
+"""One set of words for the book: display names, labels, caveats, provenance and comparisons.
+
+Every chapter shows numbers with the same names (``image AUROC``, never ``image_auroc``), the
+same column labels (``paper``, ``ours`` / ``ours (smoke run)``), one provenance box read from
+the results files themselves, one caveat box for smoke runs, and one comparison helper that
+puts our numbers beside the paper's. Nothing here trains, evaluates or draws.
+"""
+from __future__ import annotations
+
+import html as _html
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..data.catalogue import (
+    DATASET_ORDER,  # the paper's datasets in its tables' order (tables, colours)
+)
+
+#: metric key (results files) → display name (every table, figure and sentence of the book)
+METRIC_NAMES = {
+    "image_auroc": "image AUROC", "image_ap": "image AP", "image_f1_max": "image F1-max",
+    "pixel_auroc": "pixel AUROC", "pixel_ap": "pixel AP", "pixel_f1_max": "pixel F1-max",
+    "pixel_aupro": "pixel AUPRO", "pixel_aupro_official": "pixel AUPRO (authors' code)",
+}
+#: the metrics the paper's tables report, in their order
+SHOWN = ("pixel_auroc", "pixel_aupro", "image_auroc", "image_ap")
+#: DPAM mode key → display name
+MODE_NAMES = {"qk": "Q-K", "qq": "Q-Q", "kk": "K-K", "vv": "V-V", "none": "no DPAM",
+              "qq+kk+vv": "Q-Q+K-K+V-V", "qk+qq+kk+vv": "Q-K+Q-Q+K-K+V-V"}
+PAPER_LABEL = "paper"
+OURS_LABEL = "ours"
+OURS_SMOKE_LABEL = "ours (smoke run)"
+#: which paper dataset each synthetic smoke domain stands in for (same role in the protocol:
+#: textures are the main tuning set like MVTec AD, objects are evaluated like VisA)
+SMOKE_STANDINS = {"textures": "MVTec AD", "objects": "VisA"}
+#: where chapter 1 says, once, what a smoke run can and cannot show (linked from every caveat)
+SMOKE_ANCHOR = "01_overview.html#smoke-runs"
+NOT_RUN = "not run: dataset not found"
+MISSING = "–"
+
+
+def metric_name(key: str) -> str:
+    """The display name of a metric key (unknown keys are returned unchanged)."""
+    return METRIC_NAMES.get(key, key)
+
+
+def display_text(text: str) -> str:
+    """``text`` (e.g. a results file's note) with every metric key replaced by its display name
+    (longest keys first) and the library's "returning NaN" said the way tables show it."""
+    for key in sorted(METRIC_NAMES, key=len, reverse=True):
+        text = text.replace(key, METRIC_NAMES[key])
+    return text.replace("; returning NaN", f" (shown as {MISSING})")
+
+
+def is_smoke(profile_or_synthetic) -> bool:
+    """True for the smoke profile (or ``synthetic=True``)."""
+    if isinstance(profile_or_synthetic, bool):
+        return profile_or_synthetic
+    return bool(getattr(profile_or_synthetic, "synthetic", False)) or getattr(profile_or_synthetic, "name", "") == "smoke"
+
+
+def ours_label(profile_or_synthetic) -> str:
+    """The column label of our numbers: ``ours`` or ``ours (smoke run)``."""
+    return OURS_SMOKE_LABEL if is_smoke(profile_or_synthetic) else OURS_LABEL
+
+
+def fmt(value, digits: int = 1, percent: bool = False) -> str:
+    """A number as text with ``digits`` decimals (×100 if ``percent``); NaN/None → "–"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(v):
+        return MISSING
+    return f"{100 * v if percent else v:.{digits}f}"
+
+
+def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
+    """A table for display: numbers with ``digits`` decimals, NaN as "–", text as is."""
+    def f(v):
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return fmt(v, 0 if float(v).is_integer() and digits == 0 else digits)
+        return MISSING if v is None else str(v)
+    s = df.style.format(f)
+    return s.set_caption(caption) if caption else s
+
+
+# --------------------------------------------------------------------------- boxes
+class Box:
+    """Markdown text that renders as HTML in a notebook and the book, and as itself in a terminal."""
+
+    def __init__(self, markdown: str, html: str):
+        self.markdown, self.html = markdown, html
+
+    def _repr_html_(self):
+        return self.html
+
+    def _repr_markdown_(self):
+        return self.markdown
+
+    def __repr__(self):
+        return self.markdown
+
+
+def admonition(kind: str, title: str, body_html: str, body_md: str | None = None) -> Box:
+    """A MyST/Sphinx admonition (``caution``, ``note``, ``tip``…) as an output: the HTML uses the
+    theme's own admonition classes, so it looks like a ``{caution}`` box written in Markdown."""
+    html = (f"<div class='admonition {kind}'><p class='admonition-title'>{_html.escape(title)}</p>"
+            f"<p>{body_html}</p></div>")
+    md = f"> **{title}.** {body_md if body_md is not None else body_html}"
+    return Box(md, html)
+
+
+def caveat(profile_or_synthetic, what: str = "numbers") -> Box | None:
+    """The one box a chapter shows about its own numbers (a caution for smoke runs, a note else)."""
+    if is_smoke(profile_or_synthetic):
+        body = (f"The {_html.escape(what)} on this page come from a <b>smoke run</b>: an untrained tiny backbone "
+                "(random weights) on generated synthetic data. They check that the machinery runs; they are "
+                f"<b>not</b> a reproduction of the paper. <a href='{SMOKE_ANCHOR}'>What a smoke run can and cannot "
+                "show</a>.")
+        md = (f"The {what} on this page come from a **smoke run**: an untrained tiny backbone (random weights) on "
+              "generated synthetic data. They check that the machinery runs; they are **not** a reproduction of "
+              f"the paper. [What a smoke run can and cannot show]({SMOKE_ANCHOR}).")
+        return admonition("caution", "Smoke run", body, md)
+    body = (f"The {_html.escape(what)} on this page come from the pretrained backbone on the real datasets; the "
+            "provenance box says which weights, data and commit.")
+    return admonition("note", "Real run", body, body)
+
+
+def _provenance_of(source) -> dict:
+    if isinstance(source, dict):
+        return source.get("provenance", source)
+    if isinstance(source, (list, tuple)) and source:
+        return _provenance_of(source[0])
+    results = getattr(source, "results", None)  # an Experiment
+    if isinstance(results, dict) and results:
+        return _provenance_of(next(iter(results.values())))
+    raise TypeError(f"no provenance in {type(source).__name__}")
+
+
+def provenance_rows(source) -> list[tuple[str, str]]:
+    """(field, text) rows of a results doc's provenance (or a provenance dict / an Experiment /
+    a list of docs: the first one). Everything is read from the provenance itself."""
+    prov = _provenance_of(source)
+    bb = prov.get("backbone") or {}
+    data = prov.get("data") or {}
+    recipe = prov.get("recipe") or {}
+    tr = prov.get("training") or {}
+    weights = bb.get("weights", MISSING)
+    if bb and not bb.get("trained", True) and "untrained" not in str(weights):
+        weights = f"{weights} (untrained: random weights)"
+    rows = [("backbone", f"{bb.get('name', MISSING)} at {bb.get('image_size', MISSING)} px"),
+            ("weights", str(weights))]
+    if recipe:
+        rows.append(("recipe", f"{recipe.get('name', MISSING)} (layers {recipe.get('layers')}, "
+                               f"λ = {recipe.get('lam')}, {recipe.get('epochs')} epochs)"))
+    if data:
+        rows.append(("evaluated on", f"{data.get('name', MISSING)}: {data.get('images', MISSING)} images, "
+                                     f"{len(data.get('categories', []))} categories"))
+    if recipe or tr:
+        tdata = tr.get("data") if isinstance(tr, dict) else None
+        rows.append(("prompts", f"tuned on {tdata['name']} ({tdata.get('images', MISSING)} images)" if tdata
+                     else str(prov.get("init") or "untrained (random initialisation)")))
+    rows += [("commit", str(prov.get("commit") or "unknown (not a git checkout)")),
+             ("device", str(prov.get("device", MISSING))), ("date", str(prov.get("created", MISSING)))]
+    return rows
+
+
+def provenance_box(source, title: str = "Provenance") -> Box:
+    """A box saying where the numbers come from (backbone, weights, recipe, data, commit, device,
+    date and the results' own one-line label), read from a results doc's provenance."""
+    prov = _provenance_of(source)
+    rows = provenance_rows(prov)
+    label = prov.get("label", "")
+    md = f"**{title}**" + (f" — *{label}*" if label else "") + "\n\n" + "\n".join(f"- **{k}**: {v}" for k, v in rows)
+    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{_html.escape(k)}</th>"
+                    f"<td style='text-align:left'>{_html.escape(v)}</td></tr>" for k, v in rows)
+    html = (f"<details class='anomclip-provenance'><summary><b>{_html.escape(title)}</b>"
+            + (f" — <i>{_html.escape(label)}</i>" if label else "")
+            + f"</summary><table>{cells}</table></details>")
+    return Box(md, html)
+
+
+def model_provenance(model, device: str = "cpu", synthetic: bool = False) -> dict:
+    """The provenance of numbers computed directly from a model on some images (no results
+    file): its backbone identity (:class:`~anomclip.model.backbone.BackboneInfo`), commit, device,
+    date, and the honest label (``synthetic``: the images were generated)."""
+    from ..engine.results import provenance
+
+    prov = provenance(model=model, device=device, data={"synthetic": synthetic})
+    prov.pop("recipe", None)
+    prov["data"] = {}
+    return prov
+
+
+def notes_box(docs) -> Box | None:
+    """The notes of results docs (undefined metrics and why), once each; None without notes."""
+    docs = list(docs.values()) if isinstance(docs, dict) else list(docs)
+    notes = list(dict.fromkeys(display_text(n) for d in docs for n in d.get("notes", [])))
+    if not notes:
+        return None
+    body = "<br>".join(_html.escape(n) for n in notes)
+    return admonition("note", "Notes of the results files", body,
+                      "; ".join(notes))
+
+
+# --------------------------------------------------------------------------- ours vs paper
+def paper_dataset(dataset: str, synthetic: bool) -> str:
+    """The paper's dataset that one of ours is compared with (smoke: its stand-in)."""
+    return SMOKE_STANDINS.get(dataset, dataset) if synthetic else dataset
+
+
+def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SHOWN,
+            paper_datasets=None, missing=()) -> pd.DataFrame:
+    """Our numbers beside the paper's, in long format (one row per label, dataset, metric).
+
+    ``ours``: long frame (label, dataset, metric, value as a fraction), as returned by the run
+    table. ``paper``: long frame (label, dataset, metric, value in %), see
+    :func:`anomclip.book.tables.paper_long`. Each of our datasets is matched with the paper's
+    dataset it stands for (:func:`paper_dataset`). Every paper dataset in ``paper_datasets``
+    (default: all of ``paper``'s) gets a row even when we have no number for it: ``ours`` then
+    reads ``not run: dataset not found`` for the datasets in ``missing`` (or the reason
+    ``missing`` maps them to, a dict), "–" otherwise.
+
+    Columns: label, dataset (the paper's), metric (display name), paper (%), ours (%), Δ
+    (ours − paper, points), ours on (our dataset). Values rounded to 0.1.
+    """
+    o = ours[ours["metric"].isin(metrics)].copy()
+    o["paper dataset"] = [paper_dataset(d, synthetic) for d in o["dataset"]]
+    o = o.rename(columns={"dataset": "ours on"})
+    o["ours"] = 100 * o["value"].astype(float)
+    p = paper[paper["metric"].isin(metrics)].rename(columns={"dataset": "paper dataset", "value": "paper"})
+    keys = ["label", "paper dataset", "metric"]
+    d = p[keys + ["paper"]].merge(o[keys + ["ours", "ours on"]], on=keys, how="outer")
+    if paper_datasets is not None:
+        d = d[d["paper dataset"].isin(paper_datasets) | d["ours"].notna()]
+    d["Δ"] = d["ours"] - d["paper"]
+    for c in ("paper", "ours", "Δ"):
+        d[c] = d[c].astype(float).round(1)
+    gone = dict(missing) if isinstance(missing, dict) else {ds: NOT_RUN for ds in missing}
+    d["ours"] = [v if not (isinstance(v, float) and math.isnan(v)) else gone.get(ds, np.nan)
+                 for v, ds in zip(d["ours"], d["paper dataset"])]
+    d["metric"] = d["metric"].map(metric_name)
+    d = d.rename(columns={"paper dataset": "dataset"})
+    order = {m: i for i, m in enumerate(metric_name(m) for m in metrics)}
+    ds_order = {ds: i for i, ds in enumerate(DATASET_ORDER)}
+    key = {"metric": lambda s: s.map(order),
+           "dataset": lambda s: s.map(lambda v: (ds_order.get(v, len(ds_order)), v)),
+           "label": lambda s: s}
+    d = d.sort_values(["dataset", "label", "metric"], key=lambda s: key[s.name](s), kind="stable")
+    return d[["label", "dataset", "metric", "paper", "ours", "Δ", "ours on"]].reset_index(drop=True)
+
+
+def compare_table(cmp: pd.DataFrame, dataset: str | None = None, labels=None) -> pd.DataFrame:
+    """One dataset of :func:`compare` as a narrow table: rows = (label, metric), columns paper,
+    ours, Δ and the dataset ours were computed on (fits the page whatever the number of
+    datasets: show one table per dataset)."""
+    d = cmp if dataset is None else cmp[cmp["dataset"] == dataset]
+    t = d.set_index(["label", "metric"])[["paper", "ours", "Δ", "ours on"]]
+    if labels is not None:
+        t = t.reindex([lb for lb in labels if lb in t.index.get_level_values(0)], level=0)
+    return t

@@ -1,0 +1,109 @@
+"""Listing a dataset folder as released: images, sub-folders, masks paired by file stem.
+
+The building blocks every layout reader uses (:mod:`anomclip.data.readers`,
+:mod:`anomclip.data.layouts`). Hidden files, read-mes and other non-image files are skipped;
+suffixes are compared case-insensitively; masks are paired with images by file stem, never by
+sort order.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import AnomclipError
+from .index import make_item
+
+#: File suffixes treated as images by the layout readers (compared case-insensitively).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image(path: Path) -> bool:
+    """A visible file with an image suffix."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if is_image(p)), key=lambda p: p.name)
+
+
+def subdirs(folder: Path) -> list[Path]:
+    """Visible sub-folders of ``folder``, sorted by name."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: p.name)
+
+
+def relpath(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with POSIX separators."""
+    return path.relative_to(root).as_posix()
+
+
+def mask_for(stem: str, masks: list[Path], where: Path) -> Path | None:
+    """The mask paired with image ``stem``: ``<stem>.*``, else ``<stem>_*`` / ``<stem>-*``.
+
+    Pairing is by file stem, never by sort order. Several candidates for one stem are an error.
+    """
+    exact = [m for m in masks if m.stem == stem]
+    if len(exact) == 1:
+        return exact[0]
+    loose = exact or [m for m in masks if m.stem.startswith((stem + "_", stem + "-"))]
+    if len(loose) > 1:
+        names = ", ".join(m.name for m in loose)
+        raise AnomclipError(f"image {stem!r} matches several masks in {where}: {names}")
+    return loose[0] if loose else None
+
+
+def child(folder: Path, names: Sequence[str]) -> Path | None:
+    """The sub-folder of ``folder`` whose name is one of ``names`` (case-insensitive)."""
+    wanted = [n.lower() for n in names]
+    found = [d for d in subdirs(folder) if d.name.lower() in wanted]
+    found.sort(key=lambda d: wanted.index(d.name.lower()))
+    return found[0] if found else None
+
+
+def search_child(root: Path, names: Sequence[str]) -> Path | None:
+    """``child(root, names)``, else the same one level down (a release unpacked in a folder)."""
+    hit = child(root, names)
+    if hit is None:
+        for sub in subdirs(root):
+            hit = child(sub, names)
+            if hit is not None:
+                break
+    return hit
+
+
+def not_found(root: Path, what: str) -> AnomclipError:
+    entries = ", ".join(sorted(p.name for p in root.iterdir() if not p.name.startswith(".")))[:200]
+    return AnomclipError(f"{root} does not hold {what} (found: {entries or 'nothing'})")
+
+
+def test_only(cls_name: str, items: list[dict]) -> dict:
+    return {"train": {}, "test": {cls_name: items}}
+
+
+def anomalous_pairs(root: Path, img_dir: Path, mask_dir: Path | None, cls_name: str, specie: str = "anomaly") -> list[dict]:
+    """Every image of ``img_dir`` as anomalous, with its mask from ``mask_dir`` paired by stem."""
+    masks = list_images(mask_dir) if mask_dir else []
+    items = []
+    for img in list_images(img_dir):
+        mask = mask_for(img.stem, masks, mask_dir) if mask_dir else None
+        items.append(make_item(relpath(img, root), relpath(mask, root) if mask else "", cls_name, specie, 1))
+    return items
+
+
+def note_unmasked(items: list[dict], notes: list, where: Path) -> None:
+    n = sum(1 for it in items if it["anomaly"] and not it["mask_path"])
+    if n:
+        notes.append(f"{n} anomalous image(s) in {where} have no mask")
+
+
+def has_child(root: Path, names: Sequence[str]) -> bool:
+    return child(root, names) is not None
+
+
+def any_sub(root: Path, test: Callable[[Path], bool]) -> bool:
+    return any(test(d) for d in subdirs(root))

@@ -1,0 +1,60 @@
+"""Tables of runs for the book: every ``(label, recipe)`` row under a profile's protocol."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..methods import trains
+from .runner import Experiment, run_experiment
+
+
+@dataclass
+class RunTable:
+    """What :func:`run_table` ran: a long table of dataset means and the experiments themselves."""
+
+    frame: pd.DataFrame  # label, dataset, metric, value, source, tuned_on, provenance
+    experiments: dict  # {(label, tuned_on or None): Experiment}
+
+    def experiment(self, label: str, tuned_on: str | None = None) -> Experiment:
+        if (label, tuned_on) in self.experiments:
+            return self.experiments[(label, tuned_on)]
+        matches = [e for (l, _), e in self.experiments.items() if l == label]
+        if len(matches) != 1:
+            raise KeyError(f"no single experiment labelled {label!r} (tuned on {tuned_on!r})")
+        return matches[0]
+
+
+def run_table(profile, rows, datasets=None, train: bool = True, force: bool = False, device: str = "auto",
+              progress: bool = False, **kwargs) -> RunTable:
+    """Run every ``(label, recipe)`` row under the profile's protocol.
+
+    Each row is trained on every tuning dataset of ``profile.protocol`` and evaluated zero-shot
+    on the datasets tuned elsewhere (``datasets`` restricts the targets); ``train=False``
+    evaluates the untrained prompts. Labels are display names only: two rows with the same
+    recipe are one experiment, run once.
+    """
+    out, exps = [], {}
+    cache = getattr(profile, "cache", None)
+    wanted = [(src, [t for t in targets if (datasets is None or t in datasets) and t in profile.datasets])
+              for src, targets in profile.protocol.items() if src in profile.datasets]
+    # untrained prompts and zero-shot methods do not depend on a tuning dataset: one run, all targets
+    untrained_plan = [(None, list(dict.fromkeys(t for _, ts in wanted for t in ts)))]
+    if not train:
+        wanted = untrained_plan
+    for label, recipe in rows:
+        plan = wanted if trains(recipe) else untrained_plan
+        for src, targets in plan:
+            if not targets:
+                continue
+            exp = run_experiment(recipe, profile.datasets[src] if src is not None else None,
+                                 [profile.datasets[t] for t in targets], profile.out, device=device,
+                                 force=force, progress=progress, cache=cache, **kwargs)
+            exps[(label, src)] = exp
+            for t in targets:
+                doc = exp.results[t]
+                for metric, value in doc["mean"].items():
+                    out.append({"label": label, "dataset": t, "metric": metric, "value": value,
+                                "source": "ours", "tuned_on": src,
+                                "provenance": doc["provenance"].get("label", "")})
+    return RunTable(pd.DataFrame(out), exps)

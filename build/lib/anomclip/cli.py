@@ -1,0 +1,621 @@
+"""The anomclip command line: synth, prepare, train, eval, predict, bench, recipes, book.
+
+Defaults run on the synthetic data and the tiny random backbone on CPU. Every recipe setting
+is a flag (--layers 6,12,18,24, --dpam qq+kk+vv, --lam 1, --object-aware, ...), generated
+from the Recipe dataclass; --recipe NAME|file.json and --method NAME choose the recipe they
+change. The paper's setting: --recipe official --backbone ViT-L-14-336 --pretrained openai
+--image-size 518 --device cuda.
+
+A user's mistake ends with exit code 2 and one line on stderr naming the file or setting,
+checked before any expensive work where it can be; outputs are written atomically, so an
+earlier result is never half-overwritten.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import json
+import os
+import re
+import sys
+import time
+import typing
+import warnings
+from pathlib import Path
+
+from .errors import AnomclipError
+
+DEFAULT_DATA = "data"
+
+#: Recipe fields with a flag of their own meaning: --method picks a baseline's named recipe.
+_SPECIAL_FIELDS = ("method",)
+#: Settings compared when a checkpoint meets --recipe: all but the label and what the backbone
+#: flags (and the smoke defaults) set.
+_NOT_COMPARED = ("name", "backbone", "pretrained", "image_size")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (exit code 2), like every other mistake."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ----------------------------------------------------------------------------- recipe flags
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_number(text: str) -> float | int:
+    """``6`` → int (a block number), ``0.25`` / ``1.0`` / ``1e-3`` → float."""
+    text = text.strip()
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else float(text)
+
+
+def parse_setting(hint, text: str):
+    """Parse the command-line text of a recipe setting of type ``hint`` (the field's annotation).
+
+    ``none`` is ``None`` where the type allows it; ``int | float`` keeps ``6`` an int (a block)
+    and ``0.25`` a float (a fraction of the depth); tuples are comma-separated; a type the CLI
+    does not know is read as JSON.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if type(None) in args and text.strip().lower() in ("none", "null", "random"):
+            return None
+        rest = tuple(a for a in args if a is not type(None))
+        if set(rest) <= {int, float}:
+            return _parse_number(text)
+        return parse_setting(rest[0], text) if len(rest) == 1 else json.loads(text)
+    if origin is tuple:
+        items = [t for t in text.split(",") if t.strip()]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(parse_setting(args[0], t) for t in items)
+        if len(items) != len(args):
+            raise ValueError(f"expected {len(args)} comma-separated values")
+        return tuple(parse_setting(a, t) for a, t in zip(args, items))
+    if hint is int:
+        return int(text)
+    if hint is float:
+        return float(text)
+    if hint is str:
+        return text
+    return json.loads(text)
+
+
+class _SettingType:
+    """argparse ``type=`` for one recipe setting (its error message names the expected form)."""
+
+    def __init__(self, name: str, hint):
+        self.name, self.hint = name, hint
+        self.__name__ = str(hint).replace("typing.", "")
+
+    def __call__(self, text: str):
+        try:
+            return parse_setting(self.hint, text)
+        except (ValueError, TypeError) as e:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {self.name} ({e})") from None
+
+
+def recipe_fields() -> list[tuple[str, object]]:
+    """``(name, type)`` of every :class:`Recipe` field, in declaration order."""
+    from .recipes import Recipe
+
+    hints = typing.get_type_hints(Recipe)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(Recipe)]
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """--recipe, --method, --device and one flag per recipe setting (help from ``DESCRIPTIONS``)."""
+    from .recipes import DESCRIPTIONS, OFFICIAL, RECIPES
+
+    g = p.add_argument_group("recipe", "the experiment: a named recipe (or JSON file) and the settings changed")
+    g.add_argument("--recipe", default=None, metavar="NAME|FILE.json",
+                   help=f"recipe to start from: {', '.join(RECIPES)}, or a JSON file of settings "
+                        "(default: official; with a checkpoint: the checkpoint's)")
+    g.add_argument("--method", default=None, metavar="NAME",
+                   help="a baseline's recipe instead of --recipe: clip, clip-ac, winclip, vand, coop")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    s = p.add_argument_group("recipe settings", "each replaces one setting of the recipe "
+                                                "(shown: its value in the official recipe)")
+    for name, hint in recipe_fields():
+        if name in _SPECIAL_FIELDS:
+            continue
+        desc = DESCRIPTIONS.get(name, f"recipe setting {name}")
+        default = getattr(OFFICIAL, name, None)
+        if hint is bool:
+            s.add_argument(_flag(name), dest=f"set_{name}", action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=f"{desc} [official: {'yes' if default else 'no'}]")
+        else:
+            s.add_argument(_flag(name), dest=f"set_{name}", type=_SettingType(name, hint),
+                           default=argparse.SUPPRESS, metavar=name.upper(),
+                           help=f"{desc} [official: {_shown(default)}]".replace("%", "%%"))
+
+
+def explicit_settings(args) -> dict:
+    """The recipe settings given on the command line: ``{field: value}``."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
+
+
+def _recipe_spec(args) -> str | None:
+    recipe, method = getattr(args, "recipe", None), getattr(args, "method", None)
+    if method == "anomalyclip":
+        method = "official"
+    if recipe and method:
+        raise AnomclipError(f"--recipe {recipe} and --method {method}: give one of them (a baseline is a recipe)")
+    return recipe or method
+
+
+def _named_or_file(spec: str):
+    """``(Recipe, names_backbone)``: a recipe name, or a JSON file (that may name its backbone)."""
+    from .recipes import RECIPES, Recipe, get_recipe
+
+    if spec in RECIPES:
+        return get_recipe(spec), False
+    if spec.endswith(".json") or os.sep in spec or os.path.isfile(spec):
+        path = Path(spec)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise AnomclipError(f"recipe file {spec} does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise AnomclipError(f"recipe file {spec} is not valid JSON ({type(e).__name__})") from None
+        if not isinstance(doc, dict):
+            raise AnomclipError(f"recipe file {spec} must hold a JSON object of settings")
+        try:  # a file naming no backbone gets the CLI's default one, as a recipe name does
+            return Recipe.from_dict(doc), "backbone" in doc
+        except TypeError as e:
+            raise AnomclipError(f"recipe file {spec}: {e}") from None
+        except AnomclipError as e:
+            raise AnomclipError(f"recipe file {spec}: {e}") from None
+    return get_recipe(spec), False  # the unknown-recipe error lists the names
+
+
+def recipe_from_args(args, checkpoint: dict | None = None, checkpoint_path=None):
+    """The recipe the command line describes.
+
+    Without a checkpoint: ``--recipe``/``--method`` (default ``official``), on the tiny
+    random backbone unless ``--backbone`` (or a recipe file) names another, then every
+    setting flag. With a checkpoint: the recipe stored in it, then the setting flags; a
+    ``--recipe``/``--method`` naming other settings is an error (never a silent choice).
+    """
+    from .recipes import TINY_BACKBONE, Recipe, smoke
+
+    given = explicit_settings(args)
+    spec = _recipe_spec(args)
+    if checkpoint is not None:
+        try:
+            stored = Recipe.from_dict(checkpoint["recipe"])
+        except (AnomclipError, TypeError) as e:
+            raise AnomclipError(f"checkpoint {checkpoint_path}: its recipe cannot be read ({e})") from None
+        if spec:
+            chosen, _ = _named_or_file(spec)
+            compared = [f.name for f in dataclasses.fields(Recipe) if f.name not in _NOT_COMPARED + ("epochs",)]
+            differ = [k for k in compared if getattr(chosen, k) != getattr(stored, k)]
+            if differ:
+                flag = "--recipe" if getattr(args, "recipe", None) else "--method"
+                raise AnomclipError(
+                    f"{flag} {spec} is not the recipe {checkpoint_path} was made with ({stored.name!r}; "
+                    f"they differ in {', '.join(differ)}): leave out {flag} to use the checkpoint's")
+        if "backbone" in given and given["backbone"] != stored.backbone:
+            raise AnomclipError(f"{checkpoint_path} was trained on {stored.backbone}, not {given['backbone']}")
+        return stored.with_(**given) if given else stored
+    base, names_backbone = _named_or_file(spec or "official")
+    if not names_backbone and given.get("backbone", TINY_BACKBONE) == TINY_BACKBONE:
+        base = smoke(base)  # the default: tiny random backbone at 96 px
+    return base.with_(**given) if given else base
+
+
+# ----------------------------------------------------------------------------- helpers
+def _progress() -> bool:
+    """Progress bars only on a terminal (no carriage-return junk in logs or captured errors)."""
+    return sys.stderr.isatty()
+
+
+def _data_spec(root: str | None, default_domain: str):
+    from .engine.profiles import ensure_synthetic
+    from .engine.runner import DataSpec
+
+    if root is None:
+        domains = ensure_synthetic(DEFAULT_DATA)
+        return DataSpec(str(domains[default_domain]), default_domain)
+    path = Path(root)
+    if not path.exists():
+        raise AnomclipError(f"dataset folder {root} does not exist")
+    if not path.is_dir():
+        raise AnomclipError(f"dataset folder {root} is a file, not a folder")
+    return DataSpec(str(path), path.name)
+
+
+def _samples(spec, categories=None):
+    from .data.dataset import load_index
+
+    index = load_index(spec.root, spec.split, categories)
+    return [s for v in index.values() for s in v]
+
+
+def _read_own_checkpoint(path) -> dict:
+    from .io import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if "recipe" not in ckpt:
+        if isinstance(ckpt.get("prompt_learner"), dict):
+            raise AnomclipError(f"{path} is not an anomclip prompt checkpoint (use --authors-checkpoint for the "
+                                "authors' files)")
+        raise AnomclipError(f"{path} is not an anomclip prompt checkpoint")
+    return ckpt
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_synth(args) -> None:
+    from .data.standins import WRITERS, write_all, write_standin
+    from .data.synth import make_synthetic
+
+    t0 = time.perf_counter()
+    if args.layout is None:  # meta.json says "synthetic": true (make_synthetic)
+        roots = make_synthetic(args.out, seed=args.seed, size=128 if args.size is None else args.size)
+        for name, root in roots.items():
+            print(f"{name}: {root}")
+    elif args.layout == "all":
+        for key, s in write_all(args.out, seed=args.seed, size=64 if args.size is None else args.size).items():
+            print(f"{key}: {s.root} (stand-in of the release layout; synthetic)")
+    elif args.layout in WRITERS:
+        s = write_standin(args.layout, args.out, seed=args.seed, size=64 if args.size is None else args.size)
+        print(f"{args.layout}: {s.root} (stand-in of the release layout; synthetic)")
+    else:
+        raise AnomclipError(f"unknown --layout {args.layout!r} (choose from all, {', '.join(WRITERS)})")
+    print(f"synthetic data written in {time.perf_counter() - t0:.1f} s")
+
+
+def cmd_prepare(args) -> None:
+    from .data.layouts import prepare_dataset
+
+    prepared = prepare_dataset(args.root, layout=args.layout)
+    for line in prepared.summary():
+        print(line)
+    print(f"wrote {prepared.path}" if prepared.layout != "meta" else f"kept {prepared.path}")
+
+
+def cmd_train(args) -> None:
+    from .engine.features import extract_features
+    from .engine.models import build_model, resolve_device
+    from .engine.train import train
+    from .io import check_writable
+
+    out = Path(args.out)
+    check_writable(out, "file")
+    if out.exists() and not (args.resume or args.force):
+        raise AnomclipError(f"{out} exists: --resume to continue its training, --force to start over and replace it")
+    resuming = args.resume and out.exists()
+    if args.resume and not resuming:
+        print(f"nothing to resume at {out} yet: a new training starts")
+    ckpt = _read_own_checkpoint(out) if resuming else None
+    if resuming and "optimizer" not in ckpt:
+        raise AnomclipError(f"{out} holds finished prompts without a training state: nothing to resume")
+    device = resolve_device(args.device)
+    recipe = recipe_from_args(args, ckpt, out)
+    if resuming:
+        stored = ckpt["recipe"]
+        differ = [k for k, v in recipe.to_dict().items()
+                  if k not in ("name", "epochs") and json.dumps(v) != json.dumps(stored.get(k))]
+        if differ:
+            raise AnomclipError(f"{out} was trained with another recipe (other {', '.join(differ)}): "
+                                "resume without changing them, or --force to start over")
+    if recipe.epochs < 1:
+        raise AnomclipError(f"epochs = {recipe.epochs}: training needs at least one epoch (--epochs)")
+    spec = _data_spec(args.data, "textures")
+    samples = _samples(spec, args.categories)
+    model = build_model(recipe, device)  # weights and image size are checked before the data is hashed
+    if not model.trainable_parameters():
+        raise AnomclipError(f"recipe {recipe.name!r} (method {getattr(recipe, 'method', 'anomalyclip')}) has no "
+                            "learnable prompts: there is nothing to train, evaluate it with anomclip eval")
+    cache = feature_cache(args)
+    fingerprint = cache.fingerprint(samples, verify=args.verify)
+    if resuming:
+        before = (ckpt.get("train_data") or {}).get("fingerprint")
+        if before is None:
+            raise AnomclipError(f"{out} does not record its training data, so resuming cannot be checked: "
+                                "--force to start over")
+        if before != fingerprint:
+            raise AnomclipError(f"{out} was trained on other data than {spec.root} (fingerprint {before[:12]} vs "
+                                f"{fingerprint[:12]}): resume with the same --data and --categories, or --force")
+    feats = extract_features(model, samples, cache, desc=f"features {spec.name}", progress=_progress(),
+                             fingerprint=fingerprint)
+    train_data = {"name": spec.name, "root": str(spec.root), "images": len(samples), "fingerprint": fingerprint}
+    res = train(model, feats, checkpoint=out, resume=resuming, progress=_progress(),
+                checkpoint_extra={"train_data": train_data})
+    for h in res.history:
+        print(f"epoch {h['epoch']:3d}  loss {h['loss']:.4f}  global {h['global']:.4f}  local {h['local']:.4f}"
+              f"  {h['seconds']:.1f}s")
+    print(f"prompts saved to {out} ({model.info.weights}; {len(samples)} images of {spec.name})")
+
+
+def _eval_recipe(args):
+    """``(recipe, checkpoint dict or None)`` of eval / predict: checked before any data is read."""
+    ckpt = _read_own_checkpoint(args.checkpoint) if args.checkpoint else None
+    if ckpt is not None and args.authors_checkpoint:
+        raise AnomclipError("--checkpoint and --authors-checkpoint: give one of them")
+    return recipe_from_args(args, ckpt, args.checkpoint), ckpt
+
+
+def _load_for_eval(args, recipe, device):
+    """The model of ``recipe`` with the prompts of ``--checkpoint`` / ``--authors-checkpoint``."""
+    from .engine.models import build_model
+
+    model = build_model(recipe, device)
+    init = "untrained prompts (N(0, 0.02) init)"
+    if args.checkpoint:
+        model.load_prompts(args.checkpoint)
+        init = f"checkpoint {args.checkpoint}"
+    elif args.authors_checkpoint:
+        model.load_authors_checkpoint(args.authors_checkpoint)
+        init = f"authors' checkpoint {args.authors_checkpoint}"
+    return model, init
+
+
+def cmd_eval(args) -> None:
+    from .engine.models import resolve_device
+    from .engine.runner import evaluate_dataset
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    device = resolve_device(args.device)
+    recipe, _ = _eval_recipe(args)
+    spec = _data_spec(args.data, "objects")
+    samples = _samples(spec, args.categories)
+    model, init = _load_for_eval(args, recipe, device)
+    doc, res = evaluate_dataset(model, spec, samples, args.out, device, init=init, experiment="cli eval",
+                                cache=feature_cache(args), progress=_progress(),
+                                skip_unreadable=args.skip_unreadable, verify=args.verify)
+    keys = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
+    print("category".ljust(16) + "".join(k.rjust(13) for k in keys))
+    rows = list(doc["categories"].items()) + [("mean", doc["mean"])]
+    for cat, m in rows:
+        print(cat[:16].ljust(16) + "".join(_percent(m.get(k)).rjust(13) for k in keys))
+    for note in doc["notes"]:
+        print(f"note: {note}")
+    for path, reason in doc["provenance"].get("skipped", []):
+        print(f"skipped: {reason}")
+    print(f"[{doc['provenance']['label']}] results written to {args.out}")
+
+
+def _percent(value) -> str:
+    """A metric in % with one decimal, or "–" when it is undefined (the notes say why)."""
+    return "–" if value is None or value != value else f"{100 * value:.1f}"
+
+
+def cmd_predict(args) -> None:
+    from .engine.models import resolve_device
+    from .engine.predict import predict_images
+    from .io import check_writable
+
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise AnomclipError(f"--threshold {args.threshold} must lie in [0, 1] (anomaly maps are probabilities)")
+    out = Path(args.out)
+    check_writable(out, "folder")
+    recipe, _ = _eval_recipe(args)
+    device = resolve_device(args.device)
+    predict_images(lambda: _load_for_eval(args, recipe, device)[0], args.images, out, args.threshold,
+                   args.class_name, echo=print)
+
+
+def cmd_bench(args) -> None:
+    from .engine.bench import run_bench
+    from .engine.models import resolve_device
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    sizes = [b.strip() for b in str(args.batch_sizes).split(",") if b.strip()]
+    if not sizes or not all(b.isdigit() and int(b) > 0 for b in sizes):
+        raise AnomclipError(f"--batch-sizes {args.batch_sizes!r}: give comma-separated whole numbers ≥ 1")
+    for flag, value, low in (("--repeats", args.repeats, 1), ("--aupro-maps", args.aupro_maps, 0),
+                             ("--aupro-size", args.aupro_size, 1)):
+        if value < low:
+            raise AnomclipError(f"{flag} {value} must be ≥ {low}")
+    run_bench(recipe_from_args(args), resolve_device(args.device), args.out, [int(b) for b in sizes],
+              args.repeats, args.bf16, args.skip_train, args.aupro_maps, args.aupro_size)
+
+
+def cmd_recipes(args) -> None:
+    from .recipes import RECIPES, get_recipe
+
+    if args.name:
+        print(json.dumps(get_recipe(args.name).to_dict(), indent=1))
+        return
+    width = max(len(n) for n in RECIPES)
+    for name, r in RECIPES.items():
+        layers = ",".join(str(x) for x in r.layers)
+        print(f"{name.ljust(width)}  method {getattr(r, 'method', 'anomalyclip')}, {r.backbone} "
+              f"({r.pretrained or 'random weights'}) at {r.image_size} px, DPAM {r.dpam}, layers {layers}, "
+              f"λ {r.lam:g}, {r.epochs} epochs")
+    print("(anomclip recipes NAME prints one as JSON; the CLI runs them on tiny-random unless --backbone is given)")
+
+
+def cmd_book(args) -> int:
+    from .book import build as book
+
+    if book.find_checkout() is None:
+        raise AnomclipError(book.NEEDS_CHECKOUT)
+    only = [o for x in args.only for o in x.split(",")] if args.only else None
+    try:
+        book.execute_all(args.profile, args.data_root, args.device, args.force, only)
+        if not args.no_html:
+            book.build_html()
+    except book.ChapterError as e:
+        print(f"anomclip book: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feature cache")
+    g.add_argument("--cache-dir", default=None,
+                   help="folder of the frozen-feature cache (default: $ANOMCLIP_CACHE or .cache/features)")
+    g.add_argument("--cache-dtype", default=None, choices=["float32", "float16"],
+                   help="storage type of cached patch features (default: $ANOMCLIP_CACHE_DTYPE or float32; "
+                        "float16 halves the disk and rounds the features)")
+    g.add_argument("--verify", action="store_true",
+                   help="re-hash every data file even when its size and modification time are unchanged")
+
+
+def feature_cache(args):
+    """The :class:`~anomclip.engine.features.FeatureCache` of ``--cache-dir``/``--cache-dtype`` or the environment."""
+    from .engine.features import FeatureCache
+
+    env = FeatureCache.from_env()
+    return FeatureCache(args.cache_dir or env.root, args.cache_dtype or env.dtype)
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="anomclip", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="write the synthetic two-domain dataset")
+    s.add_argument("--out", default=f"{DEFAULT_DATA}/synthetic", help="folder to write (default: %(default)s)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the generator (default: %(default)s)")
+    s.add_argument("--size", type=int, default=None,
+                   help="image size in pixels (default: 128; 64 for --layout stand-ins)")
+    s.add_argument("--layout", default=None,
+                   help="instead, write a small stand-in of a dataset's release layout: a layout name "
+                        "of anomclip prepare, or all (one folder per dataset under --out)")
+    s.set_defaults(func=cmd_synth)
+
+    from .data.layouts import LAYOUT_NAMES
+
+    s = sub.add_parser("prepare", help="detect a dataset's layout (the paper's 17 datasets or your own "
+                                       "folders), write its meta.json and say what was found")
+    s.add_argument("root", help="the dataset's folder")
+    s.add_argument("--layout", default="auto", choices=["auto", *LAYOUT_NAMES],
+                   help="the dataset's layout (default: detected)")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("train", help="train the prompts on a dataset's test split (the auxiliary data)")
+    s.add_argument("--data", default=None, help="dataset root (default: the synthetic 'textures' domain)")
+    s.add_argument("--out", required=True, help="checkpoint file to write (the prompts, the recipe, the data's "
+                                               "fingerprint and the training state)")
+    s.add_argument("--categories", default=None, help="comma-separated subset of the categories")
+    s.add_argument("--resume", action="store_true", help="continue the interrupted training saved in --out "
+                                                         "(same recipe and data)")
+    s.add_argument("--force", action="store_true", help="start over and replace an existing --out")
+    add_cache_args(s)
+    add_recipe_args(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="evaluate zero-shot on a dataset, write a results JSON")
+    s.add_argument("--data", default=None, help="dataset root (default: the synthetic 'objects' domain)")
+    s.add_argument("--out", required=True, help="results JSON file to write")
+    s.add_argument("--checkpoint", default=None, help="prompts written by anomclip train (default: untrained "
+                                                      "prompts); its recipe is used")
+    s.add_argument("--authors-checkpoint", default=None, help="the authors' released prompts (epoch_15.pth)")
+    s.add_argument("--categories", default=None, help="comma-separated subset of the categories")
+    s.add_argument("--skip-unreadable", action="store_true", help="warn about and skip unreadable image files")
+    add_cache_args(s)
+    add_recipe_args(s)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("predict", help="score images and write heat-map overlays")
+    s.add_argument("images", nargs="+", help="image files")
+    s.add_argument("--out", required=True, help="folder for the overlays, masks and scores.csv/json "
+                                                "(inputs from several folders are mirrored inside it)")
+    s.add_argument("--checkpoint", default=None, help="prompts written by anomclip train; its recipe is used")
+    s.add_argument("--authors-checkpoint", default=None, help="the authors' released prompts (epoch_15.pth)")
+    s.add_argument("--threshold", type=float, default=None,
+                   help="also write a binary mask where the anomaly map is ≥ this value in [0, 1]")
+    s.add_argument("--class-name", default="object", help="category name (for object-aware prompts)")
+    add_recipe_args(s)
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("bench", help="time DPAM vs plain CLIP, the feature cache and AUPRO; writes JSON")
+    s.add_argument("--out", default="results/bench.json", help="JSON file to write (default: %(default)s)")
+    s.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes to time (default: %(default)s)")
+    s.add_argument("--repeats", type=int, default=3, help="timed repeats per measure; the median is kept")
+    s.add_argument("--aupro-maps", type=int, default=100, help="number of maps of the AUPRO timing (0: skip it)")
+    s.add_argument("--aupro-size", type=int, default=518, help="side of the AUPRO timing's maps in pixels")
+    s.add_argument("--skip-train", action="store_true", help="do not time training epochs")
+    s.add_argument("--bf16", action="store_true", help="also time bf16 autocast (GPU)")
+    add_recipe_args(s)
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("recipes", help="list the named recipes, or print one as JSON")
+    s.add_argument("name", nargs="?", default=None, help="a recipe name: print its settings as JSON")
+    s.set_defaults(func=cmd_recipes)
+
+    s = sub.add_parser("book", help="execute every chapter and render the book (what make book runs)")
+    s.add_argument("--profile", default="smoke", choices=["smoke", "paper"],
+                   help="smoke: tiny random backbone on synthetic data; paper: ViT-L-14-336 on real data")
+    s.add_argument("--data-root", default="data", help="folder of the datasets (default: %(default)s)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--force", action="store_true", help="recompute results even when matching ones exist")
+    s.add_argument("--only", action="append", default=None,
+                   help="chapter number or name prefix (repeatable or comma-separated), e.g. --only 04")
+    s.add_argument("--no-html", action="store_true", help="execute the chapters without rendering the HTML")
+    s.set_defaults(func=cmd_book)
+    return p
+
+
+def _reissue_warnings(caught, command: str) -> None:
+    """Warnings of a successful command, re-issued after it, each shown as one line.
+
+    Third-party deprecation notices (torch, open_clip…) are dropped and repeats said once; on
+    an error nothing but the error line is shown. Re-issuing (not
+    printing) keeps them visible to callers of :func:`main` (``pytest.warns``, filters).
+    """
+    seen = set()
+    keep = []
+    for w in caught:
+        ours = "anomclip" in str(w.filename)
+        if not ours and issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            continue
+        text = str(w.message).strip()
+        if text not in seen:
+            seen.add(text)
+            keep.append(w)
+
+    def one_line(message, category, filename, lineno, line=None):
+        text = str(message).strip()
+        return f"anomclip {command}: warning: {text.splitlines()[0] if text else category.__name__}\n"
+
+    previous = warnings.formatwarning
+    warnings.formatwarning = one_line
+    try:
+        for w in keep:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:
+        warnings.formatwarning = previous
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(None if argv is None else [str(a) for a in argv])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = args.func(args) or 0
+        except AnomclipError as e:
+            print(f"anomclip {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {e.filename}" if e.filename else ""
+            print(f"anomclip {args.command}: error: no space left on the device{where}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"anomclip {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:  # `anomclip recipes | head`
+            sys.stdout = open(os.devnull, "w")
+            return 0
+    _reissue_warnings(caught, args.command)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Zero-shot evaluation: scores and maps for every image, metrics per category (docs/method.md §4, §8).
+
+Categories are evaluated one at a time so only one category's maps are in memory. The
+dataset-level number of each metric is the unweighted mean over categories, NaNs (undefined
+cases) left out with a note.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..model.anomalyclip import AnomalyCLIP
+from . import metrics as M
+from .features import FeatureSet
+
+
+@dataclass
+class EvalResult:
+    categories: dict  # {category: {metric: value}}
+    mean: dict  # {metric: value}
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+    scores: dict = field(default_factory=dict)  # {category: [n] image scores}
+    maps: dict = field(default_factory=dict)  # {category: [n, S, S]} (only with keep_maps)
+
+
+def predict_features(model: AnomalyCLIP, features: FeatureSet, idx: np.ndarray, batch_size: int = 16,
+                     sigma: float | None = None):
+    """Image scores ``[n]`` and anomaly maps ``[n, S, S]`` (float32) of the samples ``idx``."""
+    scores, maps = [], []
+    with torch.no_grad():
+        for i in range(0, len(idx), batch_size):
+            g, feats, _, _, cls_names, _ = features.batch(idx[i:i + batch_size], model.device)
+            out = model.score_features(g, feats, model.text_for(cls_names), sigma=sigma)
+            scores.append(out.image_score.float().cpu().numpy())
+            maps.append(out.anomaly_map.float().cpu().numpy())
+    return np.concatenate(scores), np.concatenate(maps)
+
+
+def _structural_notes(labels: np.ndarray, has_mask: np.ndarray, pixel_metrics: bool) -> tuple[bool, bool, list]:
+    """Whether image / pixel metrics are undefined for the whole dataset by its design, and the
+    one note that says why (instead of a warning per category)."""
+    no_image = bool(labels.size) and bool(labels.all())
+    no_pixel = pixel_metrics and not bool((has_mask & (labels == 1)).any())
+    notes = []
+    if no_image:
+        notes.append("image metrics (AUROC, AP) are not defined: every image is anomalous "
+                     "(a pixel-level dataset)")
+    if no_pixel:
+        notes.append("pixel metrics are not defined: no anomalous image has a mask (an image-level dataset)")
+    return no_image, no_pixel, notes
+
+
+def evaluate(model: AnomalyCLIP, features: FeatureSet, batch_size: int = 16, progress: bool = True,
+             keep_maps: bool = False, keep_scores: bool = True, sigma: float | None = None,
+             pixel_metrics: bool = True) -> EvalResult:
+    """Metrics of ``model`` on ``features``, per category and their unweighted mean.
+
+    Pixel metrics use the images that have a mask (normal images count as all-zero masks); an
+    anomalous image without a mask is left out of them, with a note saying how many. A dataset
+    whose images are all anomalous (pixel-level medical sets) has no image AUROC/AP, one
+    without masks (image-level sets) no pixel metrics: both are NaN (null in results files)
+    with one note each, not a warning per category.
+    """
+    t0 = time.perf_counter()
+    model.prompt_learner.eval()
+    per_cat, scores, maps = {}, {}, {}
+    all_labels = np.asarray(features.labels)
+    has_mask = np.asarray(features.has_mask, dtype=bool)
+    no_image, no_pixel, notes = _structural_notes(all_labels, has_mask, pixel_metrics)
+    cats = features.categories()
+    for cat, idx in tqdm(cats.items(), desc="evaluate", disable=not progress, leave=False):
+        idx = np.sort(idx)
+        s, m = predict_features(model, features, idx, batch_size, sigma)
+        labels = all_labels[idx]
+        masked = has_mask[idx]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if pixel_metrics and not no_pixel and masked.any():
+                masks = np.asarray(features.masks[idx[masked]])
+                res = M.category_metrics(s, labels, m[masked], masks)
+            else:
+                res = M.category_metrics(s, labels, None, None)
+        for w in caught:  # re-issued once, with the category's name, unless the dataset explains it
+            text = str(w.message)
+            if (no_image and text.startswith("image")) or ((no_pixel or not pixel_metrics) and "pixel" in text):
+                continue
+            notes.append(f"{cat}: {text}")
+            warnings.warn(notes[-1], w.category, stacklevel=2)
+        left_out = int((~masked).sum())
+        if pixel_metrics and not no_pixel and left_out:
+            notes.append(f"{cat}: pixel metrics over the {int(masked.sum())} images with a mask; "
+                         f"{left_out} anomalous image(s) without a mask left out")
+        per_cat[cat] = res
+        if keep_scores:
+            scores[cat] = s
+        if keep_maps:
+            maps[cat] = m
+    mean, mean_notes = M.mean_over_categories(per_cat)
+    explained = {k for k in mean if (no_image and k in ("image_auroc", "image_ap"))
+                 or ((no_pixel or not pixel_metrics) and k in M.PIXEL_KEYS)}
+    notes += [n for n in mean_notes if n.split(":")[0] not in explained]
+    return EvalResult(per_cat, mean, notes, time.perf_counter() - t0, scores, maps)

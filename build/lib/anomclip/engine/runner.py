@@ -1,0 +1,231 @@
+"""One runner for every experiment, on a run store keyed by content (docs/run-store.md).
+
+An experiment is ``(recipe, training data or None, evaluation data…)``. The runner
+
+1. computes the experiment's **run key** from what it computes with — the recipe (every
+   setting but its display name), the weights identity, the training data's content
+   fingerprint, the initial prompts' content, the feature dtype — and each evaluation's key
+   from the run key, the evaluation data's fingerprint and the ``skip_unreadable`` choice;
+2. re-uses the results files under those keys (unless ``force``); a trained run whose
+   checkpoint is complete is never trained again, an interrupted one resumes;
+3. otherwise loads the backbone once per process, reads the frozen visual features from the
+   :class:`~anomclip.engine.features.FeatureCache`, trains, evaluates and writes
+   ``<out>/runs/<run key>/eval-<eval key>.json`` atomically.
+
+Display labels are not part of any key: :func:`run_table` attaches them. Notebooks and the
+CLI call :func:`run_experiment` / :func:`run_table` and read what they return; an
+:class:`Experiment` rebuilds its model (:meth:`Experiment.model`) or recomputes maps from the
+cached features (:meth:`Experiment.predict`) on demand, so nothing needs copying.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.dataset import load_index
+from ..data.fingerprint import content_key
+from ..data.index import is_synthetic
+from ..errors import AnomclipError
+from ..methods import Method, trains
+from ..recipes import Recipe
+from .evaluate import EvalResult, evaluate
+from .features import FeatureCache, FeatureSet, extract_features
+from .models import build_model, resolve_device
+from .results import provenance, read_results, write_results
+from .store import (
+    UNTRAINED,
+    eval_key,
+    init_identity,
+    read_run,
+    run_lock,
+    run_material,
+    write_run,
+)
+from .train import TrainResult, train
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A dataset root (with ``meta.json`` or a known layout), the split and the name it is shown by."""
+
+    root: str
+    name: str
+    split: str = "test"  # the authors tune on the test split of the auxiliary dataset
+    categories: tuple[str, ...] | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the dataset says it was generated (``"synthetic": true`` in its ``meta.json``)."""
+        return is_synthetic(self.root)
+
+    def samples(self) -> list:
+        return [s for v in load_index(self.root, self.split, self.categories).values() for s in v]
+
+
+@dataclass
+class Experiment:
+    """One run: its key, its results per evaluation dataset, and what rebuilds its model."""
+
+    key: str
+    recipe: Recipe
+    folder: Path
+    results: dict = field(default_factory=dict)  # {dataset name: results doc}
+    training: dict | None = None
+    reused: bool = False  # every result came from the store
+    checkpoint: Path | None = None  # trained prompts (None when untrained)
+    init: str = UNTRAINED
+    device: str = "cpu"
+    cache: FeatureCache = field(default_factory=FeatureCache)
+    data: dict = field(default_factory=dict)  # {dataset name: DataSpec}
+    _authors_checkpoint: str | None = None
+    _init_prompts: str | None = None
+
+    def model(self) -> Method:
+        """The model with this run's prompts (trained, imported or initial)."""
+        model = build_model(self.recipe, self.device)
+        if self.checkpoint is not None:
+            model.load_prompts(self.checkpoint)
+        elif self._authors_checkpoint:
+            model.load_authors_checkpoint(self._authors_checkpoint)
+        elif self._init_prompts:
+            model.load_prompts(self._init_prompts)
+        model.prompt_learner.eval()
+        return model
+
+    def features(self, name: str, model: Method | None = None) -> FeatureSet:
+        """The cached visual features of evaluation dataset ``name``."""
+        spec = self.data[name]
+        return extract_features(model or build_model(self.recipe, self.device), spec.samples(), self.cache,
+                                progress=False, desc=f"features {name}")
+
+    def predict(self, name: str, batch_size: int = 16) -> EvalResult:
+        """Scores, maps and metrics on ``name``, recomputed from the cached features (maps kept)."""
+        model = self.model()
+        return evaluate(model, self.features(name, model), batch_size=batch_size, progress=False,
+                        keep_maps=True)
+
+
+def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[DataSpec], out_dir: str | Path,
+                   device: str | None = "auto", force: bool = False, progress: bool = True,
+                   authors_checkpoint: str | None = None, init_prompts: str | None = None, batch_size: int = 16,
+                   cache: FeatureCache | None = None, skip_unreadable: bool = False,
+                   verify: bool = False) -> Experiment:
+    """Train (if ``train_data``) and evaluate ``recipe``; re-use what the store holds unless ``force``.
+
+    The prompts start from their N(0, 0.02) initialisation, from the authors' released file
+    (``authors_checkpoint``) or from one of our own checkpoints (``init_prompts``, e.g. prompts
+    tuned with another template, re-evaluated as in the paper's Fig. 9). ``verify`` re-hashes
+    every data file even when its size and modification time are unchanged.
+    """
+    device = resolve_device(device)
+    cache = cache or FeatureCache()
+    if train_data is not None and not trains(recipe):
+        train_data = None  # a zero-shot method (CLIP, CLIP-AC, WinCLIP): nothing to tune
+    if authors_checkpoint and init_prompts:
+        raise AnomclipError("give either authors_checkpoint or init_prompts, not both")
+    eval_samples = {spec.name: spec.samples() for spec in eval_data}
+    train_samples = train_data.samples() if train_data else None
+    train_fp = cache.fingerprint(train_samples, verify) if train_data else None
+    init = init_identity(authors_checkpoint, init_prompts, cache)
+    material = run_material(recipe, train_fp, init, cache)
+    key = content_key(material)
+    folder = Path(out_dir) / "runs" / key
+    exp = Experiment(key, recipe, folder, device=device, cache=cache, data={s.name: s for s in eval_data},
+                     _authors_checkpoint=authors_checkpoint, _init_prompts=init_prompts)
+    exp.init = (f"authors' checkpoint {init['file']}" if authors_checkpoint else
+                f"prompts {init['file']} ({init['prompts'][:8]})" if init_prompts else
+                "learned" if train_data else UNTRAINED)
+    eval_fps = {spec.name: cache.fingerprint(eval_samples[spec.name], verify, missing_ok=skip_unreadable)
+                for spec in eval_data}
+    eval_keys = {name: eval_key(key, fp, skip_unreadable) for name, fp in eval_fps.items()}
+    paths = {name: folder / f"eval-{k}.json" for name, k in eval_keys.items()}
+
+    with run_lock(folder):
+        if force:
+            for p in [folder / "prompts.pt", folder / "run.json", *paths.values()]:
+                p.unlink(missing_ok=True)
+        run_doc = read_run(folder)
+        if train_data is not None:
+            exp.checkpoint = folder / "prompts.pt"
+            if run_doc and run_doc.get("complete") and exp.checkpoint.is_file():
+                exp.training = run_doc["training"]
+        todo = [s for s in eval_data if force or not paths[s.name].is_file()]
+        for s in eval_data:
+            if s not in todo:
+                exp.results[s.name] = read_results(paths[s.name])
+        if not todo and (train_data is None or exp.training is not None):
+            exp.reused = True
+            return exp
+
+        model = exp.model() if train_data is None else build_model(recipe, device)
+        if train_data is not None and exp.training is None:
+            exp.training = _train(model, exp, train_data, train_samples, train_fp, material, progress)
+        elif train_data is not None:
+            model.load_prompts(exp.checkpoint)
+        elif run_doc is None:
+            write_run(folder, material, training=None)
+        for spec in todo:
+            doc, _ = evaluate_dataset(model, spec, eval_samples[spec.name], paths[spec.name], device,
+                                      training_info=exp.training, init=exp.init, progress=progress,
+                                      batch_size=batch_size, cache=cache, skip_unreadable=skip_unreadable,
+                                      keys={"run": key, "eval": eval_keys[spec.name]},
+                                      fingerprint=eval_fps[spec.name])
+            exp.results[spec.name] = doc
+    return exp
+
+
+def _train(model: Method, exp: Experiment, spec: DataSpec, samples, fingerprint: str, material: dict,
+           progress: bool) -> dict:
+    t0 = time.perf_counter()
+    feats = extract_features(model, samples, exp.cache, progress=progress, desc=f"features {spec.name}",
+                             fingerprint=fingerprint)
+    tr: TrainResult = train(model, feats, checkpoint=exp.checkpoint, resume=True, progress=progress)
+    info = {"data": _data_info(spec, samples, fingerprint), "history": tr.history, "steps": tr.steps,
+            "checkpoint": str(exp.checkpoint), "features_from_cache": feats.from_cache,
+            "durations": {"train_features_s": feats.seconds, "train_s": tr.seconds,
+                          "train_total_s": time.perf_counter() - t0}}
+    write_run(exp.folder, material, info, complete=len(tr.history) >= model.recipe.epochs)
+    return info
+
+
+def _data_info(spec: DataSpec, samples, fingerprint: str) -> dict:
+    return {"name": spec.name, "root": str(spec.root), "split": spec.split, "synthetic": spec.synthetic,
+            "categories": sorted({s.cls_name for s in samples}), "images": len(samples),
+            "fingerprint": fingerprint}
+
+
+def evaluate_dataset(model: Method, spec: DataSpec, samples, out_path, device: str,
+                     training_info: dict | None = None, init: str = UNTRAINED, progress: bool = True,
+                     batch_size: int = 16, cache: FeatureCache | None = None, skip_unreadable: bool = False,
+                     keys: dict | None = None, experiment: str | None = None, verify: bool = False,
+                     fingerprint: str | None = None):
+    """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically).
+
+    Returns ``(results doc, EvalResult)``. ``keys``: the run-store keys recorded in provenance;
+    ``fingerprint``: the samples' content fingerprint when the caller already computed it.
+    """
+    t0 = time.perf_counter()
+    cache = cache or FeatureCache()
+    feats = extract_features(model, samples, cache, progress=progress, desc=f"features {spec.name}",
+                             skip_unreadable=skip_unreadable, verify=verify, fingerprint=fingerprint)
+    res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress)
+    durations = dict((training_info or {}).get("durations", {}), eval_features_s=feats.seconds,
+                     eval_s=res.seconds, eval_total_s=time.perf_counter() - t0)
+    prov = provenance(model, data=_data_info(spec, samples, feats.fingerprint), device=device, durations=durations,
+                      training=_training_summary(training_info), init=init, keys=keys or {},
+                      skip_unreadable=skip_unreadable, skipped=[list(s) for s in feats.skipped],
+                      feature_dtype=cache.dtype, experiment=experiment)
+    cats = feats.categories()
+    write_results(out_path, res.categories, res.mean, prov, res.notes,
+                  scores={c: [float(x) for x in v] for c, v in res.scores.items()},
+                  labels={c: [int(feats.labels[i]) for i in idx] for c, idx in cats.items()},
+                  paths_by_category={c: [feats.paths[i] for i in idx] for c, idx in cats.items()})
+    return read_results(out_path), res
+
+
+def _training_summary(info: dict | None) -> dict | None:
+    """The training record without the per-step losses (they stay in run.json)."""
+    if info is None:
+        return None
+    return {k: v for k, v in info.items() if k != "steps"}

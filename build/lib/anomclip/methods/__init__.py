@@ -1,0 +1,21 @@
+"""The methods compared in the paper's Tables 1–3, on one engine (docs/methods.md).
+
+CLIP, CLIP-AC, WinCLIP, VAND (APRIL-GAN), CoOp and AnomalyCLIP are recipes (``get_recipe("clip")``,
+…, ``get_recipe("official")``) whose ``method`` field picks the class (:mod:`.registry`). Every
+class satisfies the :class:`~anomclip.methods.protocol.Method` protocol, the only interface the
+engine uses, so the data index, preprocessing, feature cache, training loop, evaluation, metrics
+and results files are the same for all six. Imports the model layer; never the engine.
+"""
+from ..recipes import METHODS, MethodInfo
+from .protocol import Method
+from .registry import (
+           CLASSES,
+           ZERO_SHOT_METHODS,
+           build_method,
+           display_name,
+           model_class,
+           trains,
+)
+
+__all__ = ["CLASSES", "METHODS", "Method", "MethodInfo", "ZERO_SHOT_METHODS", "build_method", "display_name",
+           "model_class", "trains"]
