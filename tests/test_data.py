@@ -535,23 +535,84 @@ def test_split_sdd(tmp_path):
     out = tmp_path / "out" / "sdd"
     assert meta_path == tmp_path / "out" / "meta.json"
 
-    def grey(p):
-        return np.asarray(Image.open(p).convert("L"))
+    def grey(name):
+        found = [p for p in out.glob(f"*/*/{name}")]
+        assert len(found) == 1, (name, found)
+        return np.asarray(Image.open(found[0]).convert("L"))
 
-    np.testing.assert_array_equal(grey(out / "test/good/kos01_Part0_top.png"), img0[:25])
-    np.testing.assert_array_equal(grey(out / "test/defect/kos01_Part0_bottom.png"), img0[25:])
-    np.testing.assert_array_equal(grey(out / "ground_truth/defect/kos01_Part0_bottom_mask.png"),
+    np.testing.assert_array_equal(grey("kos01_Part0_top.png"), img0[:25])
+    np.testing.assert_array_equal(grey("kos01_Part0_bottom.png"), img0[25:])
+    assert (out / "test/defect/kos01_Part0_bottom.png").is_file()
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "ground_truth/defect/kos01_Part0_bottom_mask.png")),
                                   mask0[25:])
-    np.testing.assert_array_equal(grey(out / "test/good/kos02_Part3_top.png"), img1[:25])
-    np.testing.assert_array_equal(grey(out / "test/good/kos02_Part3_bottom.png"), img1[25:])
+    np.testing.assert_array_equal(grey("kos02_Part3_top.png"), img1[:25])
+    np.testing.assert_array_equal(grey("kos02_Part3_bottom.png"), img1[25:])
+    # Table 6's split: the anomalous half in test; a quarter of the 3 normal halves, rounded up
+    # (1), drawn by seed 0 from their sorted names; the other 2 in train
+    normal = ["kos01_Part0_top", "kos02_Part3_bottom", "kos02_Part3_top"]
+    picked = normal[int(np.random.default_rng(0).permutation(3)[0])]
     samples = data.load_index(tmp_path / "out", require_masks=True)["sdd"]
-    assert sorted((s.img_path.name, s.anomaly) for s in samples) == [
-        ("kos01_Part0_bottom.png", 1), ("kos01_Part0_top.png", 0),
-        ("kos02_Part3_bottom.png", 0), ("kos02_Part3_top.png", 0)]
+    assert sorted((s.img_path.name, s.anomaly) for s in samples) == sorted(
+        [("kos01_Part0_bottom.png", 1), (f"{picked}.png", 0)])
+    train = data.load_index(tmp_path / "out", split="train")["sdd"]
+    assert sorted(s.img_path.stem for s in train) == sorted(set(normal) - {picked})
     # an output folder inside the source is not read back as input, even on a second run
     for _ in range(2):
         data.split_sdd(src, src / "halves")
-    assert len(data.load_index(src / "halves")["sdd"]) == 4
+    assert len(data.load_index(src / "halves")["sdd"]) == 2
+    assert len(data.load_index(src / "halves", split="train")["sdd"]) == 2
+
+
+def _kolektor(root, n_normal_images, n_half_defects, n_full_defects):
+    """A tiny KolektorSDD: images 2 px wide, 4 high; defects in the top half, or in both."""
+    n = 0
+    for kind, count in (("none", n_normal_images), ("top", n_half_defects), ("both", n_full_defects)):
+        for _ in range(count):
+            kos, part = f"kos{n // 8 + 1:02d}", f"Part{n % 8}"
+            label = np.zeros((4, 2), np.uint8)
+            if kind != "none":
+                label[0, 0] = 255
+            if kind == "both":
+                label[3, 1] = 255
+            save(root / kos / f"{part}.png", np.full((4, 2), n % 256, np.uint8), "L")
+            save(root / kos / f"{part}_label.bmp", label, "L")
+            n += 1
+
+
+def test_sdd_split_reproduces_table6_counts_and_follows_its_seed(tmp_path, monkeypatch):
+    """KolektorSDD's 399 images, 52 of them defective (22 with a defect in both halves, 30 in
+    one): 798 halves, 74 anomalous, 724 normal → Table 6's test split 181 + 74, the other 543
+    normal halves in train. The seed fixes which normal halves are tested."""
+    import os
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 2,600 tiny files: the disk's flushes only cost time
+    src = tmp_path / "KolektorSDD"
+    _kolektor(src, 347, 30, 22)
+    splits = {}
+    for seed in (0, 1):  # each choice is the one its seed gives (so a seed fixes it), and they differ
+        out = tmp_path / f"out{seed}"
+        data.split_sdd(src, out, seed=seed)
+        test = data.load_index(out)["sdd"]
+        train = data.load_index(out, split="train")["sdd"]
+        assert (sum(s.anomaly == 0 for s in test), sum(s.anomaly for s in test)) == (181, 74)
+        assert len(train) == 543 and not any(s.anomaly for s in train)
+        # the expected choice, derived here from the rule docs/datasets.md states
+        names = sorted(f"kos{i // 8 + 1:02d}_Part{i % 8}_{half}" for i in range(399) for half in ("top", "bottom")
+                       if not (i >= 347 and (half == "top" or i >= 377)))
+        assert len(names) == 724
+        chosen = {names[j] for j in np.random.default_rng(seed).permutation(724)[:181]}
+        assert {s.img_path.stem for s in test if s.anomaly == 0} == chosen
+        splits[seed] = chosen
+    assert splits[0] != splits[1]
+
+
+def test_sdd_normal_test_count():
+    from anomclip.data.sdd import normal_test_count
+
+    assert [normal_test_count(n) for n in (724, 10, 3, 1, 0)] == [181, 3, 1, 1, 0]
+    assert normal_test_count(9, 1.0) == 9 and normal_test_count(9, 0.0) == 0
+    with pytest.raises(AnomclipError, match="fraction"):
+        normal_test_count(9, 1.5)
 
 
 def test_split_sdd_missing_label(tmp_path):

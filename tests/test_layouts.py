@@ -105,7 +105,9 @@ def test_shared_structures_are_told_apart_by_folder_name(written, tmp_path):
     assert layouts.detect(copy).key == "mpdd"
     other = tmp_path / "something"
     standins.write_standin("kvasir", other)
-    assert layouts.detect(other).key == "colondb"  # first of the polyp sets; read the same way
+    assert layouts.detect(other).key == "kvasir"  # named by its wrapper folder, Kvasir-SEG
+    (other / "Kvasir-SEG").rename(other / "data")
+    assert layouts.detect(other).key == "colondb"  # no name on the way: first of the polyp sets
 
 
 def test_dagm_labels_txt_is_authoritative(tmp_path):
@@ -116,10 +118,11 @@ def test_dagm_labels_txt_is_authoritative(tmp_path):
     assert [(it["img_path"].split("/")[-1], it["anomaly"], bool(it["mask_path"])) for it in meta] == [
         ("0000.PNG", 0, False), ("0001.PNG", 0, False), ("0002.PNG", 1, True), ("0003.PNG", 1, True),
         ("0004.PNG", 1, False)]
-    (s.root / "Class1" / "Test" / "Label" / "Labels.txt").unlink()
+    (s.root / standins.DAGM_WRAPPER / "Class1" / "Test" / "Label" / "Labels.txt").unlink()
     meta = layouts.read_layout(s.root, "dagm")[1]["test"]["Class1"]
     assert [it["anomaly"] for it in meta] == [0, 0, 1, 1, 0]
-    (s.root / "Class2" / "Test" / "Label" / "Labels.txt").write_text("1\n1\tdefect\t0000.PNG\t0\t0\n")
+    labels = s.root / standins.DAGM_WRAPPER / "Class2" / "Test" / "Label" / "Labels.txt"
+    labels.write_text("1\n1\tdefect\t0000.PNG\t0\t0\n")
     with pytest.raises(AnomclipError, match="Labels.txt line 2"):
         layouts.read_layout(s.root, "dagm")
 
@@ -128,11 +131,12 @@ def test_sdd_halves_follow_their_label(written):
     """A label with a defect in the top half only: the top half is anomalous, the bottom normal."""
     s = written["sdd"]
     layouts.prepare_dataset(s.root)
-    top = s.root / "halves/sdd/test/defect/kos01_Part1_top.png"
-    bottom = s.root / "halves/sdd/test/good/kos01_Part1_bottom.png"
-    assert top.is_file() and bottom.is_file()
+    halves = s.root / "KolektorSDD/halves/sdd"
+    top = halves / "test/defect/kos01_Part1_top.png"
+    bottom = [halves / f"{split}/good/kos01_Part1_bottom.png" for split in ("train", "test")]
+    assert top.is_file() and sum(p.is_file() for p in bottom) == 1
     assert Image.open(top).size == (48, 60)
-    mask = data.read_mask(s.root / "halves/sdd/ground_truth/defect/kos01_Part1_top_mask.png")
+    mask = data.read_mask(halves / "ground_truth/defect/kos01_Part1_top_mask.png")
     expected = np.zeros((60, 48), bool)
     expected[20:34, 10:30] = True
     np.testing.assert_array_equal(mask, expected)
@@ -156,6 +160,10 @@ def test_cli_prepare_prints_what_it_found(written, capsys):
     assert "  chest: 3 normal, 3 anomalous, 0 masks" in out
     assert "  pixel metrics: not defined (no masks)" in out
     assert any("ignored class folder(s): Viral Pneumonia" in line for line in out)
+    assert any(line.startswith("  note: read COVID-19 in the wrapper folder COVID-19_Radiography_Dataset/")
+               for line in out)
+    assert ("  Table 6: COVID-19's test split has 3 normal + 3 anomalous, the paper's Table 6 has 1341 + 219 "
+            "(a synthetic stand-in, small on purpose)") in out
     with pytest.raises(SystemExit) as exc:  # argparse refuses an unknown choice
         main(["prepare", str(s.root), "--layout", "nope"])
     assert exc.value.code == 2
@@ -171,3 +179,155 @@ def test_cli_synth_writes_a_standin(tmp_path, capsys):
     (real / "bottle").mkdir(parents=True)
     assert main(["synth", "--layout", "mvtec", "--out", str(real)]) == 2
     assert "not an earlier stand-in" in capsys.readouterr().err and (real / "bottle").is_dir()
+
+
+# --------------------------------------------------------------------------- wrapper folders
+
+#: How each archive unpacks below the folder the user names (docs/datasets.md).
+WRAPPERS = {
+    "btad": "BTech_Dataset_transformed",
+    "dagm": "DAGM_KaggleUpload",
+    "tn3k": "Thyroid Dataset/tn3k",
+    "dtd": "DTD-Synthetic",
+    "colondb": "TestDataset/CVC-ColonDB",
+    "sdd": "KolektorSDD",
+    "kvasir": "Kvasir-SEG",
+    "endo": "EndoTect_2020_Segmentation_Test_Dataset",
+    "brainmri": "brain_tumor_dataset",
+    "covid": "COVID-19_Radiography_Dataset",
+}
+
+
+def _samples(root):
+    return {cls: [(s.img_path, s.mask_path, s.anomaly) for s in samples]
+            for cls, samples in data.load_index(root).items()}
+
+
+@pytest.mark.parametrize("key", sorted(WRAPPERS))
+def test_a_standin_is_written_with_its_wrapper_and_read_through_it(key, tmp_path):
+    """The stand-in holds only its wrapper folder(s), as the archive unpacks; detection goes
+    through them, says which folder it used, and meta.json at the root lists paths under it."""
+    s = standins.write_standin(key, tmp_path / key)
+    wrapper = WRAPPERS[key]
+    first = wrapper.split("/")[0]
+    assert sorted(p.name for p in s.root.iterdir() if not p.name.startswith(".")) == [first]
+    assert all(img.startswith(wrapper + "/") for items in s.expected.values() for img in items)
+    without_meta = _samples(s.root)  # read on the fly (no meta.json yet), paths from the root
+    prepared = layouts.prepare_dataset(s.root)
+    assert prepared.layout == key and prepared.data_dir == s.root / wrapper
+    assert prepared.path == s.root / "meta.json"
+    assert f"  note: read {prepared.title} in the wrapper folder {wrapper}/ (meta.json paths start with it)" \
+        in prepared.summary()
+    got = {cls: {it["img_path"]: (it["anomaly"], it["mask_path"]) for it in items}
+           for cls, items in prepared.meta["test"].items()}
+    assert got == s.expected
+    assert _samples(s.root) == without_meta
+    assert {cls: {p.relative_to(s.root.resolve()).as_posix() for p, _, _ in v}
+            for cls, v in without_meta.items()} == {cls: set(items) for cls, items in s.expected.items()}
+    forced = layouts.prepare_dataset(s.root, key)  # a forced layout goes through the wrappers too
+    assert forced.data_dir == s.root / wrapper and forced.meta["test"] == prepared.meta["test"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_every_reader_looks_through_one_more_wrapper(key, tmp_path):
+    """Any stand-in unpacked one folder deeper ("download/") reads the same, every path
+    prefixed with the extra folder; the folder used is named."""
+    root = tmp_path / key
+    s = standins.write_standin(key, root / "download")
+    (root / "download" / standins.SYNTHETIC_MARKER).rename(root / standins.SYNTHETIC_MARKER)
+    prepared = layouts.prepare_dataset(root)
+    assert prepared.layout == key
+    assert prepared.data_dir == root / "download" / WRAPPERS.get(key, "")
+    got = {cls: {it["img_path"]: (it["anomaly"], it["mask_path"]) for it in items}
+           for cls, items in prepared.meta["test"].items()}
+    assert got == {cls: {f"download/{img}": (a, f"download/{m}" if m else "") for img, (a, m) in items.items()}
+                   for cls, items in s.expected.items()}
+    wrapper = ("download/" + WRAPPERS[key]) if key in WRAPPERS else "download"
+    assert any(n.startswith(f"read {prepared.title} in the wrapper folder {wrapper}/") for n in prepared.notes)
+    assert json.loads((root / "meta.json").read_text())["synthetic"] is True
+
+
+def test_wrappers_are_looked_through_three_deep_and_no_deeper(tmp_path):
+    s = standins.write_standin("mvtec", tmp_path / "w" / "a" / "b" / "c")
+    assert layouts.locate(tmp_path / "w") == (layouts.LAYOUTS["mvtec"], s.root)
+    standins.write_standin("mvtec", tmp_path / "deep" / "a" / "b" / "c" / "d")
+    with pytest.raises(AnomclipError, match=r"matches none of the known layouts \(looked through a/b/c/\)"):
+        layouts.detect(tmp_path / "deep")
+    # a folder beside the wrapped one makes it no wrapper; macOS's __MACOSX/ does not count
+    (tmp_path / "w" / "a" / "__MACOSX").mkdir()
+    assert layouts.locate(tmp_path / "w")[1] == s.root
+    (tmp_path / "w" / "a" / "other").mkdir()
+    with pytest.raises(AnomclipError, match="matches none of the known layouts"):
+        layouts.detect(tmp_path / "w")
+
+
+def test_isic_doubly_nested_and_flat(tmp_path):
+    """ISIC's zips unzipped into folders named after them (X/X/): the reader goes down and says
+    so; the flat form reads the same images."""
+    s = standins.write_standin("isic", tmp_path / "isic")
+    data_dir = "ISBI2016_ISIC_Part1_Test_Data"
+    assert all(img.startswith(f"{data_dir}/{data_dir}/") for img in s.expected["skin"])
+    prepared = layouts.prepare_dataset(s.root)
+    assert f"{data_dir}/ is a wrapper folder: read {data_dir}/{data_dir}/" in prepared.notes
+    assert {it["img_path"] for it in prepared.meta["test"]["skin"]} == set(s.expected["skin"])
+    for name in (data_dir, "ISBI2016_ISIC_Part1_Test_GroundTruth"):  # flatten X/X/ to X/
+        (s.root / name).rename(s.root / "tmp")
+        (s.root / "tmp" / name).rename(s.root / name)
+        (s.root / "tmp").rmdir()
+    flat = layouts.prepare_dataset(s.root, "isic")
+    assert {it["img_path"] for it in flat.meta["test"]["skin"]} == {
+        img.replace(f"{data_dir}/{data_dir}/", f"{data_dir}/") for img in s.expected["skin"]}
+    assert sum(bool(it["mask_path"]) for it in flat.meta["test"]["skin"]) == sum(
+        bool(m) for _, m in s.expected["skin"].values())
+    assert not any("wrapper" in n for n in flat.notes)
+
+
+# --------------------------------------------------------------------------- Table 6 counts
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_counts_that_differ_from_table6_are_said_in_one_line(written, key):
+    """A stand-in is small: its counts differ from Table 6 and prepare says so, with both
+    figures, as a line of the summary (never an error)."""
+    s = written[key]
+    prepared = layouts.prepare_dataset(s.root, key)
+    d = next(d for d in PAPER_TABLE if d.key == key)
+    normal = sum(1 for items in s.expected.values() for a, _ in items.values() if a == 0)
+    bad = sum(1 for items in s.expected.values() for a, _ in items.values() if a == 1)
+    unit = " halves" if key == "sdd" else ""
+    line = (f"{d.name}'s test split has {normal} normal + {bad} anomalous{unit}, the paper's Table 6 has "
+            f"{d.normal} + {d.anomalous} (a synthetic stand-in, small on purpose)")
+    assert prepared.table6 == line and f"  Table 6: {line}" in prepared.summary()
+
+
+def test_covid_release_counts_are_compared_with_the_first_release(tmp_path):
+    """A real (non-synthetic) copy whose counts differ: the line gives both figures and why."""
+    s = standins.write_standin("covid", tmp_path / "covid")
+    (s.root / standins.SYNTHETIC_MARKER).unlink()
+    prepared = layouts.prepare_dataset(s.root)
+    assert prepared.table6.startswith(
+        "COVID-19's test split has 3 normal + 3 anomalous, the paper's Table 6 has 1341 + 219: Table 6 counts")
+    assert "first release" in prepared.table6 and "\n" not in prepared.table6
+    kept = layouts.prepare_dataset(s.root)  # an existing meta.json, in a folder named covid
+    assert kept.layout == "meta" and kept.table6 == prepared.table6
+    elsewhere = tmp_path / "chest"
+    s.root.rename(elsewhere)
+    assert layouts.prepare_dataset(elsewhere).table6 == ""  # no catalogue dataset named like it
+
+
+def test_counts_equal_to_table6_say_nothing(tmp_path):
+    """HeadCT with exactly Table 6's 100 + 100 test images: no Table 6 line."""
+    root = tmp_path / "headct"
+    (root / "head_ct" / "head_ct").mkdir(parents=True)
+    rows = ["id, hemorrhage"]
+    for i in range(200):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(root / "head_ct" / "head_ct" / f"{i:03d}.png")
+        rows.append(f"{i},{int(i % 2)}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    prepared = layouts.prepare_dataset(root)
+    assert prepared.layout == "headct" and prepared.table6 == ""
+    assert not any(line.startswith("  Table 6") for line in prepared.summary())
+    (root / "head_ct" / "head_ct" / "199.png").unlink()
+    (root / "meta.json").unlink()
+    assert layouts.prepare_dataset(root).table6.startswith(
+        "HeadCT's test split has 100 normal + 99 anomalous, the paper's Table 6 has 100 + 100")

@@ -37,9 +37,10 @@ def data_root(tmp_path_factory):
     # Table 3's auxiliary set, the folder layout of docs/datasets.md: ColonDB's polyps with their
     # masks as anomalous, normal endoscopy images (here: the BrainMRI stand-in's no/ folder)
     aux = root / MEDICAL_AUX.folder / "colon"
-    shutil.copytree(root / "colondb" / "images", aux / "anomalous")
-    shutil.copytree(root / "colondb" / "masks", aux / "masks")
-    shutil.copytree(root / "brainmri" / "no", aux / "normal")
+    colondb = root / "colondb" / standins.COLONDB_WRAPPER  # as PraNet's TestDataset unpacks
+    shutil.copytree(colondb / "images", aux / "anomalous")
+    shutil.copytree(colondb / "masks", aux / "masks")
+    shutil.copytree(root / "brainmri" / standins.BRAINMRI_WRAPPER / "no", aux / "normal")
     (root / MEDICAL_AUX.folder / standins.SYNTHETIC_MARKER).write_text("synthetic\n")
     return root
 

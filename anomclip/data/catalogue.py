@@ -28,6 +28,7 @@ class Dataset:
     anomalous: int
     source: str  # where it is published
     aliases: tuple[str, ...] = ()  # folder names that name this dataset when layouts coincide
+    counts_note: str = ""  # why a public copy's test counts may differ from Table 6 (``prepare`` says it)
 
     @property
     def size(self) -> str:
@@ -61,16 +62,19 @@ DATASETS: tuple[Dataset, ...] = (
             "https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection", ("br35h",)),
     Dataset("covid", "COVID-19", "covid", "medical", True, False, 1341, 219,
             "https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database",
-            ("covid", "covid-19", "covid19")),
+            ("covid", "covid-19", "covid19"),
+            "Table 6 counts the Normal and COVID images of the database's first release; later releases are larger"),
     Dataset("isic", "ISIC", "isic", "medical", False, True, 0, 379,
             "https://challenge.isic-archive.com/data/#2016 (Part 1 test set)", ("isic", "isic2016")),
     Dataset("colondb", "CVC-ColonDB", "colondb", "medical", False, True, 0, 380,
             "Tajbakhsh et al., 2015; redistributed in PraNet's TestDataset (images/, masks/)",
             ("colondb", "cvc-colondb")),
     Dataset("clinicdb", "CVC-ClinicDB", "clinicdb", "medical", False, True, 0, 612,
-            "https://polyp.grand-challenge.org/CVCClinicDB/", ("clinicdb", "cvc-clinicdb")),
+            "https://polyp.grand-challenge.org/CVCClinicDB/", ("clinicdb", "cvc-clinicdb"),
+            "Table 6 counts the full dataset (612); PraNet's TestDataset copy holds 62 of them"),
     Dataset("kvasir", "Kvasir", "kvasir", "medical", False, True, 0, 1000,
-            "https://datasets.simula.no/kvasir-seg/", ("kvasir", "kvasir-seg")),
+            "https://datasets.simula.no/kvasir-seg/", ("kvasir", "kvasir-seg"),
+            "Table 6 counts the full Kvasir-SEG (1000); PraNet's TestDataset copy holds 100 of them"),
     Dataset("endo", "Endo", "endo", "medical", False, True, 0, 200,
             "EndoTect 2020 challenge segmentation set (Hicks et al., 2021, HyperKvasir)", ("endo", "endotect")),
     Dataset("tn3k", "TN3K", "tn3k", "medical", False, True, 0, 614,

@@ -1,8 +1,9 @@
 """A dataset's samples and the torch ``Dataset`` that preprocesses them.
 
 :func:`load_index` reads the samples of one split per category from ``meta.json`` or, for a
-root without one, from its release layout (:mod:`anomclip.data.layouts`), checking that every
-listed file exists. :class:`AnomalyDataset` decodes and preprocesses them
+root without one, from its release layout (:mod:`anomclip.data.layouts`, looking through the
+wrapper folders an archive unpacks below the root, paths relative to the root as ``meta.json``
+would list them), checking that every listed file exists. :class:`AnomalyDataset` decodes and preprocesses them
 (:mod:`anomclip.data.preprocess`).
 """
 from __future__ import annotations

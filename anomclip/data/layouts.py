@@ -8,6 +8,17 @@ always paired with images **by file stem** (``<stem>.*``, else ``<stem>_<suffix>
 every later image once one file is missing. Hidden files, ``Thumbs.db``, read-mes and other
 non-image files are ignored; extensions are compared case-insensitively.
 
+Archives often unpack one or more **wrapper folders** (a folder holding a single sub-folder)
+below the folder the user names: ``btad/BTech_Dataset_transformed/01…``,
+``dagm/DAGM_KaggleUpload/Class1…``, ``tn3k/Thyroid Dataset/tn3k/test-image…``. Detection and
+every reader look through them, at most :data:`~anomclip.data.scan.MAX_WRAPPERS` deep
+(:func:`locate`), and say which folder they used; ``meta.json`` stays in the folder the user
+named and its paths are relative to it (the wrapper is a prefix of every path). Inside a
+release, an image or mask folder unpacked into a folder of its own name (ISIC's
+``…Test_Data/…Test_Data/``) is looked through the same way (:func:`~anomclip.data.scan.unwrap`).
+When a dataset's test counts differ from the paper's Table 6, ``prepare`` says so in one line
+(:func:`table6_check`).
+
 =============  ==========================================================================
 layout         what it reads (docs/method.md §7b)
 =============  ==========================================================================
@@ -69,6 +80,7 @@ from .readers import (
     mvtec_category,
 )
 from .scan import (
+    MAX_WRAPPERS,
     anomalous_pairs,
     any_sub,
     child,
@@ -81,6 +93,8 @@ from .scan import (
     search_child,
     subdirs,
     test_only,
+    unwrap,
+    wrapper_chain,
 )
 from .sdd import looks_sdd, read_sdd
 
@@ -189,8 +203,10 @@ def read_dagm(root: Path, notes: list) -> dict:
 def read_isic(root: Path, notes: list) -> dict:
     """ISIC 2016 test set: every image is a lesion; masks ``<stem>_Segmentation.png``."""
     dirs = subdirs(root)
-    img_dir = next((d for d in dirs if re.search(r"test_data$", d.name, re.I)), None) or child(root, ("images",))
-    mask_dir = next((d for d in dirs if re.search(r"groundtruth$", d.name, re.I)), None) or child(root, ("masks",))
+    img_dir = unwrap(next((d for d in dirs if re.search(r"test_data$", d.name, re.I)), None)
+                     or child(root, ("images",)), notes)
+    mask_dir = unwrap(next((d for d in dirs if re.search(r"groundtruth$", d.name, re.I)), None)
+                      or child(root, ("masks",)), notes)
     if img_dir is None:
         raise not_found(root, "ISIC (ISBI2016_ISIC_Part1_Test_Data/)")
     items = anomalous_pairs(root, img_dir, mask_dir, "skin")
@@ -205,7 +221,8 @@ def _pair_reader(image_names: Sequence[str], mask_names: Sequence[str], cls_name
         img_dir = search_child(root, image_names)
         if img_dir is None:
             raise not_found(root, f"{what} ({'/'.join(image_names)} folder)")
-        mask_dir = child(img_dir.parent, mask_names)
+        mask_dir = unwrap(child(img_dir.parent, mask_names), notes)
+        img_dir = unwrap(img_dir, notes)
         if mask_dir is None:
             notes.append(f"no {'/'.join(mask_names)} folder beside {img_dir}: no pixel metrics")
         items = anomalous_pairs(root, img_dir, mask_dir, cls_name)
@@ -218,9 +235,7 @@ def _pair_reader(image_names: Sequence[str], mask_names: Sequence[str], cls_name
 def read_headct(root: Path, notes: list) -> dict:
     """HeadCT: ``head_ct/NNN.png`` labelled by ``labels.csv`` (``id``, ``hemorrhage``)."""
     csv_path = _headct_csv(root)
-    img_dir = search_child(root, ("head_ct",))
-    if img_dir is not None and child(img_dir, ("head_ct",)):  # the Kaggle archive nests it
-        img_dir = child(img_dir, ("head_ct",))
+    img_dir = unwrap(search_child(root, ("head_ct",)))  # the Kaggle archive nests head_ct/head_ct/
     if csv_path is None or img_dir is None:
         raise not_found(root, "HeadCT (head_ct/ and labels.csv)")
     with open(csv_path, newline="", encoding="utf-8") as fh:
@@ -256,6 +271,7 @@ def read_no_yes(root: Path, notes: list) -> dict:
     ignored = [d.name for d in subdirs(no.parent) if d not in (no, yes)]
     if ignored:
         notes.append(f"ignored folder(s) without labels: {', '.join(ignored)}")
+    no, yes = unwrap(no, notes), unwrap(yes, notes)
     items = [make_item(relpath(p, root), "", "brain", "good", 0) for p in list_images(no)]
     items += [make_item(relpath(p, root), "", "brain", "tumor", 1) for p in list_images(yes)]
     return test_only("brain", items)
@@ -272,7 +288,7 @@ def read_covid(root: Path, notes: list) -> dict:
 
     def images(folder: Path) -> list[Path]:
         sub = child(folder, ("images",))
-        return list_images(sub if sub else folder)
+        return list_images(unwrap(sub if sub else folder, notes))
 
     items = [make_item(relpath(p, root), "", "chest", "good", 0) for p in images(normal)]
     items += [make_item(relpath(p, root), "", "chest", "covid", 1) for p in images(covid)]
@@ -341,11 +357,9 @@ def _looks_folder(root: Path) -> bool:
     return any_sub(root, lambda d: bool(find_dirs(d, NORMAL_DIRS + ANOMALOUS_DIRS)))
 
 
-def _looks_clinicdb(root: Path) -> bool:
-    """ClinicDB as released (``Original/`` + ``Ground Truth/``), or as widely redistributed
-    (``images/`` + ``masks/``) in a folder named like it."""
-    return _looks(("original",), ("ground truth", "groundtruth"))(root) or (
-        root.name.lower() in BY_KEY["clinicdb"].aliases and _looks(*_POLYP)(root))
+#: ClinicDB as released (``Original/`` + ``Ground Truth/``); the widely redistributed copy
+#: (``images/`` + ``masks/``) counts only in a folder named like it (``Layout.named_only``).
+_looks_clinicdb = _looks(("original",), ("ground truth", "groundtruth"))
 
 
 @dataclass(frozen=True)
@@ -355,6 +369,17 @@ class Layout:
     key: str  # the ``--layout`` name (the catalogue's key)
     read: Reader
     looks_like: Callable[[Path], bool]
+    #: a structure that counts only when a folder on the way (the root or a wrapper) is named
+    #: like the dataset, or when the layout is forced
+    named_only: Callable[[Path], bool] | None = None
+
+    def matches(self, folder: Path, names: Sequence[str] = (), forced: bool = False) -> bool:
+        """Whether ``folder`` has this layout's structure; ``names`` are the folder names from
+        the root the user named down to ``folder``."""
+        if self.looks_like(folder):
+            return True
+        return self.named_only is not None and (forced or any(n.lower() in self.aliases for n in names)) \
+            and self.named_only(folder)
 
     @property
     def dataset(self) -> Dataset | None:
@@ -391,7 +416,7 @@ LAYOUTS: dict[str, Layout] = {L.key: L for L in (
     Layout("mpdd", read_mvtec, _looks_mvtec),
     Layout("dtd", read_mvtec, _looks_mvtec),
     Layout("clinicdb", _pair_reader(("original", "images"), ("ground truth", "groundtruth", "masks"), "colon",
-                                    "CVC-ClinicDB"), _looks_clinicdb),
+                                    "CVC-ClinicDB"), _looks_clinicdb, _looks(*_POLYP)),
     Layout("colondb", _pair_reader(*_POLYP, "colon", "CVC-ColonDB"), _looks(*_POLYP)),
     Layout("kvasir", _pair_reader(*_POLYP, "colon", "Kvasir"), _looks(*_POLYP)),
     Layout("endo", _pair_reader(*_POLYP, "colon", "Endo"), _looks(*_POLYP)),
@@ -411,25 +436,104 @@ def get_layout(name: str) -> Layout:
     return LAYOUTS[name]
 
 
-def candidates(root: str | Path) -> list[Layout]:
-    """Every layout whose structure ``root`` matches, in detection order."""
+def candidates(root: str | Path, names: Sequence[str] | None = None) -> list[Layout]:
+    """Every layout whose structure ``root`` itself matches, in detection order (``names``: the
+    folder names that may name the dataset, ``root``'s own by default)."""
     root = check_root(root)
-    return [L for L in LAYOUTS.values() if L.looks_like(root)]
+    names = [root.name] if names is None else list(names)
+    return [L for L in LAYOUTS.values() if L.matches(root, names)]
+
+
+def _pick(found: list[Layout], names: Sequence[str]) -> Layout:
+    """The layout named like a folder on the way (the root first), else the first found."""
+    for name in names:
+        named = [L for L in found if name.lower() in L.aliases]
+        if named:
+            return named[0]
+    return found[0]
+
+
+def locate(root: str | Path, layout: str = "auto") -> tuple[Layout, Path]:
+    """``(layout, data folder)`` of ``root``: the folder is ``root`` or a wrapper below it.
+
+    Archives often unpack one or more single-child folders below the folder the user names
+    (``btad/BTech_Dataset_transformed/01…``, ``tn3k/Thyroid Dataset/tn3k/test-image…``). The
+    wrappers are looked through, at most :data:`MAX_WRAPPERS` deep: the shallowest folder
+    whose structure matches decides the layout, and the data folder is then followed down the
+    wrappers for as long as it still matches. When several datasets share a structure
+    (MVTec AD / MPDD / DTD-Synthetic, the polyp sets, BrainMRI / Br35H), the one named like a
+    folder on the way wins — they are read alike, only the reported title differs. A forced
+    ``layout`` is located the same way (``root`` itself when nothing matches: its reader then
+    says what is missing).
+    """
+    root = check_root(root)
+    forced = None if layout == "auto" else get_layout(layout)
+    pool = list(LAYOUTS.values()) if forced is None else [forced]
+    chain = wrapper_chain(root)
+    for depth, folder in enumerate(chain):
+        names = [f.name for f in chain[: depth + 1]]
+        found = [L for L in pool if L.matches(folder, names, forced is not None)]
+        if not found:
+            continue
+        while depth + 1 < len(chain):
+            deeper = [L for L in found if L.matches(chain[depth + 1], names + [chain[depth + 1].name],
+                                                     forced is not None)]
+            if not deeper:
+                break
+            depth, found = depth + 1, deeper
+            names.append(chain[depth].name)
+        return _pick(found, names), chain[depth]
+    if forced is not None:
+        return forced, root
+    looked = f" (looked through {relpath(chain[-1], root)}/)" if len(chain) > 1 else ""
+    raise AnomclipError(
+        f"{root} has no meta.json and matches none of the known layouts{looked}; run `anomclip prepare "
+        f"--layout NAME` ({', '.join(LAYOUT_NAMES)}) or write a meta.json"
+    )
 
 
 def detect(root: str | Path) -> Layout:
-    """The layout of ``root``: the first match in detection order; when several datasets share
-    a structure (MVTec AD / MPDD / DTD-Synthetic, the polyp sets, BrainMRI / Br35H) the one
-    named like the folder wins — they are read alike, only the reported title differs."""
-    root = check_root(root)
-    found = candidates(root)
-    if not found:
-        raise AnomclipError(
-            f"{root} has no meta.json and matches none of the known layouts; run `anomclip prepare "
-            f"--layout NAME` ({', '.join(LAYOUT_NAMES)}) or write a meta.json"
-        )
-    named = [L for L in found if root.name.lower() in L.aliases]
-    return named[0] if named else found[0]
+    """The layout of ``root`` (looking through wrapper folders, see :func:`locate`)."""
+    return locate(root)[0]
+
+
+def _prefixed(meta: dict, prefix: str) -> dict:
+    """``meta`` with every path of its splits prefixed by ``prefix/`` (paths stay relative to
+    the root that holds ``meta.json``: a wrapper folder only adds a prefix)."""
+    out = dict(meta)
+    for split in SPLITS:
+        if split in meta:
+            out[split] = {cls: [dict(it, img_path=f"{prefix}/{it['img_path']}",
+                                     mask_path=f"{prefix}/{it['mask_path']}" if it["mask_path"] else "")
+                                for it in items]
+                          for cls, items in meta[split].items()}
+    return out
+
+
+def split_counts(meta: dict) -> tuple[int, int]:
+    """(normal, anomalous) images of the test split of a meta dict."""
+    items = [it for items in meta.get("test", {}).values() for it in items]
+    normal = sum(1 for it in items if not it["anomaly"])
+    return normal, len(items) - normal
+
+
+def table6_check(dataset: Dataset | None, meta: dict) -> str:
+    """One line when the test split's counts differ from the paper's Table 6, else ``""``.
+
+    Never an error: a later release (COVID-19), a partial copy or a stand-in (synthetic, small
+    on purpose) is still usable, but its numbers are not the paper's.
+    """
+    if dataset is None:
+        return ""
+    normal, bad = split_counts(meta)
+    if (normal, bad) == (dataset.normal, dataset.anomalous):
+        return ""
+    unit = " halves" if dataset.key == "sdd" else ""
+    line = (f"{dataset.name}'s test split has {normal} normal + {bad} anomalous{unit}, the paper's "
+            f"Table 6 has {dataset.normal} + {dataset.anomalous}")
+    if meta.get(SYNTHETIC_KEY):
+        return line + " (a synthetic stand-in, small on purpose)"
+    return line + (f": {dataset.counts_note}" if dataset.counts_note else ": results are not comparable as they are")
 
 
 @dataclass
@@ -441,6 +545,8 @@ class Prepared:
     title: str
     meta: dict
     notes: list = field(default_factory=list)
+    data_dir: Path | None = None  # the folder the layout was read in (the root or a wrapper below it)
+    table6: str = ""  # the one line saying how the test counts differ from Table 6 ("" when equal)
 
     def summary(self) -> list[str]:
         """Human-readable lines: the layout, per category its counts, what metrics are defined."""
@@ -457,6 +563,8 @@ class Prepared:
         n_cats = len(self.meta.get("test", {}))
         lines.append(f"  total: {n_cats} categor{'y' if n_cats == 1 else 'ies'}, {normal} normal, "
                      f"{len(all_items) - normal} anomalous, {masks} masks")
+        if self.table6:
+            lines.append(f"  Table 6: {self.table6}")
         if normal == 0:
             lines.append("  image metrics: not defined (every image is anomalous)")
         if masks == 0:
@@ -468,29 +576,49 @@ class Prepared:
 
 
 def read_layout(root: str | Path, layout: str = "auto") -> tuple[Layout, dict, list]:
-    """``(layout, meta dict, notes)`` of ``root`` read with ``layout`` (``auto`` detects it)."""
+    """``(layout, meta dict, notes)`` of ``root`` read with ``layout`` (``auto`` detects it).
+
+    The layout is read in the folder :func:`locate` finds (``root`` or a wrapper below it); the
+    paths of the meta dict are relative to ``root`` all the same, and a note names the wrapper.
+    """
+    L, _, meta, notes = _read(root, layout)
+    return L, meta, notes
+
+
+def _read(root: str | Path, layout: str) -> tuple[Layout, Path, dict, list]:
     root = check_root(root)
-    L = detect(root) if layout == "auto" else get_layout(layout)
+    L, base = locate(root, layout)
     notes: list = []
-    meta = L.read(root, notes)
+    meta = L.read(base, notes)
     if not any(meta.get("test", {}).values()):
-        raise not_found(root, f"any test image of the {L.title} layout")
+        raise not_found(base, f"any test image of the {L.title} layout")
+    if base != root:
+        prefix = relpath(base, root)
+        meta = _prefixed(meta, prefix)
+        notes.insert(0, f"read {L.title} in the wrapper folder {prefix}/ (meta.json paths start with it)")
     if (root / SYNTHETIC_MARKER).is_file():
         meta[SYNTHETIC_KEY] = True
-    return L, meta, notes
+    return L, base, meta, notes
 
 
 def prepare_dataset(root: str | Path, layout: str = "auto") -> Prepared:
     """Write ``root/meta.json`` for ``layout`` (``auto``: keep a valid existing one, else detect).
 
-    The layout's own notes (ignored folders, images without masks, SDD halves…) come back in
-    :attr:`Prepared.notes`; :meth:`Prepared.summary` is what ``anomclip prepare`` prints.
+    The layout's own notes (the wrapper folder it was read in, ignored folders, images without
+    masks, SDD halves…) come back in :attr:`Prepared.notes`; when the test counts differ from
+    the paper's Table 6, :attr:`Prepared.table6` says so in one line (never an error; for a kept
+    ``meta.json`` the dataset is the one its folder is named after). :meth:`Prepared.summary`
+    is what ``anomclip prepare`` prints.
     """
     root = check_root(root)
     if layout != "auto":
         get_layout(layout)
     if layout == "auto" and (root / META_NAME).is_file():
-        return Prepared(root / META_NAME, "meta", "existing meta.json", read_meta(root))
-    L, meta, notes = read_layout(root, layout)
+        meta = read_meta(root)
+        named = [L.dataset for L in LAYOUTS.values() if L.dataset and root.name.lower() in L.aliases]
+        return Prepared(root / META_NAME, "meta", "existing meta.json", meta,
+                        table6=table6_check(named[0] if named else None, meta))
+    L, base, meta, notes = _read(root, layout)
     path = write_meta(root, meta)
-    return Prepared(path, L.key, L.title, read_meta(root), notes)
+    meta = read_meta(root)
+    return Prepared(path, L.key, L.title, meta, notes, data_dir=base, table6=table6_check(L.dataset, meta))

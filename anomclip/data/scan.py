@@ -76,6 +76,49 @@ def search_child(root: Path, names: Sequence[str]) -> Path | None:
     return hit
 
 
+#: Wrapper folders (a folder holding only one sub-folder, such as ``BTech_Dataset_transformed/``
+#: or ``Thyroid Dataset/``) that detection and the readers look through, at most.
+MAX_WRAPPERS = 3
+
+#: Sub-folders that never count (macOS zips add ``__MACOSX/`` beside the data).
+ARCHIVE_DEBRIS = ("__macosx",)
+
+
+def wrapped(folder: Path) -> Path | None:
+    """The one sub-folder of ``folder`` when ``folder`` is a wrapper, else None.
+
+    A wrapper holds exactly one visible sub-folder (``__MACOSX`` aside) and no image; other
+    files beside it (a read-me, a licence) do not stop it being one.
+    """
+    if not folder.is_dir() or list_images(folder):
+        return None
+    subs = [d for d in subdirs(folder) if d.name.lower() not in ARCHIVE_DEBRIS]
+    return subs[0] if len(subs) == 1 else None
+
+
+def wrapper_chain(root: Path, depth: int = MAX_WRAPPERS) -> list[Path]:
+    """``[root, w1, w2, …]``: ``root`` and the single-child folders below it, at most ``depth``."""
+    chain = [root]
+    while len(chain) <= depth:
+        inner = wrapped(chain[-1])
+        if inner is None:
+            break
+        chain.append(inner)
+    return chain
+
+
+def unwrap(folder: Path | None, notes: list | None = None, depth: int = MAX_WRAPPERS) -> Path | None:
+    """``folder``, or the innermost wrapper below it (``X/X/*.jpg`` when an archive was unpacked
+    into a folder named after it): the folder whose images a reader lists. When it goes down,
+    ``notes`` gets a line naming the folder it used."""
+    if folder is None:
+        return None
+    inner = wrapper_chain(folder, depth)[-1]
+    if inner != folder and notes is not None:
+        notes.append(f"{folder.name}/ is a wrapper folder: read {relpath(inner, folder.parent)}/")
+    return inner
+
+
 def not_found(root: Path, what: str) -> AnomclipError:
     entries = ", ".join(sorted(p.name for p in root.iterdir() if not p.name.startswith(".")))[:200]
     return AnomclipError(f"{root} does not hold {what} (found: {entries or 'nothing'})")

@@ -6,8 +6,12 @@ KolektorSDD ``PartN_label.bmp``, ISIC ``*_Segmentation.png``, DAGM ``Label/Label
 masks of Kvasir…) — filled with synthetic images drawn by :mod:`anomclip.data.synth` (64 px by
 default, a few per category), plus the traps of the real releases: an anomalous image whose
 mask is missing, a ``Thumbs.db`` and a read-me, upper-case extensions, masks whose stem carries
-a suffix. A hidden ``.anomclip-synthetic`` file marks the root as generated; ``prepare`` turns
-it into ``"synthetic": true`` in ``meta.json``.
+a suffix. Each is written the way its archive unpacks, wrapper folders included
+(``BTech_Dataset_transformed/``, ``DAGM_KaggleUpload/``, ``Thyroid Dataset/tn3k/``,
+``DTD-Synthetic/``, ``KolektorSDD/``, ISIC's doubly nested ``…Test_Data/…Test_Data/``, PraNet's
+``TestDataset/CVC-ColonDB/``…), so the readers meet what users meet. A hidden
+``.anomclip-synthetic`` file marks the root as generated; ``prepare`` turns it into
+``"synthetic": true`` in ``meta.json``.
 
 Every writer returns a :class:`Standin` whose ``expected`` lists what it wrote, per category:
 ``{img_path: (anomaly, mask_path or "")}`` relative to the root (as ``meta.json`` must say) —
@@ -98,23 +102,27 @@ def _junk(folder: Path) -> None:
 
 
 def _mvtec_like(s: Standin, p: _Painter, cats: tuple[str, ...], normal: str = "good", img_ext: str = ".png",
-                mask_ext: str = ".png", mask_suffix: str = "_mask", defect: str = "broken") -> None:
-    """``<cls>/{train,test}/…`` + ``<cls>/ground_truth/<defect>/<stem><suffix><ext>``; the second
-    anomalous image of the first category has no mask (trap)."""
+                mask_ext: str | tuple[str, ...] = ".png", mask_suffix: str = "_mask", defect: str = "broken",
+                wrapper: str = "") -> None:
+    """``[<wrapper>/]<cls>/{train,test}/…`` + ``<cls>/ground_truth/<defect>/<stem><suffix><ext>``
+    (``mask_ext`` one per category, or one for all); the second anomalous image of the first
+    category has no mask (trap)."""
     bad_dir = "ko" if normal == "ok" else defect
+    top = f"{wrapper}/" if wrapper else ""
     for c, cls_name in enumerate(cats):
         drawing = list(GENERATORS)[c % len(GENERATORS)]
-        root = s.root / cls_name
+        m_ext = mask_ext if isinstance(mask_ext, str) else mask_ext[c]
+        root = s.root / f"{top}{cls_name}"
         _save(root / "train" / normal / f"000{img_ext}", p.normal(drawing))
         for i in range(2):
-            rel = f"{cls_name}/test/{normal}/{i:03d}{img_ext}"
+            rel = f"{top}{cls_name}/test/{normal}/{i:03d}{img_ext}"
             _save(s.root / rel, p.normal(drawing))
             s.add(cls_name, rel, 0)
         for i in range(3):
             rgb, mask = p.defective(drawing, i)
-            rel = f"{cls_name}/test/{bad_dir}/{i:03d}{img_ext}"
+            rel = f"{top}{cls_name}/test/{bad_dir}/{i:03d}{img_ext}"
             _save(s.root / rel, rgb)
-            mrel = f"{cls_name}/ground_truth/{bad_dir}/{i:03d}{mask_suffix}{mask_ext}"
+            mrel = f"{top}{cls_name}/ground_truth/{bad_dir}/{i:03d}{mask_suffix}{m_ext}"
             if c == 0 and i == 1:
                 mrel = ""  # trap: a missing mask in the middle (sort-order pairing would shift the next)
             else:
@@ -132,11 +140,14 @@ def _w_mpdd(s, p):
 
 
 def _w_dtd(s, p):
-    _mvtec_like(s, p, ("Woven_001", "Blotchy_099"), defect="bad")
+    # the archive unpacks into DTD-Synthetic/<Class>/…
+    _mvtec_like(s, p, ("Woven_001", "Blotchy_099"), defect="bad", wrapper="DTD-Synthetic")
 
 
 def _w_btad(s, p):
-    _mvtec_like(s, p, ("01", "03"), normal="ok", img_ext=".bmp", mask_ext=".png", mask_suffix="")
+    # btad.zip unpacks into BTech_Dataset_transformed/{01,02,03}/…; product 03's masks are BMP
+    _mvtec_like(s, p, ("01", "03"), normal="ok", img_ext=".bmp", mask_ext=(".png", ".bmp"), mask_suffix="",
+                wrapper="BTech_Dataset_transformed")
 
 
 def _w_visa(s, p):
@@ -164,8 +175,14 @@ def _w_visa(s, p):
     csv.write_text("\n".join(rows) + "\n")
 
 
+#: The SDD stand-in's wrapper (the archive unpacks into KolektorSDD/kos01…).
+SDD_WRAPPER = "KolektorSDD"
+
+
 def _w_sdd(s, p):
     p.w, p.h = 48, 120  # tall like KolektorSDD (500 × ~1250)
+    top = f"{SDD_WRAPPER}/"
+    normal = []
     for k, kos in enumerate(("kos01", "kos02")):
         for part in range(3):
             rgb = p.normal("marble")
@@ -173,37 +190,54 @@ def _w_sdd(s, p):
             if part == 1:  # a defect in the top half only
                 label[20:34, 10:30] = True
                 rgb[label] = 20
-            _save(s.root / kos / f"Part{part}.jpg", rgb)
-            _save(s.root / kos / f"Part{part}_label.bmp", _mask_u8(label), grey=True)
+            _save(s.root / top / kos / f"Part{part}.jpg", rgb)
+            _save(s.root / top / kos / f"Part{part}_label.bmp", _mask_u8(label), grey=True)
             for half, sl in (("top", slice(0, p.h // 2)), ("bottom", slice(p.h // 2, p.h))):
-                bad = bool(label[sl].any())
                 stem = f"{kos}_Part{part}_{half}"
-                rel = f"halves/sdd/test/{'defect' if bad else 'good'}/{stem}.png"
-                s.add("sdd", rel, int(bad), f"halves/sdd/ground_truth/defect/{stem}_mask.png" if bad else "")
-        _junk(s.root / kos)
+                if label[sl].any():
+                    s.add("sdd", f"{top}halves/sdd/test/defect/{stem}.png", 1,
+                          f"{top}halves/sdd/ground_truth/defect/{stem}_mask.png")
+                else:
+                    normal.append(stem)
+        _junk(s.root / top / kos)
+    # Table 6's split as docs/datasets.md states it, derived here on its own: a quarter of the
+    # normal halves (rounded up), drawn by a permutation of their sorted names with seed 0
+    normal.sort()
+    k = -(-len(normal) // 4)
+    for j in np.random.default_rng(0).permutation(len(normal))[:k]:
+        s.add("sdd", f"{top}halves/sdd/test/good/{normal[j]}.png", 0)
+
+
+#: The Kaggle upload of DAGM 2007 unpacks into this folder.
+DAGM_WRAPPER = "DAGM_KaggleUpload"
 
 
 def _w_dagm(s, p):
+    top = f"{DAGM_WRAPPER}/"
     for c, cls_name in enumerate(("Class1", "Class2")):
         drawing = ("weave", "dots")[c]
-        test = s.root / cls_name / "Test"
+        train = s.root / top / cls_name / "Train"
+        _save(train / "0000.PNG", p.normal(drawing)[..., 0])  # train split: not counted in test
+        (train / "Label").mkdir(parents=True, exist_ok=True)
+        (train / "Label" / "Labels.txt").write_text("1\n1\t0\t0000.PNG\t0\t0\n")
+        test = s.root / top / cls_name / "Test"
         lines = ["1"]
         for i in range(5):
             name = f"{i:04d}.PNG"
             if i < 2:
                 _save(test / name, p.normal(drawing)[..., 0])
                 lines.append(f"{i + 1}\t0\t{name}\t0\t0")
-                s.add(cls_name, f"{cls_name}/Test/{name}", 0)
+                s.add(cls_name, f"{top}{cls_name}/Test/{name}", 0)
                 continue
             rgb, mask = p.defective(drawing, i)
             _save(test / name, rgb[..., 0])
             label = f"{i:04d}_label.PNG"
             lines.append(f"{i + 1}\t1\t{name}\t0\t{label}")
             if c == 0 and i == 4:  # trap: listed as defective, label file missing
-                s.add(cls_name, f"{cls_name}/Test/{name}", 1, "")
+                s.add(cls_name, f"{top}{cls_name}/Test/{name}", 1, "")
                 continue
             _save(test / "Label" / label, _mask_u8(mask), grey=True)
-            s.add(cls_name, f"{cls_name}/Test/{name}", 1, f"{cls_name}/Test/Label/{label}")
+            s.add(cls_name, f"{top}{cls_name}/Test/{name}", 1, f"{top}{cls_name}/Test/Label/{label}")
         (test / "Label").mkdir(parents=True, exist_ok=True)
         (test / "Label" / "Labels.txt").write_text("\n".join(lines) + "\n")
         _junk(test)
@@ -227,7 +261,9 @@ def _pixel_only(s, p, img_dir: str, mask_dir: str, cls_name: str, img_ext: str, 
 
 def _w_isic(s, p):
     p.w, p.h = 80, 64  # not square: resized with the aspect squashed
-    _pixel_only(s, p, "ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth", "skin",
+    # each zip unzipped into a folder named after it: X/X/ (both forms are met; this is the harder)
+    data, truth = "ISBI2016_ISIC_Part1_Test_Data", "ISBI2016_ISIC_Part1_Test_GroundTruth"
+    _pixel_only(s, p, f"{data}/{data}", f"{truth}/{truth}", "skin",
                 ".jpg", ".png", "_Segmentation", stem=lambda i: f"ISIC_{i:07d}")
 
 
@@ -235,22 +271,36 @@ def _w_clinicdb(s, p):
     _pixel_only(s, p, "Original", "Ground Truth", "colon", ".tif", ".tif")
 
 
+#: Where the stand-ins put their data below the folder the user names (the wrappers of the
+#: published archives; SDD, DAGM, BTAD and DTD-Synthetic are in their writers).
+COLONDB_WRAPPER = "TestDataset/CVC-ColonDB"  # PraNet's TestDataset, the one subset copied with its path
+KVASIR_WRAPPER = "Kvasir-SEG"
+ENDO_WRAPPER = "EndoTect_2020_Segmentation_Test_Dataset"
+TN3K_WRAPPER = "Thyroid Dataset/tn3k"
+BRAINMRI_WRAPPER = "brain_tumor_dataset"
+
+
 def _w_colondb(s, p):
-    _pixel_only(s, p, "images", "masks", "colon", ".png", ".png")
+    w = COLONDB_WRAPPER
+    _pixel_only(s, p, f"{w}/images", f"{w}/masks", "colon", ".png", ".png")
 
 
 def _w_kvasir(s, p):
-    _pixel_only(s, p, "images", "masks", "colon", ".jpg", ".jpg", stem=lambda i: f"cju{i:04d}x")
-    (s.root / "kavsir_bboxes.json").write_text("{}\n")
+    w = KVASIR_WRAPPER
+    _pixel_only(s, p, f"{w}/images", f"{w}/masks", "colon", ".jpg", ".jpg", stem=lambda i: f"cju{i:04d}x")
+    (s.root / w / "kavsir_bboxes.json").write_text("{}\n")
 
 
 def _w_endo(s, p):
-    _pixel_only(s, p, "images", "masks", "colon", ".jpg", ".png")
+    w = ENDO_WRAPPER
+    _pixel_only(s, p, f"{w}/images", f"{w}/masks", "colon", ".jpg", ".png")
 
 
 def _w_tn3k(s, p):
-    _pixel_only(s, p, "test-image", "test-mask", "thyroid", ".jpg", ".jpg", stem=lambda i: f"{i:04d}")
-    _save(s.root / "trainval-image" / "0000.jpg", p.normal("disc"))  # ignored: not the test split
+    w = TN3K_WRAPPER  # tn3k.zip: "Thyroid Dataset/tn3k/{trainval,test}-{image,mask}/"
+    _pixel_only(s, p, f"{w}/test-image", f"{w}/test-mask", "thyroid", ".jpg", ".jpg", stem=lambda i: f"{i:04d}")
+    _save(s.root / w / "trainval-image" / "0000.jpg", p.normal("disc"))  # ignored: not the test split
+    _save(s.root / w / "trainval-mask" / "0000.jpg", np.zeros((p.h, p.w), np.uint8), grey=True)
 
 
 def _w_headct(s, p):
@@ -266,21 +316,22 @@ def _w_headct(s, p):
     _junk(s.root / "head_ct" / "head_ct")
 
 
-def _no_yes(s, p, names: list[str], extra: str | None = None) -> None:
+def _no_yes(s, p, names: list[str], extra: str | None = None, wrapper: str = "") -> None:
+    top = f"{wrapper}/" if wrapper else ""
     for i, name in enumerate(names):
         bad = name.startswith("Y") or name.startswith("y")
-        folder = "yes" if bad else "no"
+        folder = f"{top}{'yes' if bad else 'no'}"
         rgb = p.defective("ring", i)[0] if bad else p.normal("ring")
         rel = f"{folder}/{name}"
         _save(s.root / rel, rgb)
         s.add("brain", rel, int(bad))
     if extra:
         _save(s.root / extra / "y999.jpg", p.normal("ring"))  # unlabeled: ignored
-    _junk(s.root / "yes")
+    _junk(s.root / top / "yes")
 
 
 def _w_brainmri(s, p):
-    _no_yes(s, p, ["1 no.jpeg", "N2.JPG", "no 3.png", "Y1.jpg", "Y2.JPG", "Y 3.png"])
+    _no_yes(s, p, ["1 no.jpeg", "N2.JPG", "no 3.png", "Y1.jpg", "Y2.JPG", "Y 3.png"], wrapper=BRAINMRI_WRAPPER)
 
 
 def _w_br35h(s, p):
