@@ -57,3 +57,27 @@ def test_toc(tmp_path):
     toc = book.write_toc(tmp_path).read_text()
     assert "root: intro" in toc and "caption: Chapters" in toc
     assert toc.index("chapters/01_a") < toc.index("chapters/02_c") < toc.index("chapters/10_b")
+
+
+def test_chapters_run_from_the_repository_root(tmp_path, monkeypatch):
+    """JupyterLab starts a chapter's kernel in notebooks/: open_chapter's relative data/results
+    paths must still name the repository's folders (as under papermill, cwd = the root)."""
+    from anomclip.book.chapter import run_from_checkout
+
+    monkeypatch.chdir(book.REPO / "notebooks")
+    assert run_from_checkout() == book.REPO
+    assert os.getcwd() == str(book.REPO)
+    monkeypatch.chdir(tmp_path)  # anywhere else (a temporary book folder): left alone
+    assert run_from_checkout() == tmp_path.resolve() and os.getcwd() == str(tmp_path)
+
+
+def test_lab_opens_py_chapters_as_notebooks():
+    """make lab points JUPYTER_CONFIG_PATH at jupyter/, whose default setting override makes the
+    Jupytext notebook the default viewer of .py files."""
+    import json
+
+    cfg = json.loads((book.REPO / "jupyter" / "labconfig" / "default_setting_overrides.json").read_text())
+    assert cfg["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
+    make = (book.REPO / "Makefile").read_text()
+    lab = make[make.index("\nlab:"):].split("\n\n")[0]
+    assert "JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter" in lab and "--allow-root" in lab and "id -u" in lab

@@ -16,8 +16,10 @@ warnings out of the page (the results files record them as notes, which chapters
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..engine.metrics import UndefinedMetricWarning
 from ..engine.models import resolve_device
@@ -77,9 +79,27 @@ class Chapter:
         return {d: why for d in paper_datasets if d not in have}
 
 
+def run_from_checkout(cwd: str | Path | None = None) -> Path:
+    """Make the working directory the repository root when it is the checkout's ``notebooks/``
+    folder (Jupyter starts a notebook's kernel there; papermill and ``make book`` start it at the
+    root), so that ``data``, ``results`` and ``.cache`` mean the same folders in JupyterLab as in
+    the book. Returns the working directory."""
+    from .build import find_checkout
+
+    here = Path(cwd or os.getcwd()).resolve()
+    repo = find_checkout()
+    if repo is not None and here == (repo / "notebooks").resolve():
+        os.chdir(repo)
+        return repo
+    return here
+
+
 def open_chapter(profile: str = "smoke", data_root: str = "data", device: str = "auto", force: bool = False,
                  backbone: str | None = None, pretrained: str | None = None, results_dir: str = "results") -> Chapter:
-    """The :class:`Chapter` of a notebook's parameters (``None`` backbone/weights: the profile's)."""
+    """The :class:`Chapter` of a notebook's parameters (``None`` backbone/weights: the profile's).
+    Relative ``data_root``/``results_dir`` are folders of the repository root, also when the
+    kernel runs in ``notebooks/`` (:func:`run_from_checkout`)."""
+    run_from_checkout()
     book_style()
     warnings.simplefilter("ignore", UndefinedMetricWarning)  # recorded as notes in the results files
     P = get_profile(profile, data_root, results_dir=results_dir)

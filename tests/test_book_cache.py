@@ -1,0 +1,156 @@
+"""The book re-executes only the chapters whose inputs changed (anomclip.book.build.execute_all).
+
+Tiny fake chapters in tmp_path, a fake package folder and a fake lock: what is executed is
+recorded by a stand-in for ``execute_chapter`` (one test runs the real papermill path once).
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from anomclip.book import build as book
+
+CHAPTER = """# %% tags=["parameters"]
+profile = "smoke"
+live = True
+
+# %%
+x = {n}
+print(x)
+"""
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    nbs, pkg = tmp_path / "notebooks", tmp_path / "pkg"
+    nbs.mkdir()
+    (pkg / "sub").mkdir(parents=True)
+    for i, name in enumerate(("01_a", "02_b", "12_cost")):
+        (nbs / f"{name}.py").write_text(CHAPTER.format(n=i))
+    (pkg / "core.py").write_text("A = 1\n")
+    (pkg / "sub" / "ref.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "requirements.lock").write_text("numpy==1\n")
+    ran = []
+
+    def fake_execute(source, out_dir, parameters=None, cwd=None, timeout=None):
+        out = book.Path(out_dir) / f"{book.Path(source).stem}.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(book.Path(source).read_text())]
+        nbformat.write(nb, str(out))
+        ran.append(book.Path(source).stem)
+        return out, 0.01
+
+    monkeypatch.setattr(book, "execute_chapter", fake_execute)
+
+    def build(force=False, **kw):
+        ran.clear()
+        book.execute_all("smoke", str(tmp_path / "data"), "cpu", force, notebooks_dir=nbs,
+                         out_dir=tmp_path / "chapters", cwd=tmp_path, echo=lambda m: None, package_dir=pkg, **kw)
+        return list(ran)
+
+    return tmp_path, build
+
+
+ALL = ["01_a", "02_b", "12_cost"]
+
+
+def test_unchanged_tree_executes_nothing(tree):
+    root, build = tree
+    assert build() == ALL
+    assert build() == []
+    doc = json.loads((root / "results" / "smoke" / "book_timings.json").read_text())
+    assert doc["cached"] == ALL and doc["executed"] == [] and set(doc["chapters_s"]) == set(ALL)
+
+
+def test_one_chapter_edit_reexecutes_it_and_the_cost_chapter_only(tree):
+    root, build = tree
+    build()
+    (root / "notebooks" / "02_b.py").write_text(CHAPTER.format(n=42))
+    assert build() == ["02_b", "12_cost"]  # 12 reads the timings of the chapters before it
+    (root / "notebooks" / "12_cost.py").write_text(CHAPTER.format(n=7))
+    assert build() == ["12_cost"]
+    assert build() == []
+
+
+@pytest.mark.parametrize("edit", ["package_py", "package_csv", "lock"])
+def test_package_or_lock_edit_reexecutes_everything(tree, edit):
+    root, build = tree
+    build()
+    target = {"package_py": root / "pkg" / "core.py", "package_csv": root / "pkg" / "sub" / "ref.csv",
+              "lock": root / "requirements.lock"}[edit]
+    target.write_text(target.read_text() + "# changed\n")
+    assert build() == ALL
+
+
+def test_package_cache_files_do_not_count(tree):
+    root, build = tree
+    build()
+    (root / "pkg" / "__pycache__").mkdir()
+    (root / "pkg" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"\0\1")
+    (root / "pkg" / "notes.txt").write_text("not source")
+    assert build() == []
+
+
+def test_data_edit_reexecutes_everything(tree):
+    root, build = tree
+    d = root / "data" / "synthetic" / "textures"
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text("{}")
+    (d / "img.png").write_bytes(b"abc")
+    build()
+    (d / "img.png").write_bytes(b"abd")
+    assert build() == ALL
+
+
+def test_force_reexecutes_everything_and_parameters_are_keyed(tree):
+    root, build = tree
+    build()
+    assert build(force=True) == ALL
+    assert build() == []  # force itself is not part of the key
+    assert build(backbone="ViT-B-16") == ALL
+
+
+def test_a_notebook_with_an_error_or_without_a_key_reexecutes(tree):
+    root, build = tree
+    build()
+    out = root / "chapters" / "02_b.ipynb"
+    nb = nbformat.read(str(out), as_version=4)
+    nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="E", evalue="x", traceback=[])]
+    nbformat.write(nb, str(out))
+    (root / "chapters" / "01_a.ipynb").unlink()
+    assert build() == ["01_a", "02_b", "12_cost"]
+
+
+def test_key_changes_with_each_input(tmp_path):
+    src = tmp_path / "01_a.py"
+    src.write_text("x = 1\n")
+    base = dict(parameters={"profile": "smoke"}, package="p", lock=b"l", data={"d": "1"})
+    k = book.build_key(src, **base)
+    assert k == book.build_key(src, **base)
+    for change in ({"parameters": {"profile": "paper"}}, {"package": "q"}, {"lock": b"m"}, {"data": {"d": "2"}},
+                   {"earlier": {"01_a": "k"}}):
+        assert book.build_key(src, **{**base, **change}) != k, change
+    src.write_text("x = 2\n")
+    assert book.build_key(src, **base) != k
+
+
+def test_real_execution_stores_the_key_and_passes_live_false(tmp_path):
+    """One real papermill run: the executed notebook carries the key, the kernel saw live=False,
+    and the second build does not start a kernel."""
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    (nbs / "01_a.py").write_text(CHAPTER.replace("x = {n}", "x = 'live is %s' % live"))
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text("")
+    kw = dict(notebooks_dir=nbs, out_dir=tmp_path / "chapters", cwd=tmp_path, echo=lambda m: None, package_dir=pkg)
+    assert list(book.execute_all("smoke", "data", "cpu", **kw)) == ["01_a"]
+    out = tmp_path / "chapters" / "01_a.ipynb"
+    nb = nbformat.read(str(out), as_version=4)
+    assert nb.metadata["anomclip"]["build_key"] == book.stored_key(out)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "live is False" in text
+    assert book.execute_all("smoke", "data", "cpu", **kw) == {}
