@@ -400,10 +400,12 @@ def cmd_predict(args) -> None:
         raise AnomclipError(f"--threshold {args.threshold} must lie in [0, 1] (anomaly maps are probabilities)")
     out = Path(args.out)
     check_writable(out, "folder")
+    if args.batch_size < 1:
+        raise AnomclipError(f"--batch-size {args.batch_size} must be ≥ 1")
     recipe, _ = _eval_recipe(args)
     device = resolve_device(args.device)
     predict_images(lambda: _load_for_eval(args, recipe, device)[0], args.images, out, args.threshold,
-                   args.class_name, echo=print)
+                   args.class_name, echo=print, batch_size=args.batch_size, progress=_progress())
 
 
 def cmd_bench(args) -> None:
@@ -521,16 +523,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_recipe_args(s)
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("predict", help="score images and write heat-map overlays")
-    s.add_argument("images", nargs="+", help="image files")
+    s = sub.add_parser("predict", help="score images and write heat-map overlays", conflict_handler="resolve")
+    s.add_argument("images", nargs="+", help="image files and folders (searched recursively; their "
+                                             "sub-folders are mirrored in --out)")
     s.add_argument("--out", required=True, help="folder for the overlays, masks and scores.csv/json "
                                                 "(inputs from several folders are mirrored inside it)")
     s.add_argument("--checkpoint", default=None, help="prompts written by anomclip train; its recipe is used")
     s.add_argument("--authors-checkpoint", default=None, help="the authors' released prompts (epoch_15.pth)")
     s.add_argument("--threshold", type=float, default=None,
-                   help="also write a binary mask where the anomaly map is ≥ this value in [0, 1]")
+                   help="also write a binary mask where the anomaly map (mean over layers) is ≥ this "
+                        "value in [0, 1]")
     s.add_argument("--class-name", default="object", help="category name (for object-aware prompts)")
     add_recipe_args(s)
+    # replaces the recipe's flag of the same name: predict does not train
+    s.add_argument("--batch-size", dest="batch_size", type=int, default=8, metavar="BATCH_SIZE",
+                   help="images scored at a time (default: %(default)s); the recipe's training batch size "
+                        "(≥ 1) plays no part in predict")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("bench", help="time DPAM vs plain CLIP, the feature cache and AUPRO; writes JSON")

@@ -298,3 +298,51 @@ def test_runner_starts_from_our_own_prompts(synth, tmp_path):
     assert again.results["objects"]["mean"] != untrained.results["objects"]["mean"]
     assert again.results["objects"]["provenance"]["init"].startswith("prompts prompts.pt")
     assert len({trained.key, again.key, untrained.key}) == 3
+
+
+# ---------------------------------------------------------------- open_clip's root-logger line
+OFFLINE_OPEN_CLIP = """
+import logging, sys
+import open_clip
+from anomclip.cli import main
+
+SAID = "Failed to download weights for tag 'openai': no network in this test"
+
+def offline(*a, **k):
+    logging.error(SAID)  # what open_clip's factory does before raising
+    raise RuntimeError(SAID)
+
+open_clip.create_model = offline
+code = main(sys.argv[1:])
+logging.error("heard after loading")  # the process's logging still works (lastResort: stderr)
+sys.exit(code)
+"""
+
+
+def test_open_clips_root_logger_line_is_folded_into_our_one_line(synth, tmp_path, caplog):
+    """open_clip logs a failed download with ``logging.error`` on the root logger, then raises:
+    the user sees one line (ours, with open_clip's reason in it); logging works afterwards."""
+    import logging
+
+    said = "Failed to download weights for tag 'openai': no network in this test"
+    argv = ["eval", "--data", synth["objects"], "--backbone", "ViT-B-16", "--pretrained", "openai",
+            "--out", tmp_path / "r.json"]
+    proc = subprocess.run([sys.executable, "-c", OFFLINE_OPEN_CLIP, *map(str, argv)], capture_output=True,
+                          text=True, timeout=600)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr  # ours, then the check after loading
+    assert lines[0].startswith("anomclip eval: error: could not get the ViT-B-16 'openai' weights"), lines
+    assert said in lines[0] and lines[1].endswith("heard after loading"), lines
+    assert not (tmp_path / "r.json").exists()
+    # in-process: the record reaches no handler, and the root logger is left as it was
+    from anomclip.model.backbone import quiet_loggers
+
+    filters = list(logging.getLogger().filters)
+    with caplog.at_level(logging.INFO):
+        with quiet_loggers() as captured:
+            logging.error(said)
+            logging.info("Loading pretrained weights")
+        logging.error("heard after loading")
+    assert captured == [said]
+    assert [r.getMessage() for r in caplog.records] == ["heard after loading"]
+    assert logging.getLogger().filters == filters and logging.root.manager.disable == 0

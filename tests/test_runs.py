@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from anomclip import AnomclipError
@@ -216,9 +217,78 @@ def test_a_full_disk_is_a_one_line_error_before_writing(synth, tmp_path, cache, 
     model = build_model(smoke("paper"))
     free = 10_000  # bytes: far less than the features of 48 images
     monkeypatch.setattr(features.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, free))
-    with pytest.raises(AnomclipError, match=r"not enough free space .* GiB are free"):
+    with pytest.raises(AnomclipError, match=r"not enough free space .* MiB are free") as e:
         extract_features(model, samples(synth["objects"]), cache, progress=False)
     assert not [p for p in cache.root.iterdir() if p.is_dir()]  # nothing half-written is left
+    assert "\n" not in str(e.value)
+    # the reserve is named, and scaled to the job: a tenth of it, 1 MiB at least
+    need = float(str(e.value).split("features need ")[1].split(" MiB")[0])
+    reserve = float(str(e.value).split("a reserve of ")[1].split(" MiB")[0])
+    assert reserve == pytest.approx(max(1.0, need / 10), abs=0.01)
+
+
+def test_the_disk_margin_is_scaled_to_the_job():
+    from anomclip.engine.features import disk_margin
+
+    mib = 1 << 20
+    assert disk_margin(300_000) == mib  # a 0.3 MB job keeps 1 MiB, not a hidden 64 MiB
+    assert disk_margin(200 * mib) == 20 * mib
+    assert disk_margin(10 << 30) == 64 * mib
+
+
+def test_a_failed_reservation_is_one_line_and_leaves_no_folder(synth, cache, monkeypatch):
+    import errno
+
+    import anomclip.engine.features as features
+
+    calls = []
+
+    def full(fd, offset, length):
+        calls.append(length)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(features.os, "posix_fallocate", full)
+    with pytest.raises(AnomclipError, match="no space left on the device for the feature cache") as e:
+        extract_features(build_model(smoke("official")), samples(synth["objects"]), cache, progress=False)
+    assert calls and "\n" not in str(e.value)
+    assert not [p for p in cache.root.iterdir() if p.is_dir()]
+
+
+FILL_A_TINY_DISK = """
+import shutil, sys
+import anomclip.engine.features as features
+from anomclip.data.dataset import load_index
+from anomclip.engine.features import FeatureCache, extract_features
+from anomclip.engine.models import build_model
+from anomclip.errors import AnomclipError
+from anomclip.recipes import smoke
+
+root, data = sys.argv[1], sys.argv[2]
+samples = [s for v in load_index(data).values() for s in v]
+model = build_model(smoke("official"))
+# the free-space check is told the disk is large: only the reservation can stop the writes now
+features.shutil.disk_usage = lambda p: shutil._ntuple_diskusage(10**12, 0, 10**12)
+try:
+    extract_features(model, samples, FeatureCache(root + "/cache"), progress=False)
+except AnomclipError as e:
+    print(e, file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_a_real_tiny_disk_never_ends_in_sigbus(synth, tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        proc = subprocess.run([sys.executable, "-c", FILL_A_TINY_DISK, str(mnt), str(synth["objects"])],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])  # -7 would be SIGBUS
+        assert proc.stderr.count("\n") == 1 and "no space left" in proc.stderr, proc.stderr
+        assert not [p for p in (mnt / "cache").iterdir() if p.is_dir()]  # no temporary folder left
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
 def test_two_evaluations_on_one_empty_cache_both_succeed_identically(synth, tmp_path):
@@ -259,3 +329,93 @@ def test_cli_cache_flags_and_verify(synth, tmp_path):
     os.umask(umask)
     mode = 0o777 & ~umask  # the user's umask, not mkdtemp's 0700
     assert all((p.stat().st_mode & 0o777) == mode for p in cache_dir.iterdir() if p.is_dir())
+
+
+# ------------------------------------------------------------------ stored files carry their digest
+def canonical_sha256(doc: dict) -> str:
+    """The documented digest (docs/run-store.md), computed here with hashlib alone."""
+    body = {k: v for k, v in doc.items() if k != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _zero_shot_run(synth, tmp_path, cache):
+    ev = DataSpec(str(synth["objects"]), "objects")
+    return run_experiment(smoke("clip"), None, [ev], tmp_path, cache=cache, progress=False)
+
+
+def test_stored_files_carry_the_digest_of_their_content(synth, tmp_path, cache):
+    tr, ev = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
+    exp = run_experiment(smoke("official", epochs=1), tr, [ev], tmp_path, cache=cache, progress=False)
+    (path,) = exp.folder.glob("eval-*.json")
+    doc = json.loads(path.read_text())
+    assert doc["digest"] == canonical_sha256(doc)
+    run = json.loads((exp.folder / "run.json").read_text())
+    assert run["digest"] == canonical_sha256(run)
+    assert run["prompts_digest"] == "sha256:" + hashlib.sha256((exp.folder / "prompts.pt").read_bytes()).hexdigest()
+
+
+def test_an_edited_results_file_is_recomputed_with_the_true_numbers(synth, tmp_path, cache, capsys):
+    exp = _zero_shot_run(synth, tmp_path, cache)
+    (path,) = exp.folder.glob("eval-*.json")
+    true = json.loads(path.read_text())
+    edited = json.loads(path.read_text())
+    edited["mean"]["image_auroc"] = 0.999  # a hand edit, digest left as it was
+    path.write_text(json.dumps(edited, indent=1))
+    capsys.readouterr()
+    again = _zero_shot_run(synth, tmp_path, cache)
+    err = capsys.readouterr().err
+    assert not again.reused and err.count("\n") == 1 and str(path) in err and "digest" in err, err
+    assert again.results["objects"]["mean"]["image_auroc"] == true["mean"]["image_auroc"] != 0.999
+    assert again.results["objects"]["scores"] == true["scores"]
+    fixed = json.loads(path.read_text())
+    assert fixed["mean"] == true["mean"] and fixed["digest"] == canonical_sha256(fixed)
+    assert _zero_shot_run(synth, tmp_path, cache).reused and capsys.readouterr().err == ""  # repaired
+
+
+@pytest.mark.parametrize("damage", ["truncate", "drop digest", "empty"])
+def test_a_damaged_results_file_is_recomputed_not_a_dead_end(synth, tmp_path, cache, capsys, damage):
+    exp = _zero_shot_run(synth, tmp_path, cache)
+    (path,) = exp.folder.glob("eval-*.json")
+    true = json.loads(path.read_text())
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "drop digest":
+        path.write_text(json.dumps({k: v for k, v in true.items() if k != "digest"}))
+    else:
+        path.write_bytes(b"")
+    capsys.readouterr()
+    again = _zero_shot_run(synth, tmp_path, cache)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "recomputed" in err, err
+    assert again.results["objects"]["mean"] == true["mean"]
+    assert json.loads(path.read_text())["digest"] == canonical_sha256(json.loads(path.read_text()))
+
+
+def test_a_damaged_run_record_or_edited_prompts_retrain(synth, tmp_path, cache, capsys):
+    tr, ev = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
+    r = smoke("official", epochs=1)
+    exp = run_experiment(r, tr, [ev], tmp_path, cache=cache, progress=False)
+    prompts = (exp.folder / "prompts.pt").read_bytes()
+    trained = torch.load(exp.folder / "prompts.pt", weights_only=True)["prompt_learner"]
+    true = exp.results["objects"]["mean"]
+    # prompts.pt replaced by other bytes: trained again, the same prompts (seeded), the same numbers
+    (exp.folder / "prompts.pt").write_bytes(prompts[:-1] + bytes([prompts[-1] ^ 1]))
+    capsys.readouterr()
+    again = run_experiment(r, tr, [ev], tmp_path, cache=cache, progress=False)
+    err = capsys.readouterr().err
+    assert not again.reused and err.count("\n") == 1 and "prompts.pt" in err and "trained again" in err, err
+    retrained = torch.load(exp.folder / "prompts.pt", weights_only=True)["prompt_learner"]
+    assert retrained.keys() == trained.keys() and all(torch.equal(retrained[k], trained[k]) for k in trained)
+    assert again.results["objects"]["mean"] == true
+    digest = "sha256:" + hashlib.sha256((exp.folder / "prompts.pt").read_bytes()).hexdigest()
+    assert json.loads((exp.folder / "run.json").read_text())["prompts_digest"] == digest
+    # run.json truncated: said, retrained, served again afterwards
+    run_json = exp.folder / "run.json"
+    run_json.write_text(run_json.read_text()[:50])
+    again = run_experiment(r, tr, [ev], tmp_path, cache=cache, progress=False)
+    err = capsys.readouterr().err
+    assert not again.reused and err.count("\n") == 1 and "run.json" in err, err
+    assert again.results["objects"]["mean"] == true
+    assert run_experiment(r, tr, [ev], tmp_path, cache=cache, progress=False).reused
+    assert capsys.readouterr().err == ""

@@ -17,8 +17,12 @@ safe to share:
   ``.<key>.lock``; a second process waits, then reads what the first wrote;
 * **kill -9** — a folder is written under a temporary name ``.<key>.*`` and renamed when
   complete; temporary folders whose lock is free are left-overs and are removed;
-* **a full disk** — the free space is checked against the size of the memory maps before
-  anything is written to them (a memory map on a full disk kills the process with SIGBUS).
+* **a full disk** — a memory map on a full disk kills the process with SIGBUS, so before the
+  first row is written the sizes of all memory maps are known (from the first batch), the free
+  space is checked against them plus a margin scaled to the job (:func:`disk_margin`, named
+  in the message), and every file is reserved with ``posix_fallocate``: a disk that fills up
+  meanwhile is an ``OSError`` at reservation, never a signal. Either way the user gets one line
+  (:class:`AnomclipError`) and the temporary folder is removed.
 
 Patch features are stored as float32 (exact) by default; ``dtype="float16"`` halves their
 size on disk (ViT-L at 518 px: ~2 MB instead of ~4 MB per image and layer) at the cost of
@@ -28,6 +32,7 @@ file's provenance.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -50,8 +55,21 @@ from ..errors import AnomclipError
 CACHE_VERSION = 3  # 3: masks resized with PIL bilinear, as the authors do (data.mask_to_tensor)
 CACHE_DTYPES = ("float32", "float16")
 DEFAULT_CACHE = Path(".cache/features")
-#: Free space kept in reserve on top of the memory maps' size when extracting.
+#: Upper bound of the free space kept in reserve on top of the memory maps' size (see :func:`disk_margin`).
 DISK_MARGIN = 64 << 20
+#: Lower bound of that reserve (the index, labels and lock files of a small job).
+DISK_MARGIN_MIN = 1 << 20
+
+
+def disk_margin(need: int) -> int:
+    """Free space kept in reserve beyond ``need`` bytes of features: a tenth of the job, between
+    :data:`DISK_MARGIN_MIN` (1 MiB) and :data:`DISK_MARGIN` (64 MiB)."""
+    return int(min(DISK_MARGIN, max(DISK_MARGIN_MIN, need // 10)))
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: ``0.31 MiB``, ``2.40 GiB``."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
 
 
 @dataclass(frozen=True)
@@ -181,16 +199,22 @@ def extract_features(model, samples: list[Sample], cache: FeatureCache | None = 
         remove_leftovers(root, own_key=key)
         ds = AnomalyDataset(samples, model.image_size, skip_unreadable=skip_unreadable)
         t0 = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the cache is shared like any folder
+        tmp = None
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the cache is shared like any folder
             arrays = _Arrays(len(ds), tmp)
             fs = _compute(model, ds, batch_size, progress, desc, arrays, cache.dtype)
             fs.seconds = time.perf_counter() - t0
             arrays.flush()
             _save(fs, tmp, folder)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise AnomclipError(f"no space left on the device for the feature cache in {root} (free some, or "
+                                "point ANOMCLIP_CACHE / --cache-dir at another disk)") from None
         finally:
-            if tmp.exists():
+            if tmp is not None and tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     fs = _load(folder, key, cache.dtype, fingerprint, seconds=fs.seconds, skipped=fs.skipped)
     fs.from_cache = False
@@ -251,28 +275,51 @@ class _Arrays:
         self.n, self.folder, self.arrays = n, folder, {}
 
     def get(self, name: str, row_shape: tuple, dtype) -> np.ndarray:
-        """The array ``name`` of shape ``(n, *row_shape)``, allocated on first use."""
+        """The array ``name`` of shape ``(n, *row_shape)``, allocated on first use.
+
+        On disk the ``.npy`` file is reserved in full (``posix_fallocate``) before the memory
+        map is opened, so writing rows into it cannot meet a full disk (SIGBUS).
+        """
         if name not in self.arrays:
             shape = (self.n, *row_shape)
-            self.arrays[name] = (np.empty(shape, dtype) if self.folder is None else
-                                 np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+",
-                                                           dtype=dtype, shape=shape))
+            if self.folder is None:
+                self.arrays[name] = np.empty(shape, dtype)
+            else:
+                path = self.folder / f"{name}.npy"
+                with open(path, "wb") as f:  # the header, then the whole data part reserved
+                    np.lib.format.write_array_header_1_0(
+                        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                            "shape": shape})
+                    header = f.tell()
+                    size = header + int(np.prod(shape)) * np.dtype(dtype).itemsize
+                    f.flush()
+                    try:
+                        os.posix_fallocate(f.fileno(), 0, size)
+                    except OSError as e:  # a file system without reservation: sparse, as checked by reserve()
+                        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                            raise
+                        f.truncate(size)
+                self.arrays[name] = np.memmap(path, dtype=dtype, mode="r+", offset=header, shape=shape)
         return self.arrays[name]
 
     def put(self, name: str, start: int, block: np.ndarray) -> None:
         self.get(name, block.shape[1:], block.dtype)[start:start + len(block)] = block
 
-    def check_space(self) -> None:
-        """Refuse to fill memory maps that the disk cannot hold (they are sparse until written)."""
-        if self.folder is None:
-            return
-        need = sum(a.nbytes for a in self.arrays.values())
-        free = shutil.disk_usage(self.folder).free
-        if free < need + DISK_MARGIN:
-            raise AnomclipError(
-                f"not enough free space for the feature cache in {self.folder.parent}: the features need "
-                f"{need / 2**30:.2f} GiB, {free / 2**30:.2f} GiB are free (free some, or point "
-                f"ANOMCLIP_CACHE / --cache-dir at another disk)")
+    def reserve(self, blocks: dict) -> None:
+        """Allocate every array of a first batch ``{name: block}`` (rows of the final arrays),
+        after checking that the disk holds them all plus :func:`disk_margin`: nothing is written
+        into a memory map before its whole file is reserved."""
+        if self.folder is not None:
+            need = sum(self.n * b[0].nbytes if len(b) else 0 for b in blocks.values())
+            margin = disk_margin(need)
+            free = shutil.disk_usage(self.folder).free
+            if free < need + margin:
+                raise AnomclipError(
+                    f"not enough free space for the feature cache in {self.folder.parent}: the features need "
+                    f"{_size(need)} plus a reserve of {_size(margin)} (a tenth of the job, 1–64 MiB), "
+                    f"{_size(free)} are free (free some, or point ANOMCLIP_CACHE / --cache-dir at another disk)")
+        for name, b in blocks.items():
+            self.get(name, b.shape[1:], b.dtype)
 
     def flush(self) -> None:
         for a in self.arrays.values():
@@ -294,18 +341,20 @@ def _compute(model, ds: AnomalyDataset, batch_size: int, progress: bool, desc: s
     start = 0
     for item in tqdm(loader, desc=desc, disable=not progress, leave=False):
         g, feats = model.encode_image(item["image"])
-        out.put("global", start, g.float().cpu().numpy())
+        blocks = {"global": g.float().cpu().numpy()}
         for m, d in feats.items():
             for l, t in d.items():
                 seen.setdefault(m, set()).add(l)
-                out.put(_patch_name(m, l), start, t.to(dtype).cpu().numpy())
-        out.put("masks", start, item["mask"].numpy().astype(np.uint8))
+                blocks[_patch_name(m, l)] = t.to(dtype).cpu().numpy()
+        blocks["masks"] = item["mask"].numpy().astype(np.uint8)
+        if start == 0:
+            out.reserve(blocks)  # checked and reserved before the first row is written
+        for name, block in blocks.items():
+            out.put(name, start, block)
         labels.append(item["label"].numpy())
         cls += list(item["cls_name"])
         species += list(item["specie_name"])
         paths += list(item["path"])
-        if start == 0:
-            out.check_space()
         start += len(g)
     has_mask = [bool(getattr(s, "mask_path", None)) or not s.anomaly for s in getattr(ds, "samples", [])]
     n = len(paths)

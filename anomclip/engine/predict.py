@@ -1,8 +1,25 @@
-"""``anomclip predict``: scores, overlays and masks for a user's own images.
+"""``anomclip predict``: scores, overlays and masks for a user's own images, at folder scale.
 
-Each image is read (EXIF orientation applied), preprocessed as in evaluation, scored, and its
-overlay (and, with a threshold, its binary mask) written atomically beside a ``scores.csv`` and
-``scores.json``; output names mirror the inputs' folders so that nothing is overwritten.
+The inputs are image files and folders (searched recursively for the suffixes of
+:data:`IMAGE_SUFFIXES`). The command runs in two passes, each holding one image (then one
+batch) in memory whatever the number of inputs:
+
+1. **check** — every input is decoded once (EXIF orientation applied) and dropped; only its
+   path is kept. A file that cannot be read stops the command with one line naming it, before
+   the model is loaded and before anything is written;
+2. **predict** — the images are read again batch by batch (``batch_size``), preprocessed as
+   in evaluation, scored, and each overlay (and, with a threshold, its binary mask) written
+   atomically; ``scores.csv`` and ``scores.json`` are written at the end.
+
+**One colour scale for every image.** A map of AnomalyCLIP (and VAND) is the sum of one
+probability map per layer, so it lies in [0, L]; it is divided by the number of layers L of
+the method (the mean over layers: in [0, 1], ranked exactly as the map — the rule of
+:func:`anomclip.book.examples.method_maps`). That mean is drawn on the fixed scale [0, 1] of
+:data:`COLORMAP` (never stretched to an image's own min–max: a flat image gives a flat
+overlay), written once as ``colour_scale.png`` and described under ``"colour_scale"`` in
+``scores.json``. ``map_max`` and the ``--threshold`` of the masks are on the same [0, 1] scale.
+
+Output names mirror the inputs' folders (:func:`output_names`), so nothing is overwritten.
 """
 from __future__ import annotations
 
@@ -10,6 +27,7 @@ import csv
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,67 +35,187 @@ import torch
 from PIL import Image
 
 from ..data.preprocess import image_to_tensor, read_image
+from ..errors import AnomclipError
 from ..io import atomic_write, atomic_write_text
 
+#: File suffixes collected from an input folder (a file named explicitly is read whatever its suffix).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: The colour map of the overlays, on the fixed scale [0, 1].
+COLORMAP = "jet"
+#: Weight of the heat map in an overlay (the image gets 1 − this).
+OVERLAY_ALPHA = 0.5
+#: The legend written once beside the overlays.
+LEGEND = "colour_scale.png"
 
-def output_names(paths: list[Path]) -> list[str]:
+
+def output_names(paths: list[Path], anchors=()) -> list[str]:
     """A distinct output stem per input image, stable and readable.
 
-    The inputs' paths relative to their common folder, without the suffix (``a/x.png`` and
-    ``b/x.png`` → ``a/x`` and ``b/x``: the input tree is mirrored, nothing overwritten); two
-    inputs differing only by suffix keep it (``x.png``, ``x.jpg`` → ``x_png``, ``x_jpg``).
+    The inputs' paths relative to their common folder (that of the images' folders and the
+    ``anchors``: the folders given as input, so a folder's sub-folders are mirrored even when
+    all its images lie in one of them), without the suffix (``a/x.png`` and ``b/x.png`` →
+    ``a/x`` and ``b/x``: the input tree is mirrored, nothing overwritten); two inputs differing
+    only by suffix keep it (``x.png``, ``x.jpg`` → ``x_png``, ``x_jpg``).
     """
     resolved = [p.resolve() for p in paths]
-    base = Path(os.path.commonpath([str(r.parent) for r in resolved])) if resolved else Path(".")
+    folders = [str(r.parent) for r in resolved] + [str(Path(a).resolve()) for a in anchors]
+    base = Path(os.path.commonpath(folders)) if resolved else Path(".")
     rel = [r.relative_to(base) for r in resolved]
     stems = [str(r.with_suffix("")) for r in rel]
-    counts = {s: stems.count(s) for s in stems}
+    counts: dict = {}
+    for s in stems:
+        counts[s] = counts.get(s, 0) + 1
     return [str(r.with_name(r.name.replace(".", "_"))) if counts[s] > 1 else s for r, s in zip(rel, stems)]
 
 
-def predict_images(load_model, images, out: Path, threshold: float | None, class_name: str, echo=print) -> list:
-    """Predict every image of ``images`` with the model ``load_model()`` returns; write to ``out``.
+def collect_inputs(items, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """``(image paths, folders given)`` of the command's inputs, each file once, in a stable order.
 
-    Every image is read before the model is loaded and before anything is written (a bad file
-    stops the command with one line, nothing written). Returns the rows of ``scores.csv``.
+    A folder is searched recursively for :data:`IMAGE_SUFFIXES` (hidden files and folders and
+    anything under ``exclude`` — the output folder — are left out); a folder without any image
+    and a path that does not exist are one-line errors.
     """
-    unique = list(dict.fromkeys(Path(p).resolve() for p in images))  # the same file once
-    images = [(p, read_image(p)) for p in unique]  # read all first: a bad file stops before any write
-    names = output_names([p for p, _ in images])
+    exclude = exclude.resolve() if exclude is not None else None
+    files, folders = [], []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            folders.append(p.resolve())
+            found = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                                 and (exclude is None or Path(root, d).resolve() != exclude))
+                found += [Path(root, n).resolve() for n in sorted(names)
+                          if not n.startswith(".") and n.lower().endswith(IMAGE_SUFFIXES)]
+            if not found:
+                raise AnomclipError(f"folder {p} holds no images ({', '.join(IMAGE_SUFFIXES)}), "
+                                    "in it or in its sub-folders")
+            files += found
+        elif p.exists():
+            files.append(p.resolve())
+        else:
+            raise AnomclipError(f"image file {p} does not exist")
+    return list(dict.fromkeys(files)), folders
+
+
+def check_images(paths, progress: bool = False) -> None:
+    """Decode every image once and drop it (one in memory at a time): a bad file is a one-line error."""
+    from tqdm.auto import tqdm
+
+    for p in tqdm(paths, desc="checking images", disable=not progress, leave=False, unit="img"):
+        read_image(p)  # raises AnomclipError naming the file; the image itself is not kept
+
+
+def map_scale(model) -> int:
+    """The number of per-layer probability maps a map of ``model`` sums (its maps lie in [0, this])."""
+    return max(1, len(getattr(model, "layers", ()) or ()))
+
+
+def colour_scale(model) -> dict:
+    """The overlays' colour scale, as ``scores.json`` records it."""
+    layers = map_scale(model)
+    return {"colormap": COLORMAP, "min": 0.0, "max": 1.0, "overlay_alpha": OVERLAY_ALPHA, "legend": LEGEND,
+            "map": f"anomaly probability: the method's map divided by its {layers} layer(s) "
+                   "(the mean of the per-layer probability maps), on the fixed scale [0, 1]; "
+                   "map_max and the mask threshold are on this scale too",
+            "layers": layers}
+
+
+def _legend_png(f) -> None:
+    """The colour bar of :data:`COLORMAP` on [0, 1] (a matplotlib figure without pyplot's state)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.0, 0.7), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.05, 0.55, 0.9, 0.35))
+    fig.colorbar(matplotlib.cm.ScalarMappable(Normalize(0.0, 1.0), matplotlib.colormaps[COLORMAP]), cax=ax,
+                 orientation="horizontal", ticks=[0, 0.25, 0.5, 0.75, 1.0])
+    ax.set_xlabel("anomaly probability (mean over layers)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.savefig(f, format="png")
+
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def overlay_image(img: Image.Image, prob: np.ndarray, cmap) -> Image.Image:
+    """``img`` blended with the colours of ``prob`` (a map in [0, 1] of ``img``'s size), fixed scale."""
+    heat = cmap(np.clip(prob, 0.0, 1.0))[..., :3]
+    base = np.asarray(img, np.float32) / 255.0
+    return Image.fromarray(np.round(((1 - OVERLAY_ALPHA) * base + OVERLAY_ALPHA * heat) * 255).clip(0, 255)
+                           .astype(np.uint8))
+
+
+def predict_images(load_model, images, out: Path, threshold: float | None, class_name: str, echo=print,
+                   batch_size: int = 8, progress: bool = False) -> list:
+    """Predict every image of ``images`` (files and folders) with the model ``load_model()`` returns.
+
+    Every input is checked (decoded, then dropped) before the model is loaded and before
+    anything is written: a bad file stops the command with one line, nothing written. Then the
+    images are read, scored and written ``batch_size`` at a time. Returns the rows of
+    ``scores.csv``.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise AnomclipError(f"--batch-size {batch_size} must be ≥ 1")
+    out = Path(out)
+    paths, folders = collect_inputs(images, exclude=out)
+    check_images(paths, progress)
+    names = output_names(paths, anchors=folders)
     model = load_model()
     import matplotlib
 
-    cmap = matplotlib.colormaps["jet"]
+    cmap = matplotlib.colormaps[COLORMAP]
+    scale = map_scale(model)
+    texts: dict = {}  # text features per batch size (the same class name for every image)
 
     def png(img):
         return lambda f: img.save(f, format="PNG")
 
     rows = []
-    for (path, img), name in zip(images, names):
-        x = image_to_tensor(img, model.image_size).unsqueeze(0)
-        with torch.no_grad():
-            res = model(x, cls_names=[class_name])
-        score = float(res.image_score[0])
-        amap = res.anomaly_map[0].cpu().numpy()
-        lo, hi = float(amap.min()), float(amap.max())
-        heat = cmap((amap - lo) / (hi - lo + 1e-12))[..., :3]
-        base = np.asarray(img.resize((model.image_size, model.image_size), Image.BICUBIC), np.float32) / 255
-        overlay = Image.fromarray(((0.5 * base + 0.5 * heat) * 255).clip(0, 255).astype(np.uint8))
-        overlay_path = out / f"{name}_overlay.png"
-        atomic_write(overlay_path, png(overlay.resize(img.size, Image.BILINEAR)))
-        row = {"image": str(path), "score": score, "map_max": hi, "overlay": str(overlay_path)}
-        if threshold is not None:
-            mask = Image.fromarray(((amap >= threshold) * 255).astype(np.uint8)).resize(img.size, Image.NEAREST)
-            mask_path = out / f"{name}_mask.png"
-            atomic_write(mask_path, png(mask))
-            row["mask"] = str(mask_path)
-        rows.append(row)
-        echo(f"{score:.4f}  {path}")
+    bar = tqdm(total=len(paths), desc="predict", disable=not progress, unit="img")
+    say = (lambda line: tqdm.write(line, file=sys.stdout)) if progress else echo
+    try:
+        for chunk in _batches(list(zip(paths, names)), batch_size):
+            imgs = [read_image(p) for p, _ in chunk]
+            x = torch.stack([image_to_tensor(img, model.image_size) for img in imgs]).to(model.device)
+            n = len(imgs)
+            with torch.no_grad():
+                if n not in texts:
+                    texts[n] = model.text_for([class_name] * n)
+                g, feats = model.encode_image(x)
+                res = model.score_features(g, feats, texts[n])
+            scores = res.image_score.float().cpu().numpy()
+            maps = res.anomaly_map.float().cpu().numpy() / scale
+            for (path, name), img, score, amap in zip(chunk, imgs, scores, maps):
+                prob = np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize(img.size, Image.BILINEAR))
+                overlay_path = out / f"{name}_overlay.png"
+                atomic_write(overlay_path, png(overlay_image(img, prob, cmap)))
+                row = {"image": str(path), "score": float(score), "map_max": float(amap.max()),
+                       "overlay": str(overlay_path)}
+                if threshold is not None:
+                    mask_path = out / f"{name}_mask.png"
+                    atomic_write(mask_path, png(Image.fromarray(((prob >= threshold) * 255).astype(np.uint8))))
+                    row["mask"] = str(mask_path)
+                rows.append(row)
+                say(f"{row['score']:.4f}  {path}")
+            bar.update(n)
+    finally:
+        bar.close()
+    atomic_write(out / LEGEND, _legend_png)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=sorted({k for r in rows for k in r}))
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(out / "scores.csv", buf.getvalue())
-    atomic_write_text(out / "scores.json", json.dumps({"backbone": model.info.weights, "predictions": rows}, indent=1))
-    echo(f"wrote {len(rows)} overlays and scores.csv/json to {out}")
+    atomic_write_text(out / "scores.json", json.dumps({"backbone": model.info.weights, "class_name": class_name,
+                                                       "colour_scale": colour_scale(model),
+                                                       "predictions": rows}, indent=1))
+    echo(f"wrote {len(rows)} overlays, {LEGEND} and scores.csv/json to {out}")
     return rows

@@ -6,10 +6,17 @@ A results file is JSON::
      "provenance": {recipe, backbone, weights, data, commit, versions, device, durations, ...}}
 
 Metric values are fractions in [0, 1]; undefined ones are ``null`` (NaN) with a note.
+
+Like git's objects, every file of the run store carries the digest of its content
+(:func:`json_digest`: ``"sha256:"`` + the SHA-256 of the document without its ``"digest"``
+entry, serialised as canonical JSON — keys sorted, separators ``,`` and ``:``, UTF-8, no
+NaN), checked when it is read: an edited, truncated or otherwise damaged file is a
+:class:`DamagedEntry`, which the runner recomputes (docs/run-store.md).
 """
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -105,24 +112,61 @@ def _clean(x):
     return x
 
 
+#: The entry of a stored JSON document that holds the digest of the rest of it.
+DIGEST_KEY = "digest"
+
+
+class DamagedEntry(AnomclipError):
+    """A stored file that is not what was written: truncated, edited, or without its digest."""
+
+
+def json_digest(doc: dict) -> str:
+    """``"sha256:<hex>"`` of ``doc`` without its ``"digest"`` entry, as canonical JSON (keys
+    sorted, no spaces, UTF-8, NaN refused: documents are cleaned to ``null`` before)."""
+    body = {k: v for k, v in doc.items() if k != DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def stamped_json(doc: dict) -> str:
+    """The text of ``doc`` (cleaned: NaN → null) with its digest, as the run store writes it."""
+    doc = _clean({k: v for k, v in doc.items() if k != DIGEST_KEY})
+    doc[DIGEST_KEY] = json_digest(doc)
+    return json.dumps(doc, indent=1, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+def read_stamped(path, what: str) -> dict:
+    """The JSON document of ``path`` after checking its digest; :class:`DamagedEntry` (one line,
+    naming the file and what is wrong) when it cannot be read, is not JSON, or does not match."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnomclipError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DamagedEntry(f"{what} {path} is not valid JSON (truncated or damaged)") from None
+    if not isinstance(doc, dict) or DIGEST_KEY not in doc:
+        raise DamagedEntry(f"{what} {path} carries no digest of its content (damaged, or written by an "
+                           "older anomclip)")
+    if doc[DIGEST_KEY] != json_digest(doc):
+        raise DamagedEntry(f"{what} {path} does not match its digest (edited or damaged)")
+    return doc
+
+
 def write_results(path, categories: dict, mean: dict, provenance: dict, notes=(), **extra) -> Path:
-    """Write a results file (NaN → null) atomically."""
+    """Write a results file (NaN → null) atomically, with the digest of its content."""
     doc = {"categories": categories, "mean": mean, "notes": list(notes), "provenance": provenance}
     doc.update(extra)
-    return atomic_write_text(path, json.dumps(_clean(doc), indent=1, sort_keys=False) + "\n")
+    return atomic_write_text(path, stamped_json(doc))
 
 
 def read_results(path) -> dict:
+    """A results file, its digest checked (:class:`DamagedEntry` when it does not match)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise AnomclipError(f"results file {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AnomclipError(f"results file {path} is not valid JSON") from None
+    doc = read_stamped(path, "results file")
     for key in ("categories", "mean", "provenance"):
         if key not in doc:
-            raise AnomclipError(f"results file {path} has no {key!r} entry")
+            raise DamagedEntry(f"results file {path} has no {key!r} entry")
     nan = float("nan")
     doc["mean"] = {k: (nan if v is None else v) for k, v in doc["mean"].items()}
     doc["categories"] = {c: {k: (nan if v is None else v) for k, v in d.items()} for c, d in doc["categories"].items()}

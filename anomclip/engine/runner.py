@@ -32,11 +32,13 @@ from ..recipes import Recipe
 from .evaluate import EvalResult, evaluate
 from .features import FeatureCache, FeatureSet, extract_features
 from .models import build_model, resolve_device
-from .results import provenance, read_results, write_results
+from .results import DamagedEntry, provenance, read_results, write_results
 from .store import (
     UNTRAINED,
     eval_key,
     init_identity,
+    notice,
+    prompts_intact,
     read_run,
     run_lock,
     run_material,
@@ -145,15 +147,31 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
         if force:
             for p in [folder / "prompts.pt", folder / "run.json", *paths.values()]:
                 p.unlink(missing_ok=True)
-        run_doc = read_run(folder)
+        damaged_run = (folder / "run.json").is_file()
+        run_doc = read_run(folder)  # None when absent or damaged (said so)
+        damaged_run = damaged_run and run_doc is None
         if train_data is not None:
             exp.checkpoint = folder / "prompts.pt"
-            if run_doc and run_doc.get("complete") and exp.checkpoint.is_file():
+            if run_doc is not None and exp.checkpoint.is_file() and not prompts_intact(folder, run_doc):
+                run_doc, damaged_run = None, True
+            if damaged_run:  # prompts that cannot be checked are not resumed from: trained anew
+                exp.checkpoint.unlink(missing_ok=True)
+            elif run_doc and run_doc.get("complete") and exp.checkpoint.is_file():
                 exp.training = run_doc["training"]
-        todo = [s for s in eval_data if force or not paths[s.name].is_file()]
+        retrain = train_data is not None and exp.training is None
+        todo = []
         for s in eval_data:
-            if s not in todo:
-                exp.results[s.name] = read_results(paths[s.name])
+            if force or retrain or not paths[s.name].is_file():
+                todo.append(s)  # (new prompts: every evaluation of the run is recomputed)
+                continue
+            doc = _stored_results(paths[s.name], eval_keys[s.name])
+            if doc is None:
+                todo.append(s)
+            else:
+                exp.results[s.name] = doc
+        if train_data is None and damaged_run:
+            write_run(folder, material, training=None)
+            run_doc = read_run(folder)
         if not todo and (train_data is None or exp.training is not None):
             exp.reused = True
             return exp
@@ -173,6 +191,21 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
                                       fingerprint=eval_fps[spec.name])
             exp.results[spec.name] = doc
     return exp
+
+
+def _stored_results(path: Path, key: str) -> dict | None:
+    """The results file of evaluation ``key`` when it is intact and its own; None (said in one
+    line) when it is damaged, edited, or belongs to another evaluation: it is recomputed."""
+    try:
+        doc = read_results(path)
+    except DamagedEntry as e:
+        notice(f"{e}: recomputed")
+        return None
+    stored = ((doc.get("provenance") or {}).get("keys") or {}).get("eval")
+    if stored != key:
+        notice(f"results file {path} belongs to evaluation {stored}, not {key}: recomputed")
+        return None
+    return doc
 
 
 def _train(model: Method, exp: Experiment, spec: DataSpec, samples, fingerprint: str, material: dict,

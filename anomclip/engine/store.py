@@ -5,19 +5,26 @@ recipe without its display name, the weights identity, the training data's finge
 initial prompts' content, the feature dtype and the store and feature-cache versions. An
 evaluation's key adds the evaluation data's fingerprint and the ``skip_unreadable`` choice.
 Labels are never part of a key (docs/run-store.md).
+
+Every file of a run carries the digest of its content, checked when it is read: ``run.json``
+its own (and that of ``prompts.pt``), each ``eval-*.json`` its own (:mod:`.results`). What
+does not match is recomputed, and :func:`notice` says so in one line.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
+import hashlib
 import os
+import sys
 from pathlib import Path
 
 from ..data.fingerprint import content_key
+from ..errors import AnomclipError
 from ..io import atomic_write_text
 from ..recipes import Recipe
 from .features import CACHE_VERSION, FeatureCache
+from .results import DamagedEntry, read_stamped, stamped_json
 
 #: Bumped when the meaning of a key, the layout of the run store, or what evaluation computes
 #: from the same features changes (2: pixel metrics over the images that have masks). The
@@ -69,16 +76,49 @@ def run_lock(folder: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def notice(message: str) -> None:
+    """One line on stderr: the run store repairs something (never an error, never silent)."""
+    print(f"anomclip: run store: {message}", file=sys.stderr, flush=True)
+
+
+def file_digest(path: Path) -> str:
+    """``"sha256:<hex>"`` of a file's bytes (``prompts.pt``'s digest in ``run.json``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 def read_run(folder: Path) -> dict | None:
+    """``run.json`` of ``folder`` with its digest checked; None when absent or damaged (a damaged
+    record is recomputed: :func:`notice` says so)."""
     p = folder / "run.json"
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None  # a damaged record is recomputed
+        return read_stamped(p, "run record")
+    except DamagedEntry as e:
+        notice(f"{e}: the run is recomputed")
+        return None
+    except AnomclipError:  # gone meanwhile
+        return None
+
+
+def prompts_intact(folder: Path, run_doc: dict) -> bool:
+    """Whether ``prompts.pt`` is the file whose digest ``run.json`` records (said when it is not)."""
+    p = folder / "prompts.pt"
+    want = run_doc.get("prompts_digest")
+    if want is not None and p.is_file() and file_digest(p) == want:
+        return True
+    notice(f"{p} does not match the digest in {folder / 'run.json'} (edited, damaged or missing): "
+           "the run is trained again")
+    return False
 
 
 def write_run(folder: Path, material: dict, training: dict | None, complete: bool = True) -> None:
-    atomic_write_text(folder / "run.json", json.dumps(
-        {"key": folder.name, "material": material, "training": training, "complete": complete}, indent=1) + "\n")
+    """Write ``run.json`` with its digest (and that of ``prompts.pt`` when the run has one)."""
+    prompts = folder / "prompts.pt"
+    doc = {"key": folder.name, "material": material, "training": training, "complete": complete,
+           "prompts_digest": file_digest(prompts) if training is not None and prompts.is_file() else None}
+    atomic_write_text(folder / "run.json", stamped_json(doc))

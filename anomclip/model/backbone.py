@@ -9,8 +9,10 @@
   the default smoke runs. Every number it produces is from an **untrained tiny backbone**.
 
 The positional embedding is resized to the requested input size (518 px for the paper:
-37×37 patches) with bilinear interpolation, ``align_corners=False`` (the authors' code), or
-bicubic (open_clip's helper). All CLIP weights are frozen and the model is in ``eval()``.
+37×37 patches) with bilinear interpolation, ``align_corners=False`` (the authors' code),
+bicubic, or bicubic with antialiasing (``bicubic-antialias``: open_clip's ``resize_pos_embed``,
+which VAND's loader uses; PyTorch's antialiased bicubic kernel differs from the plain one even
+when upsampling). All CLIP weights are frozen and the model is in ``eval()``.
 """
 from __future__ import annotations
 
@@ -94,24 +96,40 @@ def quiet_loggers(names=NOISY_LOGGERS, level: int = logging.ERROR):
     """Drop the named loggers' records below ``level`` while loading (then restore them).
 
     A named logger gets its level raised for the block; ``"root"`` (open_clip logs with
-    ``logging.info(...)`` on the root logger) gets a filter, which applies to records logged
-    on the root logger itself only, not to those other loggers propagate to it. The rest of
-    the process's logging is untouched (no ``logging.disable``).
+    ``logging.info(...)`` / ``logging.error(...)`` on the root logger) gets a filter for the
+    block, which applies to records logged on the root logger itself only, not to those other
+    loggers propagate to it. The root logger's own records are kept off every handler (and off
+    the screen) and **captured**: the block gets the list of their messages at ``WARNING`` and
+    above, for the caller to fold into its one-line error ("Failed to download weights…"). The
+    rest of the process's logging is untouched (no ``logging.disable``); the filter is removed
+    afterwards.
     """
     named = [logging.getLogger(n) for n in names if n != "root"]
     saved = [lg.level for lg in named]
-    root_filter = (lambda record: record.levelno >= level) if "root" in names else None
+    captured: list[str] = []
+
+    def root_filter(record):
+        if record.levelno >= logging.WARNING:
+            captured.append(record.getMessage())
+        return False  # never shown: what matters reaches the user through anomclip's own line
+
     for lg in named:
         lg.setLevel(max(level, lg.getEffectiveLevel()))
-    if root_filter:
+    if "root" in names:
         logging.getLogger().addFilter(root_filter)
     try:
-        yield
+        yield captured
     finally:
         for lg, lv in zip(named, saved):
             lg.setLevel(lv)
-        if root_filter:
+        if "root" in names:
             logging.getLogger().removeFilter(root_filter)
+
+
+def _said(captured: list[str]) -> str:
+    """What the loaders logged, in one line (for an error message), or ``""``."""
+    text = " / ".join(" ".join(m.split()) for m in dict.fromkeys(captured) if m.strip())
+    return f" [open_clip: {text if len(text) <= 300 else text[:299] + '…'}]" if text else ""
 
 
 def is_torchscript(path: str | os.PathLike) -> bool:
@@ -185,8 +203,9 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
                 f"unknown pretrained tag {pretrained!r} for {name} (known: {', '.join(tags) or 'none'})"
             )
     torchscript = bool(pretrained) and os.path.isfile(pretrained) and is_torchscript(pretrained)
+    captured: list[str] = []
     try:
-        with quiet_loggers():
+        with quiet_loggers() as captured:
             model = open_clip.create_model(
                 name, pretrained=None if torchscript else (pretrained or None),
                 force_quick_gelu=bool(quick_gelu), cache_dir=cache_dir,
@@ -197,9 +216,10 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
         if pretrained and os.path.isfile(pretrained):
             raise AnomclipError(
                 f"could not load weights file {pretrained} into {name}: {str(e).splitlines()[0][:200]}"
+                + _said(captured)
             ) from None
         raise AnomclipError(
-            f"could not get the {name} '{pretrained}' weights (offline?): "
+            f"could not get the {name} '{pretrained}' weights (offline?){_said(captured)}: "
             + OPENAI_HELP.format(name=name, tag=pretrained)
         ) from None
     if torchscript:
@@ -211,7 +231,8 @@ def resize_pos_embed(pos: torch.Tensor, new_grid: int, mode: str = "bilinear") -
     """Resize a ViT positional embedding ``[1 + g·g, W]`` to ``[1 + n·n, W]``.
 
     The class-token position is kept as is; the ``g×g`` grid part is interpolated with
-    ``mode`` (``bilinear`` as the authors, ``bicubic`` as open_clip), ``align_corners=False``.
+    ``mode`` (``bilinear`` as the authors, ``bicubic``, or ``bicubic-antialias`` as open_clip's
+    ``resize_pos_embed``), ``align_corners=False``.
     """
     cls_pos, grid_pos = pos[:1], pos[1:]
     g = int(round(grid_pos.shape[0] ** 0.5))
@@ -220,7 +241,9 @@ def resize_pos_embed(pos: torch.Tensor, new_grid: int, mode: str = "bilinear") -
     if g == new_grid:
         return pos
     grid_pos = grid_pos.reshape(1, g, g, -1).permute(0, 3, 1, 2)
-    grid_pos = F.interpolate(grid_pos.float(), size=(new_grid, new_grid), mode=mode, align_corners=False)
+    antialias = mode == "bicubic-antialias"
+    grid_pos = F.interpolate(grid_pos.float(), size=(new_grid, new_grid), mode="bicubic" if antialias else mode,
+                             align_corners=False, antialias=antialias)
     grid_pos = grid_pos.permute(0, 2, 3, 1).reshape(new_grid * new_grid, -1).to(pos.dtype)
     return torch.cat([cls_pos, grid_pos], dim=0)
 
