@@ -1,4 +1,5 @@
 # anomclip — two commands: `make book` (set up, execute every chapter, render) and `make test`.
+# `make book` re-executes only the chapters whose inputs changed (FORCE=1: all); `make lab`: JupyterLab.
 # PROFILE=smoke (default: tiny random backbone, synthetic data, CPU) or
 # PROFILE=paper DATA_ROOT=/data DEVICE=cuda (ViT-L-14-336 openai, MVTec AD + VisA + …).
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ FORCE ?= 0
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: env test test-fast book notebooks html check-book bench clean distclean
+.PHONY: env test test-fast book notebooks html lab check-book check-lab bench clean distclean
 
 env: $(VENV)/.installed
 
@@ -21,8 +22,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	# MathJax for the offline book (static files only: its Jupyter-server part is not needed)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps jupyter-server-mathjax==0.2.6
+	# MathJax 3 with its fonts for the offline book (a source of files only, not a Sphinx extension)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps sphinx-mathjax-offline==0.0.2
 	@touch $@
 
 test: env
@@ -40,8 +41,16 @@ html: env
 book: notebooks html
 	@echo "book: open book/_build/html/index.html"
 
+# JupyterLab on the chapters: the .py chapters open as notebooks (jupyter/labconfig), live controls on
+lab: env
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH)) MPLBACKEND=module://matplotlib_inline.backend_inline \
+	  $(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+
 check-book: env
 	$(BIN)/python tools/check_book.py --html book/_build/html --screenshot docs/book-screenshot.png
+
+check-lab: env
+	$(BIN)/python tools/check_lab.py --screenshot docs/lab-screenshot.png
 
 bench: env
 	$(BIN)/anomclip bench --out results/bench.json

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from .errors import AnomclipError
 
 DPAM_MODES = ("vv", "qq", "kk", "qk")
+#: resizes of the positional embedding: the authors' (bilinear), plain bicubic, and open_clip's
+#: resize_pos_embed (bicubic with antialiasing: VAND's loader)
+POS_INTERPOLATIONS = ("bilinear", "bicubic", "bicubic-antialias")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Recipe:
     backbone: str = "ViT-L-14-336"
     pretrained: str | None = "openai"
     image_size: int = 518
-    pos_interpolation: str = "bilinear"  # "bilinear" (authors) | "bicubic" (open_clip)
+    pos_interpolation: str = "bilinear"  # "bilinear" (authors) | "bicubic" | "bicubic-antialias" (open_clip)
     global_ln_post: bool = False  # authors: no ln_post on the global feature
     # --- DPAM (docs/method.md §2)
     dpam: str = "vv"  # "vv" | "qq" | "kk" | "qk" | "none", or an ensemble "qq+kk+vv"
@@ -75,6 +78,9 @@ class Recipe:
     use_dice_loss: bool = True
     # --- training (docs/method.md §6)
     epochs: int = 15
+    #: epochs by tuning dataset, as the method's own script sets them ("MVTec AD=3", "VisA=15");
+    #: a profile's protocol picks the entry of the dataset it tunes on (Recipe.for_tuning)
+    epochs_by_tuning: tuple[str, ...] = ()
     batch_size: int = 8
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
@@ -96,9 +102,9 @@ class Recipe:
                 )
         if "none" in modes and len(modes) > 1:
             raise AnomclipError(f"recipe {self.name!r}: 'none' cannot be part of a DPAM ensemble")
-        if self.pos_interpolation not in ("bilinear", "bicubic"):
+        if self.pos_interpolation not in POS_INTERPOLATIONS:
             raise AnomclipError(
-                f"recipe {self.name!r}: pos_interpolation must be 'bilinear' or 'bicubic'"
+                f"recipe {self.name!r}: pos_interpolation must be one of {', '.join(POS_INTERPOLATIONS)}"
             )
         if not self.layers:
             raise AnomclipError(f"recipe {self.name!r}: at least one feature layer is needed")
@@ -133,6 +139,7 @@ class Recipe:
             bad("betas", self.betas, "must be two numbers in [0, 1)")
         for key in ("dpam_start",):
             resolve_block(getattr(self, key), None, setting=key)
+        self.tuning_epochs()  # each entry "DATASET=EPOCHS"
         for layer in self.layers:
             resolve_block(layer, None, setting="layers")
 
@@ -140,6 +147,23 @@ class Recipe:
     def dpam_modes(self) -> tuple[str, ...]:
         """The DPAM modes, e.g. ``('vv',)`` or ``('qq', 'kk', 'vv')`` for an ensemble."""
         return tuple(m.strip().lower() for m in self.dpam.split("+"))
+
+    def tuning_epochs(self) -> dict[str, int]:
+        """:attr:`epochs_by_tuning` as ``{tuning dataset: epochs}``."""
+        out: dict[str, int] = {}
+        for entry in self.epochs_by_tuning:
+            name, sep, n = (entry.rpartition("=") if isinstance(entry, str) else ("", "", ""))
+            if not sep or not name.strip() or not n.strip().isdigit():
+                raise AnomclipError(f"recipe {self.name!r}: epochs_by_tuning entry {entry!r} must read "
+                                    "DATASET=EPOCHS (e.g. 'VisA=15')")
+            out[name.strip()] = int(n)
+        return out
+
+    def for_tuning(self, dataset: str | None) -> "Recipe":
+        """The recipe as run when tuned on ``dataset``: its :attr:`epochs_by_tuning` entry, if it
+        has one, sets :attr:`epochs` (the entries stay, so the run key says how they were chosen)."""
+        epochs = self.tuning_epochs().get(dataset) if dataset is not None else None
+        return self if epochs is None or epochs == self.epochs else dataclasses.replace(self, epochs=epochs)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,7 +175,7 @@ class Recipe:
         if unknown:
             raise AnomclipError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
         d = dict(d)
-        for key in ("layers", "betas", "windows", "own_settings"):
+        for key in ("layers", "betas", "windows", "own_settings", "epochs_by_tuning"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -205,7 +229,8 @@ DESCRIPTIONS: dict[str, str] = {
     "pretrained": "open_clip weights tag (openai), a weights file (e.g. OpenAI's ViT-L-14-336px.pt), "
                   "or none for random weights",
     "image_size": "input size in pixels, a multiple of the patch size (paper: 518)",
-    "pos_interpolation": "resizing of the positional embedding: bilinear (authors) or bicubic (open_clip)",
+    "pos_interpolation": "resizing of the positional embedding: bilinear (authors), bicubic, or "
+                         "bicubic-antialias (open_clip's resize_pos_embed, as VAND's loader)",
     "global_ln_post": "apply ln_post to the global image feature (authors: no)",
     "dpam": "DPAM attention of the surrogate path: vv, qq, kk, qk, none, or an ensemble such as qq+kk+vv",
     "dpam_start": "first block of the surrogate path: a block number (6) or a fraction of the depth (0.25)",
@@ -223,6 +248,8 @@ DESCRIPTIONS: dict[str, str] = {
     "use_focal_loss": "train with the focal loss on the maps",
     "use_dice_loss": "train with the dice loss on the maps",
     "epochs": "training epochs (0: a method that is not trained)",
+    "epochs_by_tuning": "epochs per tuning dataset as the method's own script sets them, comma-separated "
+                        "DATASET=EPOCHS (VAND: MVTec AD=3,VisA=15); a profile's protocol applies them",
     "batch_size": "training batch size (≥ 1)",
     "lr": "Adam learning rate (> 0)",
     "betas": "Adam betas, two comma-separated numbers in [0, 1)",
@@ -247,15 +274,20 @@ WINCLIP = Recipe(name="winclip", method="winclip", backbone="ViT-B-16-plus-240",
                  prompt_depth=1, prompt_length=0, windows=(2, 3), sigma=0.0, epochs=0,
                  own_settings=("backbone", "pretrained", "image_size", "epochs"))
 #: VAND / APRIL-GAN: linear projections of the raw tokens of blocks 6/12/18/24, focal + dice,
-#: logits × 100, their released training script (batch 64, 3 epochs when tuned on MVTec AD).
+#: logits × 100, their released train.sh: batch 8 in both directions, 3 epochs when tuned on
+#: MVTec AD and 15 when tuned on VisA; the position embedding resized as their loader does
+#: (open_clip's resize_pos_embed: bicubic, antialiased). Their loader's nn.GELU at 518 px is
+#: not reproduced (docs/methods.md, VAND).
 VAND = Recipe(name="vand", method="vand", dpam="none", layers=(0.25, 0.5, 0.75, 1.0), global_ln_post=True,
               lam=1.0, n_ctx=0, prompt_depth=1, prompt_length=0, use_global_loss=False, temperature=0.01,
-              sigma=0.0, epochs=3, batch_size=64, own_settings=("image_size", "epochs", "batch_size"))
+              sigma=0.0, epochs=3, epochs_by_tuning=("MVTec AD=3", "VisA=15"), batch_size=8,
+              pos_interpolation="bicubic-antialias", own_settings=("image_size", "epochs", "batch_size"))
 #: CoOp: one learnable context of 16 tokens shared by "[V]… normal [cls]." and "[V]… anomalous
 #: [cls].", CoOp's objective (image-level cross-entropy only), scored as AnomalyCLIP without DPAM.
+#: Logits at CLIP's logit scale as CoOp's code (exp(logit_scale) = 100 for OpenAI CLIP): 1/100.
 COOP = Recipe(name="coop", method="coop", dpam="none", layers=(1.0,), global_ln_post=True, lam=0.0, n_ctx=16,
               shared_ctx=True, object_aware=True, state_word="anomalous", prompt_depth=1, prompt_length=0,
-              use_focal_loss=False, use_dice_loss=False)
+              use_focal_loss=False, use_dice_loss=False, temperature=0.01)
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (OFFICIAL, PAPER, OFFICIAL_FP16_QUIRK, CLIP, CLIP_AC, WINCLIP,
                                                   VAND, COOP)}

@@ -88,7 +88,7 @@ def test_profiles_keep_a_baselines_own_settings_on_real_data_only():
     w = paper.recipe("winclip")
     assert (w.backbone, w.pretrained, w.image_size, w.windows) == ("ViT-B-16-plus-240", "laion400m_e31", 240, (2, 3))
     v = paper.recipe("vand")
-    assert (v.backbone, v.image_size, v.epochs, v.batch_size) == ("ViT-L-14-336", 518, 3, 64)
+    assert (v.backbone, v.image_size, v.epochs, v.batch_size) == ("ViT-L-14-336", 518, 3, 8)
     assert paper.recipe("coop").epochs == 15 and paper.recipe("coop").backbone == "ViT-L-14-336"
     for name in ("winclip", "vand", "coop", "clip"):  # smoke: everything follows the tiny backbone
         r = smoke_p.recipe(name)
@@ -259,6 +259,71 @@ def test_vand_loss_is_focal_plus_dice_of_the_anomalous_channel_per_layer(tiny_cl
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trainable_parameters())
 
 
+def test_vand_takes_the_authors_steps_per_epoch_batch_8_without_drop_last(synth, cache):
+    """train.sh: --batch_size 8; train.py: DataLoader(shuffle=True), no drop_last → ceil(N / 8) steps."""
+    from torch.utils.data import DataLoader
+
+    from anomclip.data.dataset import load_index
+    from anomclip.engine.features import extract_features
+    from anomclip.engine.models import build_model
+    from anomclip.engine.train import train
+
+    # the authors' loader on the two tuning sets (Table 6's test counts): 216 and 271 steps per epoch
+    for n_images, steps in ((467 + 1258, 216), (962 + 1200, 271)):
+        assert len(DataLoader(list(range(n_images)), batch_size=get_recipe("vand").batch_size)) == steps
+        assert steps == math.ceil(n_images / 8)
+    recipe = smoke("vand", epochs=2)
+    model = build_model(recipe)
+    samples = [s for v in load_index(synth["textures"]).values() for s in v][:29]  # 29 = 3 × 8 + 5
+    feats = extract_features(model, samples, cache, progress=False)
+    seen = []
+    loss_of = model.training_loss
+    model.training_loss = lambda g, f, labels, *rest: (seen.append(len(labels)), loss_of(g, f, labels, *rest))[1]
+    res = train(model, feats, progress=False)
+    authors = [len(b) for b in DataLoader(list(range(29)), batch_size=8, shuffle=True)]
+    assert authors == [8, 8, 8, 5]
+    assert seen == authors * 2
+    assert [sum(s["epoch"] == e for s in res.steps) for e in (1, 2)] == [math.ceil(29 / 8)] * 2
+
+
+def test_vand_epochs_follow_the_tuning_set_as_in_train_sh(monkeypatch):
+    """3 epochs tuned on MVTec AD, 15 tuned on VisA (real-data profile); smoke's epochs override both."""
+    import importlib
+    from types import SimpleNamespace
+
+    from anomclip.engine.profiles import Profile
+    from anomclip.engine.runner import DataSpec
+
+    rt = importlib.import_module("anomclip.engine.run_table")
+    ran = {}
+
+    def fake_run(recipe, train_spec, targets, out, **kw):
+        ran[train_spec.name] = recipe
+        return SimpleNamespace(results={t.name: {"mean": {"image_auroc": 0.5}, "provenance": {}} for t in targets})
+
+    monkeypatch.setattr(rt, "run_experiment", fake_run)
+    specs = {n: DataSpec(f"/nowhere/{n}", n) for n in ("MVTec AD", "VisA")}
+    paper = Profile("paper", get_recipe("official"), specs, {"MVTec AD": ["VisA"], "VisA": ["MVTec AD"]},
+                    synthetic=False)
+    rt.run_table(paper, [("VAND", paper.recipe("vand"))])
+    assert {k: (r.epochs, r.batch_size) for k, r in ran.items()} == {"MVTec AD": (3, 8), "VisA": (15, 8)}
+    assert ran["MVTec AD"].key() != ran["VisA"].key()  # two runs, two keys
+    ran.clear()
+    rt.run_table(paper, [("VAND", paper.recipe("vand", epochs=1))])  # an explicit override wins everywhere
+    assert {k: r.epochs for k, r in ran.items()} == {"MVTec AD": 1, "VisA": 1}
+    ran.clear()
+    specs = {n: DataSpec(f"/nowhere/{n}", n) for n in ("textures", "objects")}
+    smoke_p = Profile("smoke", smoke("official", epochs=2), specs, {"textures": ["objects"], "objects": ["textures"]},
+                      synthetic=True)
+    rt.run_table(smoke_p, [("VAND", smoke_p.recipe("vand"))])
+    assert {k: r.epochs for k, r in ran.items()} == {"textures": 2, "objects": 2}
+    assert get_recipe("vand").tuning_epochs() == {"MVTec AD": 3, "VisA": 15}
+    assert get_recipe("vand").for_tuning("BTAD") == get_recipe("vand")  # not a tuning set of the script
+    with pytest.raises(AnomclipError, match="DATASET=EPOCHS"):
+        get_recipe("vand", epochs_by_tuning=("VisA:15",))
+    assert Recipe.from_dict(get_recipe("vand").to_dict()) == get_recipe("vand")
+
+
 # ---------------------------------------------------------------- CoOp
 def test_coop_prompt_is_shared_context_then_state_word_then_class(tiny_clip):
     """With the context set to the words "a photo of a", CoOp's text equals CLIP's on the sentence."""
@@ -281,7 +346,8 @@ def test_coop_trains_only_on_the_image_level_cross_entropy(tiny_clip, images):
     labels = torch.tensor([0, 1])
     masks = torch.zeros(2, 96, 96)
     loss = model.training_loss(g, feats, labels, masks, CLASSES)
-    logits = torch.einsum("bd,bcd->bc", g, model.text_for(CLASSES)) / 0.07
+    # CoOp's code: logits = exp(logit_scale) · cos, CLIP's logit scale (100 for OpenAI's weights)
+    logits = 100.0 * torch.einsum("bd,bcd->bc", g, model.text_for(CLASSES))
     want = -torch.log_softmax(logits, -1)[torch.arange(2), labels].mean()
     assert loss["total"].item() == pytest.approx(want.item(), rel=1e-6) and loss["local"].item() == 0.0
     assert "none" in feats and 8 in feats["none"]  # DPAM off: the last block's original path

@@ -289,6 +289,27 @@ def test_positional_embedding_resize_is_bilinear_align_corners_false():
     assert not torch.allclose(resize_pos_embed(pos, n, "bicubic"), out)
 
 
+def test_bicubic_resize_is_open_clips_resize_pos_embed_as_vands_loader_uses():
+    """VAND's loader resizes with open_clip's resize_pos_embed (bicubic, antialias, align_corners=False)."""
+    from open_clip.model import resize_pos_embed as open_clip_resize
+
+    from anomclip.model.backbone import _tiny_clip, load_clip
+    from anomclip.recipes import get_recipe
+
+    native = _tiny_clip()  # 64 px: an 8×8 grid
+    state = {"visual.positional_embedding": native.visual.positional_embedding.detach().clone()}
+    clip_model, _, info = load_clip("tiny-random", None, image_size=96, pos_interpolation="bicubic-antialias")
+    open_clip_resize(state, clip_model)  # to the 12×12 grid of the model at 96 px
+    want = state["visual.positional_embedding"]
+    assert want.shape == (1 + 12 * 12, 64) and info.pos_interpolation == "bicubic-antialias"
+    assert torch.allclose(clip_model.visual.positional_embedding, want, atol=1e-6)
+    for other in ("bilinear", "bicubic"):  # neither is open_clip's resize (antialiasing changes the kernel)
+        model, _, _ = load_clip("tiny-random", None, image_size=96, pos_interpolation=other)
+        assert not torch.allclose(model.visual.positional_embedding, want, atol=1e-3), other
+    assert get_recipe("vand").pos_interpolation == "bicubic-antialias"
+    assert get_recipe("official").pos_interpolation == "bilinear"
+
+
 def test_unknown_backbone_and_missing_weights_file_are_one_line_errors():
     with pytest.raises(AnomclipError, match="unknown backbone") as e:
         AnomalyCLIP.create(backbone="ViT-Q-99", pretrained=None)

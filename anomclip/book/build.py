@@ -16,16 +16,28 @@ printed and written to ``results/<profile>/book_timings.json`` after every chapt
 ``running``, then ``ok``), so that the cost chapter shows the times of the chapters before it. The first failing chapter
 stops the build with a one-line message naming it (exit code 1).
 
+Chapters re-execute only when something they depend on changed: each executed notebook
+carries, in its metadata (``anomclip.build_key``), the sha256 of the chapter's source, the
+package's source (``anomclip/**/*.py`` and the reference CSVs), ``requirements.lock``, the
+parameters, the resolved device and the fingerprints of the data the profile reads; a chapter
+whose stored key matches (and whose notebook has no error output) is not executed again
+(``[book] NN: up to date``). ``--force`` (``make book FORCE=1``) re-executes every chapter. The
+cost chapter (``12_cost``) reads the other chapters' timings, so its key also holds the keys of
+every chapter before it, and it re-executes whenever any chapter before it executed in the same
+build (their seconds changed). A chapter that is skipped
+keeps its previous seconds in ``book_timings.json`` (listed under ``cached``).
+
 ``html`` regenerates ``book/_toc.yml`` from the executed chapters present (``intro.md`` as the
 root, the chapters under one part, "Chapters"), copies the MathJax installed with the
-environment (the ``jupyter-server-mathjax`` package) into ``book/_mathjax/mathjax`` so that the
-book renders formulas offline, and runs ``jupyter-book build book/``; the notebooks are not
+environment (MathJax 3.2.2 with its fonts, from the ``sphinx-mathjax-offline`` package) into
+``book/_mathjax/mathjax`` so that the book renders formulas offline, and runs ``jupyter-book build book/``; the notebooks are not
 executed again (``execute_notebooks: "off"``).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import re
@@ -131,6 +143,101 @@ def hide_injected_parameters(path: str | Path) -> int:
     return n
 
 
+#: the package whose source is part of every chapter's key
+PACKAGE = Path(__file__).resolve().parents[1]
+#: chapters that read what earlier chapters wrote (the cost chapter reads their timings): their
+#: key holds the keys of every chapter before them, and they re-execute whenever a chapter before
+#: them executed in the same build (its seconds changed)
+DEPENDS_ON_EARLIER = ("12_",)
+#: where the key is stored in an executed notebook's metadata
+KEY_META = "anomclip"
+
+
+def package_digest(package_dir: str | Path = PACKAGE) -> str:
+    """sha256 of the package's source: every ``*.py`` and ``*.csv`` file (by relative path and bytes)."""
+    package_dir = Path(package_dir)
+    h = hashlib.sha256()
+    files = sorted(p for p in package_dir.rglob("*") if p.is_file() and p.suffix in (".py", ".csv")
+                   and "__pycache__" not in p.parts)
+    for p in files:
+        data = p.read_bytes()
+        h.update(p.relative_to(package_dir).as_posix().encode() + b"\0" + len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+def data_fingerprints(profile: str, data_root: str | Path, cwd: str | Path = REPO) -> dict[str, str]:
+    """{dataset folder: fingerprint} of the data a profile reads: every folder with a ``meta.json``
+    (``<data_root>/synthetic/*`` for the smoke profile, ``<data_root>/*`` for the paper profile),
+    its ``meta.json`` and the digest of every file in it (remembered by the feature cache's digest
+    index, so an unchanged tree costs one ``stat`` per file)."""
+    from ..engine.features import FeatureCache
+
+    root = Path(data_root)
+    root = root if root.is_absolute() else Path(cwd) / root
+    base = root / "synthetic" if profile == "smoke" else root
+    if not base.is_dir():
+        return {}
+    try:
+        index = FeatureCache.from_env().digests
+    except Exception:  # no writable cache folder: digests for the life of the process
+        from ..data.fingerprint import DigestIndex
+        index = DigestIndex()
+    found = {}
+    for meta in sorted(base.glob("*/meta.json")):
+        folder = meta.parent
+        h = hashlib.sha256()
+        for p in sorted(q for q in folder.rglob("*") if q.is_file() and not q.name.startswith(".")):
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0" + index.digest(p).encode() + b"\n")
+        found[folder.relative_to(root).as_posix()] = h.hexdigest()
+    try:
+        index.flush()
+    except Exception:
+        pass
+    return found
+
+
+def build_key(source: str | Path, parameters: dict, package: str | None = None, lock: bytes = b"",
+              data: dict | None = None, earlier: dict | None = None) -> str:
+    """The sha256 a chapter's execution is keyed by: its source, the package digest
+    (:func:`package_digest`), ``requirements.lock``'s bytes, its parameters, the data
+    fingerprints and (for :data:`DEPENDS_ON_EARLIER`) the keys of the chapters before it."""
+    h = hashlib.sha256()
+
+    def add(tag: str, blob: bytes):
+        h.update(tag.encode() + b"\0" + len(blob).to_bytes(8, "little") + blob)
+
+    add("chapter", Path(source).read_bytes())
+    add("package", (package if package is not None else package_digest()).encode())
+    add("lock", lock)
+    add("params", json.dumps(parameters, sort_keys=True, default=str).encode())
+    add("python", sys.version.encode())
+    add("data", json.dumps(data or {}, sort_keys=True).encode())
+    add("earlier", json.dumps(earlier or {}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def stored_key(path: str | Path) -> str | None:
+    """The build key stored in an executed notebook (None: absent, unreadable or with an error output)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:
+        return None
+    for cell in nb.cells:
+        if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return None
+    return (nb.metadata.get(KEY_META) or {}).get("build_key")
+
+
+def store_key(path: str | Path, key: str) -> None:
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata.setdefault(KEY_META, {})["build_key"] = key
+    nbformat.write(nb, str(path))
+
+
 def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, parameters: dict | None = None,
                     cwd: str | Path = REPO, timeout: int | None = 1800) -> tuple[Path, float]:
     """Execute one chapter; returns ``(executed notebook, seconds)`` or raises :class:`ChapterError`."""
@@ -141,11 +248,12 @@ def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, paramete
     out = out_dir / f"{source.stem}.ipynb"
     src_nb = out_dir / ".src" / f"{source.stem}.ipynb"
     to_notebook(source, src_nb)
+    parameters = {"live": False, **(parameters or {})}  # the built book draws static figures
     old = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = INLINE_BACKEND  # figures inline even when make exports Agg
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(src_nb), str(out), parameters=parameters or {}, kernel_name="python3",
+        pm.execute_notebook(str(src_nb), str(out), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd), progress_bar=False, log_output=False, execution_timeout=timeout,
                             report_mode=False)
     except pm.PapermillExecutionError as e:
@@ -170,42 +278,76 @@ def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, paramete
 def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "auto", force: bool = False,
                 only: list[str] | None = None, notebooks_dir: str | Path = NOTEBOOKS,
                 out_dir: str | Path = CHAPTERS, cwd: str | Path = REPO, echo=None, backbone: str | None = None,
-                pretrained: str | None = None) -> dict:
-    """Execute the chapters in order; writes ``<cwd>/results/<profile>/book_timings.json``."""
+                pretrained: str | None = None, package_dir: str | Path = PACKAGE,
+                lock_file: str | Path | None = None) -> dict:
+    """Execute the chapters in order, skipping those whose build key is unchanged (unless
+    ``force``); writes ``<cwd>/results/<profile>/book_timings.json``. Returns {chapter: seconds}
+    of the chapters executed this time."""
     echo = echo or _say
+    out_dir = Path(out_dir)
     params = {"profile": profile, "data_root": str(data_root), "device": device, "force": bool(force),
               "backbone": backbone, "pretrained": pretrained}
+    try:
+        from ..engine.models import resolve_device
+        resolved = resolve_device(device)
+    except Exception:
+        resolved = device
+    keyed = {**{k: v for k, v in params.items() if k != "force"}, "live": False, "resolved_device": resolved}
+    package = package_digest(package_dir)
+    lock_file = Path(lock_file) if lock_file else Path(cwd) / "requirements.lock"
+    lock = lock_file.read_bytes() if lock_file.is_file() else b""
     timings: dict[str, float] = {}
+    cached: list[str] = []
+    keys: dict[str, str] = {}
     t_all = time.perf_counter()
     timings_path = Path(cwd) / "results" / profile / "book_timings.json"
+    try:
+        prev = json.loads(timings_path.read_text()).get("chapters_s", {})
+    except (OSError, ValueError):
+        prev = {}
 
     def write(status: str, failed: str | None = None):
         timings_path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"profile": profile, "device": device, "force": bool(force), "status": status, "failed": failed,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "chapters_s": {k: round(v, 1) for k, v in timings.items()},
+               # chapters not executed this time (up to date, or not in --only) keep their seconds
+               "chapters_s": {**prev, **{k: round(v, 1) for k, v in timings.items()}},
+               "executed": sorted(timings), "cached": cached,
                "total_s": round(time.perf_counter() - t_all, 1)}
-        if only:  # keep the timings of chapters not run this time
-            try:
-                prev = json.loads(timings_path.read_text()).get("chapters_s", {})
-                doc["chapters_s"] = {**prev, **doc["chapters_s"]}
-            except (OSError, ValueError):
-                pass
         timings_path.write_text(json.dumps(doc, indent=1) + "\n")
 
-    for src in chapters(notebooks_dir, only):
+    def key_of(src: Path) -> str:
+        earlier = dict(keys) if src.name.startswith(DEPENDS_ON_EARLIER) else None
+        return build_key(src, keyed, package, lock, data_fingerprints(profile, data_root, cwd), earlier)
+
+    for src in chapters(notebooks_dir):
+        if only and src not in chapters(notebooks_dir, only):
+            key = stored_key(out_dir / f"{src.stem}.ipynb")  # not asked for: its notebook as it is
+            if key:
+                keys[src.stem] = key
+            continue
+        out = out_dir / f"{src.stem}.ipynb"
+        key = key_of(src)
+        reads_timings = src.name.startswith(DEPENDS_ON_EARLIER) and bool(timings)  # an earlier chapter just ran
+        if not force and not reads_timings and out.is_file() and stored_key(out) == key:
+            keys[src.stem] = key
+            cached.append(src.stem)
+            echo(f"[book] {src.stem}: up to date")
+            continue
         echo(f"[book] {src.stem} …")
         try:
             _, seconds = execute_chapter(src, out_dir, params, cwd)
         except ChapterError as e:
             write("failed", e.chapter)
             raise
+        keys[src.stem] = key = key_of(src)  # the data as the chapter left it (the first one generates it)
+        store_key(out, key)
         timings[src.stem] = seconds
         write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
         echo(f"[book] {src.stem}: {seconds:.1f} s")
     write("ok")
-    echo(f"[book] {len(timings)} chapter(s) in {time.perf_counter() - t_all:.1f} s → {out_dir} "
-         f"(timings: {timings_path})")
+    echo(f"[book] {len(timings)} chapter(s) executed, {len(cached)} up to date, in "
+         f"{time.perf_counter() - t_all:.1f} s → {out_dir} (timings: {timings_path})")
     return timings
 
 
@@ -241,22 +383,38 @@ def write_toc(book_dir: str | Path = BOOK) -> Path:
     return toc
 
 
-def install_mathjax(target: str | Path = MATHJAX_DIR) -> Path:
-    """Copy the MathJax shipped by the ``jupyter-server-mathjax`` package (installed by ``make
-    env``) to ``target`` (the book's ``_static/mathjax``); returns the path of ``MathJax.js``."""
-    import shutil
-    from importlib import util
+#: what the book needs of MathJax 3 (tested: nothing else is requested by a page): the TeX input
+#: with CommonHTML output, its web fonts, and the TeX extensions it loads on demand
+MATHJAX_FILES = ("tex-chtml.js", "output/chtml/fonts/woff-v2", "input/tex/extensions")
 
-    spec = util.find_spec("jupyter_server_mathjax")
-    if spec is None or not spec.submodule_search_locations:
-        raise ChapterError("html", "MathJax is not installed: run `make env` (it installs jupyter-server-mathjax)")
-    src = Path(list(spec.submodule_search_locations)[0]) / "static"
+
+def install_mathjax(target: str | Path = MATHJAX_DIR) -> Path:
+    """Copy MathJax 3 (:data:`MATHJAX_FILES`, with its TeX fonts) from the ``sphinx-mathjax-offline``
+    package (installed by ``make env``; used as a source of files only, not as a Sphinx
+    extension) to ``target`` (served as the book's ``_static/mathjax``); returns the path of
+    ``tex-chtml.js``. A target from an older MathJax (no ``tex-chtml.js``) is replaced."""
+    import importlib.metadata as md
+    import shutil
+
+    try:
+        dist = md.distribution("sphinx-mathjax-offline")
+    except md.PackageNotFoundError:
+        raise ChapterError("html", "MathJax is not installed: run `make env` (it installs sphinx-mathjax-offline)") from None
+    src = Path(dist.locate_file("sphinx-mathjax-offline/static/mathjax"))
     target = Path(target)
-    if not (target / "MathJax.js").is_file():
+    if not all((target / rel).exists() for rel in MATHJAX_FILES):
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(src, target)
-    return target / "MathJax.js"
+        for rel in MATHJAX_FILES:
+            s, t = src / rel, target / rel
+            if not s.exists():
+                raise ChapterError("html", f"MathJax is incomplete: {s} is missing (reinstall sphinx-mathjax-offline)")
+            t.parent.mkdir(parents=True, exist_ok=True)
+            if s.is_dir():
+                shutil.copytree(s, t)
+            else:
+                shutil.copy2(s, t)
+    return target / "tex-chtml.js"
 
 
 def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
@@ -288,7 +446,8 @@ def main(argv=None) -> int:
     ex.add_argument("--profile", default="smoke", choices=["smoke", "paper"])
     ex.add_argument("--data-root", default="data")
     ex.add_argument("--device", default="auto")
-    ex.add_argument("--force", action="store_true", help="recompute results even when a matching file exists")
+    ex.add_argument("--force", action="store_true",
+                    help="re-execute every chapter, and recompute results even when a matching file exists")
     ex.add_argument("--backbone", default=None, help="an open_clip model name (default: the profile's)")
     ex.add_argument("--pretrained", default=None, help="weights tag or file for --backbone (default: the profile's)")
     ex.add_argument("--only", action="append", default=None,

@@ -1,8 +1,15 @@
 """The paper's reported numbers, from the reference table shipped with the package.
 
 ``anomclip/book/reference/paper_results.csv`` holds every number of the paper's tables
-(columns: table, dataset, category, method, variant, level, metric, value; values in %).
+(columns: table, dataset, category, method, variant, level, metric, value, dagger; values in %).
+``dagger`` is 1 for the 16 values of Table 1 the paper marks † "taken from original papers"
+(WinCLIP and VAND on MVTec AD and VisA): those were not run by the AnomalyCLIP authors.
 Everything read from it is labelled **paper**; our own numbers come from results files.
+
+``anomclip/book/reference/authors_rerun.csv`` holds another reference: the AnomalyCLIP
+authors' own re-run, the ``mean`` rows of the logs in their repository (columns: dataset,
+method, tuned_on, level, metric, value, and where they come from: repo, path, commit,
+commit_date). Everything read from it is labelled **authors' re-run**.
 """
 from __future__ import annotations
 
@@ -24,8 +31,47 @@ def reference_table() -> pd.DataFrame:
     with resources.files("anomclip.book").joinpath("reference/paper_results.csv").open() as f:
         df = pd.read_csv(f, dtype={"table": str})
     df["variant"] = df["variant"].fillna("")
+    df["dagger"] = df["dagger"].astype(int).astype(bool)
     df["source"] = "paper"
     return df
+
+
+#: the footnote mark of the paper's values "taken from original papers" (Table 1)
+DAGGER = "†"
+DAGGER_NOTE = "† taken from original papers (the paper's Table 1: WinCLIP's and VAND's own papers, not re-run)"
+#: the label of the authors' re-run
+RERUN = "authors' re-run"
+
+
+def daggered(table: int | str = 1) -> set:
+    """``{(dataset, method, metric key)}`` of the values the paper marks † in ``table``."""
+    key_of = {v: k for k, v in METRIC_KEYS.items()}
+    df = paper_values(table, category="mean")
+    df = df[df["dagger"]]
+    return {(r.dataset, r.method, key_of[(r.level, r.metric)]) for r in df.itertuples()}
+
+
+@lru_cache(maxsize=1)
+def authors_rerun() -> pd.DataFrame:
+    """The authors' re-run (values in %), with a ``source`` column = "authors' re-run" and a
+    ``provenance`` column (``repo@commit:path (commit_date)``)."""
+    with resources.files("anomclip.book").joinpath("reference/authors_rerun.csv").open() as f:
+        df = pd.read_csv(f, dtype=str)
+    df["value"] = df["value"].astype(float)
+    df["source"] = RERUN
+    df["provenance"] = [f"{r.repo}@{r.commit[:7]}:{r.path} ({r.commit_date})" for r in df.itertuples()]
+    return df
+
+
+def rerun_long(method: str = "AnomalyCLIP") -> pd.DataFrame:
+    """The authors' re-run as a long frame as :func:`anomclip.book.tables.paper_long` gives the
+    paper's: label (the method), dataset, category ("mean"), metric (key), value (%)."""
+    key_of = {v: k for k, v in METRIC_KEYS.items()}
+    df = authors_rerun()
+    df = df[df["method"] == method]
+    return pd.DataFrame([{"label": r.method, "dataset": r.dataset, "category": "mean",
+                          "metric": key_of[(r.level, r.metric)], "value": float(r.value)} for r in df.itertuples()],
+                        columns=["label", "dataset", "category", "metric", "value"])
 
 
 def paper_values(table: int | str | None = None, **filters) -> pd.DataFrame:
@@ -44,3 +90,27 @@ def paper_value(table, dataset, metric_key, method="AnomalyCLIP", variant="", ca
     df = paper_values(table, dataset=dataset, method=method, variant=variant, category=category,
                       level=level, metric=metric)
     return float(df["value"].iloc[0]) / 100 if len(df) else float("nan")
+
+
+def with_dagger(t: pd.DataFrame, dataset: str, column: str = "paper", table: int | str = 1) -> pd.DataFrame:
+    """A table of :func:`anomclip.book.labels.compare_table` (index: label, metric name) with the
+    paper's values of ``dataset`` that the paper marks † written "91.8 †" (as text)."""
+    from .labels import metric_name
+
+    marks = {(m, metric_name(k)) for d, m, k in daggered(table) if d == dataset}
+    out = t.copy()
+    out[column] = [f"{float(v):.1f} {DAGGER}" if key in marks and pd.notna(v) else v
+                   for key, v in zip(out.index, out[column])]
+    return out.astype({column: object})
+
+
+def with_rerun(cmp: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`anomclip.book.labels.compare` frame that the authors' re-run also has,
+    its number beside the paper's and ours: index (dataset, label, metric name), columns
+    paper, authors' re-run, ours, ours on (values in %)."""
+    from .labels import metric_name
+
+    rr = rerun_long()
+    rr = rr.assign(metric=rr["metric"].map(metric_name)).rename(columns={"value": RERUN})
+    d = cmp.merge(rr[["label", "dataset", "metric", RERUN]], on=["label", "dataset", "metric"], how="inner")
+    return d.set_index(["dataset", "label", "metric"])[["paper", RERUN, "ours", "ours on"]]

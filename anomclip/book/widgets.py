@@ -27,8 +27,11 @@ def live_ok(live: bool) -> bool:
         return False
 
 
-def _controls(redraw, **widgets):
-    """Lay out ``widgets`` above an output area redrawn by ``redraw(**values)``."""
+def _controls(redraw, **widgets) -> None:
+    """Lay out ``widgets`` above an output area redrawn by ``redraw(**values)`` and display them.
+
+    Returns None: an explorer is the last line of its cell, and a returned widget would be shown
+    a second time under the first."""
     import ipywidgets as W
     import matplotlib.pyplot as plt
     from IPython.display import display
@@ -45,7 +48,7 @@ def _controls(redraw, **widgets):
     ctl = W.interactive(draw, **widgets)
     display(W.VBox([W.HBox(list(ctl.children[:-1])), out]))
     ctl.update()
-    return ctl
+    return None
 
 
 def _static(fig):

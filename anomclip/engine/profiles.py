@@ -46,12 +46,17 @@ class Profile:
         raise AnomclipError(f"profile {self.name}: no tuning dataset for {dataset}")
 
     def recipe(self, name: str = "official", **overrides) -> Recipe:
+        """The named recipe on this profile's backbone, size and epochs, except (real data only)
+        the settings its own paper fixes. Epochs set here (the smoke profile's, or an override)
+        replace the recipe's epochs per tuning dataset (:meth:`Recipe.for_tuning`)."""
         r = get_recipe(name)
         keep = dict(backbone=self.base.backbone, pretrained=self.base.pretrained,
                     image_size=self.base.image_size, epochs=self.base.epochs)
         if not self.synthetic:  # a baseline keeps what its own paper fixes (WinCLIP's backbone, VAND's size…)
             keep = {k: v for k, v in keep.items() if k not in r.own_settings}
         keep.update(overrides)
+        if "epochs" in keep and "epochs_by_tuning" not in overrides:
+            keep["epochs_by_tuning"] = ()
         return r.with_(**keep)
 
     @property

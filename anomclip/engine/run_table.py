@@ -32,7 +32,8 @@ def run_table(profile, rows, datasets=None, train: bool = True, force: bool = Fa
     Each row is trained on every tuning dataset of ``profile.protocol`` and evaluated zero-shot
     on the datasets tuned elsewhere (``datasets`` restricts the targets); ``train=False``
     evaluates the untrained prompts. Labels are display names only: two rows with the same
-    recipe are one experiment, run once.
+    recipe are one experiment, run once. A recipe with epochs per tuning dataset
+    (``epochs_by_tuning``, VAND's script) runs each direction with its own entry.
     """
     out, exps = [], {}
     cache = getattr(profile, "cache", None)
@@ -47,7 +48,8 @@ def run_table(profile, rows, datasets=None, train: bool = True, force: bool = Fa
         for src, targets in plan:
             if not targets:
                 continue
-            exp = run_experiment(recipe, profile.datasets[src] if src is not None else None,
+            tuned = recipe.for_tuning(profile.datasets[src].name) if src is not None else recipe
+            exp = run_experiment(tuned, profile.datasets[src] if src is not None else None,
                                  [profile.datasets[t] for t in targets], profile.out, device=device,
                                  force=force, progress=progress, cache=cache, **kwargs)
             exps[(label, src)] = exp
