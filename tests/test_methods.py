@@ -153,7 +153,15 @@ def test_window_indices_and_harmonic_aggregation_on_a_3x3_grid():
                          [2 / (1 + 2), 4 / (1 + 4 / 3 + 2 + 4), 2 / (4 / 3 + 4)],
                          [0.5, 2 / (2 + 4), 0.25]])
     assert torch.allclose(got, want[None], atol=1e-6)
-    assert torch.allclose(want, torch.tensor([[1, 6 / 7, .75], [2 / 3, .48, .375], [.5, 1 / 3, .25]]), atol=1e-6)
+    # the same by brute force, from the definition: a patch's score is the harmonic mean of the scores of
+    # every window (top-left corner (r, c), size 2) that covers it — no window index from the code under test
+    window_score = {(0, 0): 1.0, (0, 1): 0.75, (1, 0): 0.5, (1, 1): 0.25}
+    brute = torch.zeros(3, 3)
+    for i in range(3):
+        for j in range(3):
+            covering = [s for (r, c), s in window_score.items() if r <= i < r + 2 and c <= j < c + 2]
+            brute[i, j] = len(covering) / sum(1 / s for s in covering)
+    assert torch.allclose(got, brute[None], atol=1e-6)
 
 
 def test_winclip_window_embedding_is_the_vit_on_the_windows_tokens_only(tiny_clip, images):
