@@ -59,8 +59,10 @@ def test_protocol_of_the_paper(data_root):
     industrial_and_medical = [d.name for d in PAPER_TABLE if d.key not in ("mvtec", LEFT_OUT)]
     assert sorted(P.protocol["MVTec AD"]) == sorted(industrial_and_medical)
     assert P.protocol["VisA"] == ["MVTec AD"]
+    # Table 3: the auxiliary set's prompts are evaluated on every medical dataset but CVC-ColonDB, its source
     assert P.protocol[MEDICAL_AUX.name] == [d.name for d in PAPER_TABLE
-                                            if d.domain == "medical" and d.key != LEFT_OUT]
+                                            if d.domain == "medical" and d.key not in (LEFT_OUT, "colondb")]
+    assert "CVC-ColonDB" in P.protocol["MVTec AD"]
     assert P.train_for("BTAD").name == "MVTec AD" and P.train_for("MVTec AD").name == "VisA"
 
 
@@ -151,3 +153,17 @@ def test_an_anomalous_image_without_mask_is_left_out_of_pixel_metrics(monkeypatc
     assert m["image_auroc"] == pytest.approx(5 / 6)
     assert any("pixel metrics over the 4 images with a mask; 1 anomalous image(s) without a mask left out"
                in note for note in res.notes)
+
+
+def test_the_profile_says_which_prepared_datasets_differ_from_table_6(tmp_path):
+    """A stand-in has a few images, not Table 6's counts: preparing it leaves one line in the profile."""
+    standins.write_standin("headct", tmp_path / "headct")
+    standins.write_standin("isic", tmp_path / "isic")
+    P = get_profile("paper", tmp_path, results_dir=tmp_path / "results")
+    assert len(P.notes) == 2
+    heads = {d.name: d for d in PAPER_TABLE}
+    for name, note in zip(("HeadCT", "ISIC"), P.notes):
+        d = heads[name]
+        assert note.startswith(f"{name}: ") and f"{d.normal} + {d.anomalous}" in note
+    again = get_profile("paper", tmp_path, results_dir=tmp_path / "results")  # meta.json kept: nothing re-prepared
+    assert again.notes == []

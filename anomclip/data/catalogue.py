@@ -85,6 +85,9 @@ DATASETS: tuple[Dataset, ...] = (
 #: images), built by hand as a folder layout (docs/datasets.md); tuned on when present.
 MEDICAL_AUX = Dataset("folder", "ColonDB+Endo", "medical_aux", "medical", True, True, 163, 380,
                       "built from CVC-ColonDB and the Endo classification test split (paper, App. B)")
+#: The datasets Table 3's auxiliary set is built from: prompts tuned on it are not evaluated on
+#: them (Table 3 has no CVC-ColonDB column; Endo's segmentation set is another split).
+MEDICAL_AUX_SOURCES: tuple[str, ...] = ("colondb",)
 
 #: Dataset names in the order of the paper's tables (the book's tables and colours follow it).
 DATASET_ORDER: tuple[str, ...] = tuple(d.name for d in DATASETS)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.catalogue import DATASETS, MEDICAL_AUX, Dataset
+from ..data.catalogue import DATASETS, MEDICAL_AUX, MEDICAL_AUX_SOURCES, Dataset
 from ..errors import AnomclipError
 from ..recipes import Recipe, get_recipe, smoke
 from .features import FeatureCache
@@ -35,6 +35,8 @@ class Profile:
     synthetic: bool = False
     #: datasets of the profile that were not found: {name: one line naming the folder and source}
     missing: dict = field(default_factory=dict)
+    #: one line per dataset whose test counts differ from the paper's Table 6 (from ``prepare``)
+    notes: list = field(default_factory=list)
     #: where frozen features are cached (from $ANOMCLIP_CACHE / $ANOMCLIP_CACHE_DTYPE)
     cache: FeatureCache = field(default_factory=FeatureCache.from_env)
 
@@ -99,7 +101,7 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
 
     Prompts tuned on MVTec AD evaluate every other dataset present; prompts tuned on VisA
     evaluate MVTec AD; when ``DATA_ROOT/medical_aux`` exists (Table 3), prompts tuned on it
-    evaluate the medical datasets. A dataset folder without ``meta.json`` is prepared (its
+    evaluate the medical datasets but CVC-ColonDB, the set it is built from (as Table 3). A dataset folder without ``meta.json`` is prepared (its
     layout detected) when ``prepare``; a missing folder is skipped and listed in
     :attr:`Profile.missing` with where the dataset is published, as is a folder whose content
     matches no layout (with the reason). Works with any subset present;
@@ -110,6 +112,7 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
     root = Path(data_root)
     ds: dict = {}
     missing: dict = {}
+    notes: list = []
     for d in DATASETS + (MEDICAL_AUX,):
         path = root / d.folder
         if not path.is_dir():
@@ -118,7 +121,9 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
             continue
         if prepare and not (path / "meta.json").is_file():
             try:
-                prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
+                prepared = prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
+                if prepared.table6:
+                    notes.append(f"{d.name}: {prepared.table6}")
             except OSError:  # a read-only copy: its layout is then read on the fly at each load
                 pass
             except AnomclipError as exc:  # unrecognised content: skipped, saying why
@@ -133,9 +138,10 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
             protocol[mvtec] = others
     if visa in ds and mvtec in ds:
         protocol[visa] = [mvtec]
-    medical = [d.name for d in DATASETS if d.domain == "medical" and d.name in ds]
+    medical = [d.name for d in DATASETS
+               if d.domain == "medical" and d.name in ds and d.key not in MEDICAL_AUX_SOURCES]
     if MEDICAL_AUX.name in ds and medical:
         protocol[MEDICAL_AUX.name] = medical
     synthetic = bool(ds) and all(spec.synthetic for spec in ds.values())
     return Profile("paper", get_recipe("official"), ds, protocol, Path(results_dir), synthetic=synthetic,
-                   missing=missing)
+                   missing=missing, notes=notes)
