@@ -55,7 +55,7 @@ from IPython.display import Markdown, display
 from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import batch_of, overview_samples
 from anomclip.book.failures import score_frame
-from anomclip.book.labels import fmt, notes_box, provenance_box, styled
+from anomclip.book.labels import fmt, mean_categories, notes_box, provenance_box, styled
 from anomclip.book.paper import paper_value
 from anomclip.book.plots import plot_distributions, show_maps, show_samples
 from anomclip.data.dataset import load_index
@@ -146,13 +146,14 @@ plt.show()
 # %% tags=["remove-input"]
 m = doc["mean"]
 display(Markdown(
-    f"**What it means.** On {target}, the mean image AUROC is **{fmt(m['image_auroc'], percent=True)} %** and the "
+    f"**What it means.** On {target} ({mean_categories(doc, ('image_auroc', 'pixel_auroc'))}), the mean image AUROC "
+    f"is **{fmt(m['image_auroc'], percent=True)} %** and the "
     f"pixel AUROC **{fmt(m['pixel_auroc'], percent=True)} %** (50 % is chance). The paper reports "
     f"{fmt(paper_value(1, 'VisA', 'image_auroc'), percent=True)} % and {fmt(paper_value(1, 'VisA', 'pixel_auroc'), percent=True)} % "
     "on VisA. " + ("The smoke numbers show that the pipeline runs end to end (train → checkpoint → scores → "
                    "maps → metrics → results file); the next section says what they cannot show."
                    if ch.smoke else "These numbers come from the pretrained backbone on the real data.")))
-notes_box([doc])
+notes_box([doc], metrics=("image_auroc", "pixel_auroc"))  # only the notes of the metrics shown here
 
 # %% [markdown]
 # (smoke-runs)=

@@ -52,13 +52,16 @@ from anomclip.book.diagnostics import defect_shift
 from anomclip.book.labels import (
     SHOWN,
     compare,
+    compare_table,
     fmt,
+    mean_categories,
     metric_name,
     notes_box,
+    plural,
     provenance_box,
     styled,
 )
-from anomclip.book.paper import paper_values
+from anomclip.book.paper import DAGGER_NOTE, RERUN, daggered, paper_values, with_dagger, with_rerun
 from anomclip.book.plots import bars, plot_compare
 from anomclip.book.tables import paper_long, wide
 from anomclip.data.synth import defect_pairs
@@ -120,11 +123,11 @@ provenance_box(next(iter(docs.values())))
 # %% tags=["remove-input"]
 for (lbl, ds), doc in docs.items():
     t = pd.DataFrame(doc["categories"]).T
-    t.loc["mean"] = pd.Series(doc["mean"])
+    t.loc[mean_categories(doc, SHOWN)] = pd.Series(doc["mean"])  # the mean row says its categories
     t = (t[[k for k in SHOWN]] * 100).rename(columns=metric_name)
     tuned = (doc["provenance"].get("training") or {}).get("data", {}).get("name", "nothing (untrained)")
     display(styled(t, f"{ch.ours}, {lbl}: {ds} (prompts tuned on {tuned}), per category (%)"))
-notes_box(list(docs.values()))
+notes_box(list(docs.values()), metrics=SHOWN)  # only the notes of the metrics shown
 
 # %% tags=["remove-input"]
 rows = [{"dataset": ds, "category": c, "metric": metric_name(k), "value": 100 * v}
@@ -217,7 +220,25 @@ cmp = compare(ours, paper_main, synthetic=ch.smoke, missing=ch.not_run(all_paper
 order = {n: i for i, n in enumerate(names.values())}  # methods in the paper's column order, datasets as listed
 cmp = cmp.assign(_d=cmp["dataset"].map({d: i for i, d in enumerate(dict.fromkeys(cmp["dataset"]))}),
                  _m=cmp["label"].map(order)).sort_values(["_d", "_m"], kind="stable").drop(columns=["_d", "_m"])
-styled(cmp.set_index(["dataset", "label", "metric"]), f"{ch.ours} vs paper, Tables 1–2 (%)")
+ran = list(dict.fromkeys(cmp.loc[pd.to_numeric(cmp["ours"], errors="coerce").notna(), "dataset"]))
+for ds in ran:  # this run's rows beside the paper's, one narrow table per dataset it ran
+    display(styled(with_dagger(compare_table(cmp, ds, labels=list(names.values())), ds),
+                   f"{ch.ours} vs paper, Tables 1–2: {ds} (%)"))
+if any(d in ran for d, _, _ in daggered(1)):  # the paper's † values were not run by its authors
+    display(Markdown(DAGGER_NOTE + "."))
+rest = cmp[~cmp["dataset"].isin(ran)].drop_duplicates("dataset")
+if len(rest):  # the others in one line: their paper numbers are the tables above
+    why = rest.groupby(rest["ours"].where(rest["ours"].notna(), "no number").astype(str), sort=False)["dataset"].apply(list)
+    display(Markdown("Not in this run (the paper's numbers for them are in the tables above): "
+                     + "; ".join(f"{', '.join(v)} ({k})" for k, v in why.items()) + "."))
+
+# %% [markdown]
+# The AnomalyCLIP authors re-ran their released code and committed the logs
+# (`results/*/zero_shot/log.txt` in zqhang/AnomalyCLIP, commit ff7ca47 of 2024-03-19): a
+# reference of its own, labelled **authors' re-run**, beside the paper and this run.
+
+# %% tags=["remove-input"]
+styled(with_rerun(cmp), f"AnomalyCLIP: paper, {RERUN} and {ch.ours} (%)")
 
 # %% tags=["remove-input"]
 have = cmp[pd.to_numeric(cmp["ours"], errors="coerce").notna()]
@@ -232,8 +253,8 @@ per_method = num.pivot_table(index="label", columns="metric", values="Δ", aggfu
 display(styled(per_method.reindex([n for n in names.values() if n in per_method.index]),
                f"mean Δ = {ch.ours} − paper per method, over the datasets this run covers (points)"))
 display(Markdown(
-    "**What it means.** Over the " + str(num["dataset"].nunique()) + " dataset(s) this run covers and the "
-    + str(num["label"].nunique()) + " method(s), ours − paper is "
+    f"**What it means.** Over the {plural(num['dataset'].nunique(), 'dataset')} this run covers and the "
+    f"{plural(num['label'].nunique(), 'method')}, ours − paper is "
     + ", ".join(f"{fmt(gap[m])} points of {m}" for m in gap.index) + " on average. "
     + ("A smoke run is far from the paper by construction ([what a smoke run can and cannot show]"
        "(01_overview.html#smoke-runs)); the gap says nothing about the method."

@@ -55,6 +55,7 @@ from anomclip.book.labels import (
     SHOWN,
     compare,
     fmt,
+    mean_categories,
     metric_name,
     notes_box,
     provenance_box,
@@ -123,7 +124,9 @@ ours = pd.DataFrame(rows, columns=["method", "prompts", "evaluated on", "setting
 if len(ours):
     display(styled(ours.pivot_table(index=["evaluated on", "metric"], columns=["method", "prompts"], values="value",
                                     sort=False), f"{ch.ours}: means over categories (%)"))
-    display(notes_box([d for e in exps.values() for d in e.results.values()]))
+    display(notes_box([d for e in exps.values() for d in e.results.values()], metrics=SHOWN))
+    display(Markdown("Each mean is over the categories of its dataset: " + "; ".join(dict.fromkeys(
+        f"{t}: {mean_categories(doc, SHOWN)}" for e in exps.values() for t, doc in e.results.items())) + "."))
 
 # %% tags=["remove-input"]
 if len(ours):

@@ -36,7 +36,7 @@ device = "auto"
 force = False
 backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
 pretrained = None  # None: random (smoke) / openai (paper)
-live = False  # no interactive figure in this chapter
+live = True  # controls in Jupyter; the book build turns them off
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -44,9 +44,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import compare, compare_table, fmt, provenance_box, styled
+from anomclip.book.labels import compare, compare_table, fmt, provenance_box, standin_label, styled
 from anomclip.book.plots import loss_curves, plot_compare
-from anomclip.book.tables import paper_long, relabel
+from anomclip.book.workbench import Workbench, ablation
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.P
@@ -64,9 +64,11 @@ trained = [
     ("focal only", full.with_(use_dice_loss=False)),
 ]
 untrained = [("no local, no global", full)]
-styled(pd.DataFrame([{"label": l, "global": r.use_global_loss, "focal": r.use_focal_loss, "dice": r.use_dice_loss,
-                      "tuned": l != "no local, no global", "epochs": r.epochs} for l, r in trained + untrained])
-       .set_index("label"), "the rows", digits=0)
+# the untrained row tunes nothing: its loss switches do not apply ("–")
+styled(pd.DataFrame([{"label": l, "global": r.use_global_loss if t else None, "focal": r.use_focal_loss if t else None,
+                      "dice": r.use_dice_loss if t else None, "tuned": t, "epochs": r.epochs if t else None}
+                     for l, r, t in [(l, r, True) for l, r in trained] + [(l, r, False) for l, r in untrained]])
+       .set_index("label"), "the rows: which loss terms tune the prompts", digits=0)
 
 # %%
 runs = [ch.run(trained, datasets=ch.ablation_datasets), ch.run(untrained, datasets=ch.ablation_datasets, train=False)]
@@ -74,17 +76,17 @@ ours = pd.concat([r.frame for r in runs], ignore_index=True)
 provenance_box(runs[0].experiment("full", next(iter(P.protocol))))
 
 # %% [markdown]
-# Table 5 and Table 11 name the same runs differently; one mapping per table:
+# Table 5 and Table 11 name the same runs differently: our "full" run is Table 5's "local +
+# global" and Table 11's "focal + dice"; our "global only" is Table 11's "no focal, no dice".
 
 # %% tags=["remove-cell"]
-table5_rows = {"no local, no global": "no local, no global", "global only": "global only",
-               "local only": "local only", "full": "local + global"}
-table11_rows = {"global only": "no focal, no dice", "dice only": "dice only", "focal only": "focal only",
-                "full": "focal + dice"}
-cmp5 = compare(relabel(ours, table5_rows), paper_long(5, variants={v: v for v in table5_rows.values()}),
-               synthetic=ch.smoke)
-cmp11 = compare(relabel(ours, table11_rows), paper_long(11, variants={v: v for v in table11_rows.values()}),
-                synthetic=ch.smoke)
+# our run labels are the paper's row names, except where a pair gives the paper's name
+table5 = ablation(ch, ours, ["no local, no global", "global only", "local only", ("full", "local + global")],
+                  table=5, title="Table 5: loss terms", figure=False)
+table11 = ablation(ch, ours, [("global only", "no focal, no dice"), "dice only", "focal only", ("full", "focal + dice")],
+                   table=11, title="Table 11: Focal and Dice", figure=False)
+cmp5, cmp11 = table5.cmp, table11.cmp
+table5_rows = table5.names  # {our label: Table 5's row name}
 
 # %% [markdown]
 # ## Table 5, global and local context optimisation
@@ -92,40 +94,55 @@ cmp11 = compare(relabel(ours, table11_rows), paper_long(11, variants={v: v for v
 # Ours and the paper's (%, mean over categories, zero-shot), one table per dataset:
 
 # %% tags=["remove-input"]
-for ds in cmp5["dataset"].unique():
-    display(styled(compare_table(cmp5, ds, labels=table5_rows.values()), f"Table 5 — {ds}"))
-plot_compare(cmp5, order=list(table5_rows.values()), ours_label=ch.ours, title="Table 5: loss terms")
-plt.show()
+table5.show("Table 5")
 
 # %% [markdown]
 # ## Table 11, Focal and Dice inside the local loss
 
 # %% tags=["remove-input"]
-for ds in cmp11["dataset"].unique():
-    display(styled(compare_table(cmp11, ds, labels=table11_rows.values()), f"Table 11 — {ds}"))
-plot_compare(cmp11, order=list(table11_rows.values()), ours_label=ch.ours, title="Table 11: Focal and Dice")
-plt.show()
+table11.show("Table 11")
+
+# %% [markdown]
+# ### Your own row
+#
+# Run from JupyterLab (`make lab`), the cell below has a checkbox per loss term (global, Focal,
+# Dice), a slider for λ (the weight of the local loss) and a Run button: your setting is tuned
+# and evaluated through the run store (a setting already run comes back at once) and lands as a
+# new row of Table 5 and a new bar of its figure, with its difference to "local + global".
+
+# %% tags=["remove-input"]
+Workbench(ch, table5, ("local + global", full), ["use_global_loss", "use_focal_loss", "use_dice_loss", "lam"],
+          datasets=ch.ablation_datasets).show(live)
 
 # %% [markdown]
 # The training curves say what each loss set-up optimised: the global and the local loss per
-# epoch of each run tuned on the first dataset of the protocol (a switched-off term still has
-# its value computed and recorded, it just does not move the prompts).
+# epoch of each run tuned on the first dataset of the protocol. A switched-off term is not
+# computed: it is recorded as 0, so its line lies flat at zero (the global loss of "local only",
+# the local loss of "global only").
 
 # %% tags=["remove-input"]
 src = next(iter(P.protocol))
 for term in ("global", "local"):
-    hist = {table5_rows.get(l, l): [{"epoch": h["epoch"], "loss": h[term]} for h in
+    hist = {table5_rows.get(l, l): [{"epoch": h["epoch"], term: h[term]} for h in
                                     runs[0].experiment(l, src).training["history"]] for l, _ in trained}
-    loss_curves(hist, x="epoch", title=f"{term} loss per epoch (tuned on {src})", logy=False)
+    loss_curves(hist, x="epoch", title=f"{term} loss per epoch (tuned on {standin_label(src)})", logy=False)
     plt.show()
 
 # %% tags=["remove-input"]
 p5 = cmp5[cmp5["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
 p11 = cmp11[cmp11["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
+o5 = cmp5[cmp5["metric"] == "pixel AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
+o5 = o5.dropna(subset=["ours"])
+ours5 = {on: dict(zip(g["label"], g["ours"])) for on, g in o5.groupby("ours on", sort=False)}
 display(Markdown(
     "**What it means.** In the paper the local loss is what makes segmentation work (pixel AUROC on MVTec AD "
     f"{fmt(p5[('global only', 'pixel AUROC')])} with the global loss alone, {fmt(p5[('local only', 'pixel AUROC')])} "
     f"with the local loss alone) while the global loss adds image-level accuracy on top (image AUROC "
     f"{fmt(p5[('local only', 'image AUROC')])} → {fmt(p5[('local + global', 'image AUROC')])}). Focal is the stronger "
     f"half of the local loss (pixel AUROC {fmt(p11[('focal only', 'pixel AUROC')])} vs "
-    f"{fmt(p11[('dice only', 'pixel AUROC')])} for Dice), and the two together are best."))
+    f"{fmt(p11[('dice only', 'pixel AUROC')])} for Dice), and the two together are best. "
+    + ("In this run, pixel AUROC with the global loss alone → the local loss alone → both: "
+       + "; ".join(f"{fmt(r.get('global only'))} → {fmt(r.get('local only'))} → {fmt(r.get('local + global'))} on {on}"
+                   for on, r in ours5.items()) + "."
+       + (" With a random backbone these differences say whether each term trains, not how much it helps."
+          if ch.smoke else "") if ours5 else "")))

@@ -38,7 +38,7 @@ device = "auto"
 force = False
 backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
 pretrained = None  # None: random (smoke) / openai (paper)
-live = False  # True in Jupyter: controls for mode, σ and threshold
+live = True  # controls in Jupyter (mode, σ, threshold; the workbench); the book build turns them off
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -104,14 +104,27 @@ plot_compare(cmp, order=order, ours_label=ch.ours, title="Table 10: DPAM modes a
 plt.show()
 
 # %% [markdown]
+# ### Your own row
+#
+# Run from JupyterLab (`make lab`), the cell below has a dropdown for the DPAM mode and a slider
+# for the block it starts at, and a Run button: your setting is tuned and evaluated through the
+# run store (a setting already run comes back at once) and lands as a new row of Table 10 and a
+# new bar of its figure, with its difference to V-V.
+
+# %% tags=["remove-input"]
+from anomclip.book.workbench import Workbench, ablation
+
+Workbench(ch, ablation(ch, ours, order, paper=paper10, title="Table 10: DPAM modes and ensembles", figure=False),
+          ("V-V", full), ["dpam", "dpam_start"], datasets=ch.ablation_datasets).show(live)
+
+# %% [markdown]
 # ## Look at the maps: mode, σ and threshold
 #
 # The anomaly maps of a few anomalous images of the second dataset, each mode with the prompts
 # tuned **for that mode** on the first dataset (contours: the ground-truth mask; each panel's
 # title gives the pixel AUROC of that one map). The default state below is σ = 4 (the paper's
-# smoothing). To explore live, open this notebook in Jupyter (`jupytext --to ipynb
-# notebooks/09_dpam.py`), set `live = True` in the first cell and run it: a mode menu, a σ
-# slider and a threshold on the map's probability redraw the figure.
+# smoothing). To explore live, open the chapter in JupyterLab (`make lab`) and run it: a mode
+# menu, a σ slider and a threshold on the map's probability redraw the figure.
 
 # %%
 src, target = next(iter(P.protocol.items()))
@@ -138,10 +151,18 @@ map_explorer(rgb, masks, singles, live=False, sigma=1.0, threshold=0.5, title="�
 
 # %% tags=["remove-input"]
 p = cmp[cmp["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
+o9 = cmp[cmp["metric"] == "pixel AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
+o9 = o9.dropna(subset=["ours"])
+ours9 = {on: dict(zip(g["label"], g["ours"])) for on, g in o9.groupby("ours on", sort=False)}
 display(Markdown(
     "**What it means.** In the paper the choice of attention matters most for segmentation, and for image-level "
     f"detection through the local loss: V-V beats Q-K (the model without DPAM) by "
     f"{fmt(p[('V-V', 'pixel AUROC')] - p[('Q-K (no DPAM)', 'pixel AUROC')])} points of pixel AUROC and "
     f"{fmt(p[('V-V', 'image AUROC')] - p[('Q-K (no DPAM)', 'image AUROC')])} of image AUROC on MVTec AD, and the "
     f"Q-Q+K-K+V-V ensemble adds a little on top (pixel AUPRO {fmt(p[('V-V', 'pixel AUPRO')])} → "
-    f"{fmt(p[('Q-Q+K-K+V-V ensemble', 'pixel AUPRO')])}) at three times the surrogate-path cost."))
+    f"{fmt(p[('Q-Q+K-K+V-V ensemble', 'pixel AUPRO')])}) at three times the surrogate-path cost. "
+    + ("In this run, pixel AUROC per single mode: "
+       + "; ".join(f"{on}: " + ", ".join(f"{lb} {fmt(r.get(lb))}" for lb in ("Q-K (no DPAM)", "Q-Q", "K-K", "V-V"))
+                   for on, r in ours9.items()) + "."
+       + (" With a random backbone these differences say whether each mode runs, not which one is better."
+          if ch.smoke else "") if ours9 else "")))

@@ -40,7 +40,7 @@ device = "auto"
 force = False
 backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
 pretrained = None  # None: random (smoke) / openai (paper)
-live = False  # True in Jupyter: controls for image, threshold and σ
+live = True  # controls in Jupyter (image, threshold, σ); the book build turns them off
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -51,6 +51,7 @@ from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import batch_of, method_maps
 from anomclip.book.failures import (
     case_batch,
+    cases_table,
     pixel_score_frame,
     pixel_thresholds,
     samples_of,
@@ -135,7 +136,9 @@ for t in docs:
 
 # %% tags=["remove-input"]
 thr = pixel_thresholds(pixels, fixed=THRESHOLD)
-styled(thr.set_index(["dataset", "category"]), "pixel thresholds (shares of the sampled pixels, %)", digits=3)
+# the threshold is a probability (3 decimals); the shares are percentages (1 decimal)
+styled(thr.assign(**{"F1-max threshold": thr["F1-max threshold"].map(lambda v: fmt(v, 3))})
+       .set_index(["dataset", "category"]), "pixel thresholds (shares of the sampled pixels, %)", digits=1)
 
 # %% tags=["remove-input"]
 worst = thr.loc[thr["normal px ≥ F1 threshold (%)"].idxmax()]
@@ -157,16 +160,15 @@ display(Markdown(
 # %% tags=["remove-input"]
 cases = {t: pd.concat([worst_cases(scores[(scores["dataset"] == t) & (scores["prompts"] == "tuned")], k, n=3)
                        for k in ("fp", "fn")], ignore_index=True) for t in docs}
-styled(pd.concat(cases.values())[["dataset", "kind", "category", "i", "label", "score", "outranked"]]
-       .set_index(["dataset", "kind"]), "the worst cases", digits=3)
+styled(cases_table(pd.concat(cases.values(), ignore_index=True)).set_index(["dataset", "error"]),
+       "the worst cases: each image's score and where it ranks among the other class of its category")
 
 # %% [markdown]
 # Each case with its image (red: ground-truth mask), its anomaly map (fixed scale 0–1) and the
 # map's pixels at or above the threshold. The maps are recomputed unsmoothed by the tuned model
 # so that σ can be changed; the default below is σ = 4 (the paper's smoothing). To explore
-# live, open this notebook in Jupyter (`jupytext --to ipynb notebooks/13_failures.py`), set
-# `live = True` in the first cell and run it: an image menu, a threshold slider and a σ slider
-# redraw the figure.
+# live, open the chapter in JupyterLab (`make lab`) and run it: an image menu, a threshold
+# slider and a σ slider redraw the figure.
 
 # %% tags=["remove-input"]
 for k, t in enumerate(docs):

@@ -150,7 +150,7 @@ def test_no_import_cycle(graph):
 def test_one_catalogue_of_datasets_and_one_of_methods():
     """Every list of datasets or methods is derived from the catalogue (checked by content)."""
     from anomclip.book import labels, plots
-    from anomclip.data.catalogue import DATASETS, DATASET_ORDER
+    from anomclip.data.catalogue import DATASET_ORDER, DATASETS
     from anomclip.data.layouts import LAYOUTS
     from anomclip.methods.registry import CLASSES
     from anomclip.recipes import METHODS, RECIPES

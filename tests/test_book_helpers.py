@@ -158,7 +158,7 @@ def test_compare_matches_hand_computed_rows():
     visa = cmp[(cmp["dataset"] == "VisA")].set_index("metric")
     assert visa.loc["image AUROC", "paper"] == 82.1 and visa.loc["image AUROC", "ours"] == 60.0
     assert visa.loc["image AUROC", "Δ"] == pytest.approx(60.0 - 82.1, abs=0.05)
-    assert visa.loc["pixel AUROC", "ours on"] == "objects"
+    assert visa.loc["pixel AUROC", "ours on"] == "objects (stands in for VisA)"
     mpdd = cmp[cmp["dataset"] == "MPDD"].iloc[0]
     assert mpdd["ours"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
     assert "image F1-max" not in set(cmp["metric"])  # not a SHOWN metric
@@ -206,6 +206,76 @@ def test_paper_long_equals_the_csv_read_by_hand():
     assert paper.paper_value(1, "VisA", "image_auroc") == pytest.approx(visa / 100)
 
 
+def test_the_papers_dagger_marks_the_16_values_of_table_1_taken_from_original_papers():
+    """Read off the paper's Table 1 (lines 111-112, 118-119; "[†] denotes results taken from original
+    papers"): the † sits on WinCLIP's and VAND's (AUROC, AP) and (AUROC, PRO) pairs of MVTec AD and VisA."""
+    expected = {  # (dataset, method, level, metric): value, as printed in the paper
+        ("MVTec AD", "WinCLIP", "image", "AUROC"): 91.8, ("MVTec AD", "WinCLIP", "image", "AP"): 96.5,
+        ("MVTec AD", "VAND", "image", "AUROC"): 86.1, ("MVTec AD", "VAND", "image", "AP"): 93.5,
+        ("VisA", "WinCLIP", "image", "AUROC"): 78.1, ("VisA", "WinCLIP", "image", "AP"): 81.2,
+        ("VisA", "VAND", "image", "AUROC"): 78.0, ("VisA", "VAND", "image", "AP"): 81.4,
+        ("MVTec AD", "WinCLIP", "pixel", "AUROC"): 85.1, ("MVTec AD", "WinCLIP", "pixel", "AUPRO"): 64.6,
+        ("MVTec AD", "VAND", "pixel", "AUROC"): 87.6, ("MVTec AD", "VAND", "pixel", "AUPRO"): 44.0,
+        ("VisA", "WinCLIP", "pixel", "AUROC"): 79.6, ("VisA", "WinCLIP", "pixel", "AUPRO"): 56.8,
+        ("VisA", "VAND", "pixel", "AUROC"): 94.2, ("VisA", "VAND", "pixel", "AUPRO"): 86.8,
+    }
+    rows = _csv_rows()
+    marked = {(r["dataset"], r["method"], r["level"], r["metric"]): float(r["value"])
+              for r in rows if r["dagger"] == "1"}
+    assert marked == expected  # every mark in table 1, none elsewhere, on the printed values
+    assert {r["table"] for r in rows if r["dagger"] == "1"} == {"1"}
+    assert all(r["dagger"] in ("0", "1") for r in rows)
+    df = paper.reference_table()
+    assert df["dagger"].dtype == bool and int(df["dagger"].sum()) == 16 and set(df["source"]) == {"paper"}
+    keys = {("image", "AUROC"): "image_auroc", ("image", "AP"): "image_ap",
+            ("pixel", "AUROC"): "pixel_auroc", ("pixel", "AUPRO"): "pixel_aupro"}
+    assert paper.daggered(1) == {(d, m, keys[(lvl, met)]) for d, m, lvl, met in expected}
+    assert paper.daggered(2) == set()
+    assert ("MVTec AD", "AnomalyCLIP", "image_auroc") not in paper.daggered(1)
+
+
+def test_the_authors_rerun_is_its_own_reference_with_its_provenance():
+    """The ``mean`` rows of results/*/zero_shot/log.txt in zqhang/AnomalyCLIP at ff7ca47 (2024-03-19)."""
+    expected = {("MVTec AD", "image_auroc"): 91.6, ("MVTec AD", "image_ap"): 96.4,
+                ("MVTec AD", "pixel_auroc"): 91.1, ("MVTec AD", "pixel_aupro"): 81.4,
+                ("VisA", "image_auroc"): 82.0, ("VisA", "image_ap"): 85.3,
+                ("VisA", "pixel_auroc"): 95.5, ("VisA", "pixel_aupro"): 86.7}
+    long = paper.rerun_long()
+    assert {(r.dataset, r.metric): r.value for r in long.itertuples()} == expected and len(long) == 8
+    assert set(long["label"]) == {"AnomalyCLIP"}
+    df = paper.authors_rerun()
+    assert set(df["source"]) == {"authors' re-run"} and set(df["repo"]) == {"zqhang/AnomalyCLIP"}
+    assert set(df["commit"]) == {"ff7ca4770dea3ecd187daf8b911cb12ca7630ecd"} and set(df["commit_date"]) == {"2024-03-19"}
+    # trained on VisA, tested on MVTec AD (checkpoint 9_12_4_multiscale) and the other way round
+    assert dict(zip(df["dataset"], df["path"])) == {
+        "MVTec AD": "results/9_12_4_multiscale/zero_shot/log.txt",
+        "VisA": "results/9_12_4_multiscale_visa/zero_shot/log.txt"}
+    assert dict(zip(df["dataset"], df["tuned_on"])) == {"MVTec AD": "VisA", "VisA": "MVTec AD"}
+    # a reference of its own: the paper's numbers are not these (e.g. VisA image AUROC 82.1 vs 82.0)
+    assert paper.paper_value(1, "VisA", "image_auroc") == pytest.approx(0.821)
+    assert "paper" not in set(df["source"])
+
+
+def test_comparison_tables_carry_the_dagger_and_the_rerun_beside_the_paper():
+    ours = pd.DataFrame([{"label": "VAND", "dataset": "objects", "metric": "image_auroc", "value": 0.6},
+                         {"label": "AnomalyCLIP", "dataset": "objects", "metric": "image_auroc", "value": 0.5}])
+    main = pd.concat([tables.paper_long(1, method=None, label_by="method")], ignore_index=True)
+    cmp = labels.compare(ours, main, synthetic=True)  # smoke: objects stands in for VisA
+    t = paper.with_dagger(labels.compare_table(cmp, "VisA", labels=["VAND", "AnomalyCLIP"]), "VisA")
+    assert t.loc[("VAND", "image AUROC"), "paper"] == "78.0 †" and t.loc[("VAND", "pixel AUPRO"), "paper"] == "86.8 †"
+    assert t.loc[("AnomalyCLIP", "image AUROC"), "paper"] == pytest.approx(82.1)  # not marked
+    assert t.loc[("VAND", "image AUROC"), "ours"] == pytest.approx(60.0)
+    t = paper.with_dagger(labels.compare_table(cmp, "MPDD", labels=["VAND"]), "MPDD")
+    assert not t["paper"].astype(str).str.contains("†").any()  # Table 1 marks MVTec AD and VisA only
+    r = paper.with_rerun(cmp)
+    assert list(r.columns) == ["paper", "authors' re-run", "ours", "ours on"]
+    assert set(r.index.get_level_values("label")) == {"AnomalyCLIP"} and len(r) == 8
+    assert r.loc[("VisA", "AnomalyCLIP", "image AUROC"), "authors' re-run"] == pytest.approx(82.0)
+    assert r.loc[("VisA", "AnomalyCLIP", "image AUROC"), "paper"] == pytest.approx(82.1)
+    assert r.loc[("VisA", "AnomalyCLIP", "image AUROC"), "ours"] == pytest.approx(50.0)
+    assert r.loc[("MVTec AD", "AnomalyCLIP", "pixel AUPRO"), "authors' re-run"] == pytest.approx(81.4)
+
+
 def test_wide_pivots_in_percent_and_renames_metrics():
     df = pd.DataFrame([{"label": "a", "dataset": "x", "metric": "image_auroc", "value": 0.5},
                        {"label": "a", "dataset": "x", "metric": "pixel_auroc", "value": float("nan")},
@@ -232,6 +302,24 @@ def test_score_frame_outranked_is_the_share_on_the_wrong_side():
     assert fp.iloc[0]["score"] == 0.4 and fn.iloc[0]["score"] == 0.35
     # image AUROC from the frame: 1 − mean outranked of the anomalous images = 3/4
     assert 1 - f[f.y == 1]["outranked"].mean() == pytest.approx(metrics.image_auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]))
+
+
+def test_cases_table_says_the_worst_cases_in_words():
+    doc = _doc()
+    doc["paths_by_category"]["c"] = ["/data/x/good/000.png", "/data/x/good/001.png", "/data/x/bad/002.png",
+                                     "/data/x/bad/003.png"]
+    f = failures.score_frame(doc, dataset="objects")
+    cases = pd.concat([failures.worst_cases(f, k, n=1) for k in ("fp", "fn")], ignore_index=True)
+    t = failures.cases_table(cases)
+    fp, fn = t.iloc[0], t.iloc[1]
+    # normal 0.4 scores above 1 of the 2 anomalous images; anomalous 0.35 below 1 of the 2 normal ones
+    assert fp["ranks"] == "above 50 % of the anomalous images" and fn["ranks"] == "below 50 % of the normal images"
+    assert fp["image"] == "001.png" and fn["image"] == "002.png"
+    assert fp["image score"] == "0.40" and fn["image score"] == "0.35"
+    assert fp["dataset"] == "objects (stands in for VisA)"
+    assert "false positive" in fp["error"] and "false negative" in fn["error"]
+    text = " ".join(map(str, t.to_numpy().ravel()))
+    assert "fp" not in text.split() and "fn" not in text.split() and "outranked" not in text
 
 
 def test_pixel_thresholds_shares():
@@ -318,6 +406,139 @@ def test_dataset_colours_are_fixed_and_shared_with_stand_ins():
     c2 = plots.dataset_colors(["MVTec AD", "textures"])
     assert c1["objects"] == c1["VisA"] and c2["textures"] == c1["MVTec AD"] == c2["MVTec AD"]
     assert c1["VisA"] != c1["MVTec AD"]
+    # a labelled stand-in and "tuned on" a dataset keep the dataset's colour
+    assert plots.colour("objects (stands in for VisA)") == c1["VisA"]
+    assert plots.colour("tuned on textures") == c1["MVTec AD"]
+
+
+def _hex(c):
+    return matplotlib.colors.to_hex(c)
+
+
+def _line_colours(fig):
+    """{legend label: colour} of every line with a label in a figure's axes."""
+    return {ln.get_label(): _hex(ln.get_color()) for ax in fig.axes for ln in ax.get_lines()
+            if not ln.get_label().startswith("_")}
+
+
+def _legend_colours(fig):
+    """{legend text: colour} of every legend of a figure (patches or lines)."""
+    out = {}
+    for leg in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]:
+        for h, t in zip(leg.legend_handles, leg.get_texts()):
+            c = h.get_facecolor() if hasattr(h, "get_facecolor") and not hasattr(h, "get_xdata") else h.get_color()
+            out[t.get_text()] = _hex(c)
+    return out
+
+
+def test_one_colour_per_entity_across_the_helpers():
+    # the same DPAM modes drawn by three helpers (chapter 2's prominence, chapter 9's radar, bars)
+    modes = ["V-V", "Q-Q", "K-K", "Q-K"]  # not in the table's order: colours must not follow the order
+    prom = pd.DataFrame([{"block": b, "mode": m, "ratio": 1.0 + b + i, "self": 0.1} for b in (1, 2)
+                         for i, m in enumerate(modes)])
+    fig = plots.plot_prominence(prom, dpam_start=1, n_tokens=10)
+    c_prom = _legend_colours(fig)
+    plt.close(fig)
+    radar = pd.DataFrame([{"label": m, "dataset": "objects", "metric": k, "value": 0.5} for m in reversed(modes)
+                          for k in ("pixel_auroc", "image_auroc", "image_ap")])
+    fig = plots.plot_radar(radar, metrics=("pixel_auroc", "image_auroc", "image_ap"))
+    c_radar = _legend_colours(fig)
+    plt.close(fig)
+    fig = plots.bars(pd.DataFrame([{"label": m, "dataset": "d", "metric": "image AUROC", "value": 60.0}
+                                   for m in modes[1:]]))
+    c_bars = _legend_colours(fig)
+    plt.close(fig)
+    for m in modes:
+        assert c_prom[m] == c_radar[m]
+    for m in modes[1:]:
+        assert c_bars[m] == c_prom[m]
+    assert len({c_prom[m] for m in modes}) == 4  # four modes, four colours
+    # a setting keeps its colour in two figures with different companions and orders
+    f1 = plots.bars(pd.DataFrame([{"label": lb, "dataset": "d", "metric": "image AUROC", "value": 60.0}
+                                  for lb in ("untrained prompts", "AnomalyCLIP")]))
+    f2 = plots.bars(pd.DataFrame([{"label": lb, "dataset": "d", "metric": "image AUROC", "value": 60.0}
+                                  for lb in ("AnomalyCLIP", "CLIP", "untrained prompts")]))
+    a, b = _legend_colours(f1), _legend_colours(f2)
+    plt.close("all")
+    assert a["untrained prompts"] == b["untrained prompts"] and a["AnomalyCLIP"] == b["AnomalyCLIP"]
+    assert a["untrained prompts"] != a["AnomalyCLIP"]
+    # a smoke domain takes its stand-in's colour, and says what it stands in for
+    f3 = plots.bars(pd.DataFrame([{"label": "x", "dataset": ds, "metric": "image AUROC", "value": 60.0}
+                                  for ds in ("objects", "VisA")]), hue="dataset", col="label")
+    c3 = _legend_colours(f3)
+    plt.close(f3)
+    assert c3["objects (stands in for VisA)"] == c3["VisA"]
+
+
+def test_loss_curves_one_colour_per_run_when_one_term():
+    hist = [{"epoch": e, "global": 1.0 / (e + 1)} for e in range(3)]
+    fig = plots.loss_curves({"local + global": hist, "focal only": hist, "global only": hist}, x="epoch",
+                            logy=False, title="global loss")
+    c = _line_colours(fig)
+    ax = fig.axes[0]
+    assert {"local + global", "focal only", "global only"} <= set(c)
+    assert len({c["local + global"], c["focal only"], c["global only"]}) == 3
+    assert "global" in ax.get_ylabel()
+    texts = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert "total" not in texts and "term" not in texts
+    # the legend sits outside the plotting area: it cannot cover a curve
+    fig.canvas.draw()
+    leg, area = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert leg.x0 >= area.x1 - 1
+    plt.close(fig)
+
+
+def test_bars_chance_line_only_over_auroc():
+    d = pd.DataFrame([{"label": "a", "dataset": "d", "metric": m, "value": 60.0}
+                      for m in ("image AUROC", "pixel AUPRO", "image AP")])
+    fig = plots.bars(d)
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    spans = [seg for coll in ax.collections for seg in coll.get_segments()
+             if len(seg) and np.allclose(seg[:, 1], 50.0)]
+    assert len(spans) == 1  # one dotted segment, over the AUROC bars only
+    x = spans[0][:, 0].mean()
+    assert ticks[int(round(x))] == "image AUROC"
+    plt.close(fig)
+
+
+def test_map_titles_do_not_overlap_the_panels_above():
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 255, (3, 24, 24, 3), dtype=np.uint8)
+    masks = np.zeros((3, 24, 24))
+    masks[:, 5:9, 5:9] = 1
+    maps = {m: torch.rand(3, 24, 24) for m in ("vv", "qq+kk+vv", "qk+qq+kk+vv")}
+    a = torch.rand(1, 17, 17)
+    attn = {2: {m: a / a.sum(-1, keepdim=True) for m in ("qk", "qq", "kk", "vv", "qq+kk+vv")}}
+    for fig in (plots.draw_maps(rgb, masks, maps, sigma=1.0), plots.draw_attention(np.zeros((1, 32, 32, 3)), attn)):
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        panels = [ax for ax in fig.axes if ax.get_images()]
+        for ax in panels:
+            if not ax.title.get_text():
+                continue
+            t = ax.title.get_window_extent(r)
+            for other in panels:
+                if other is not ax:
+                    o = other.get_window_extent(r)
+                    overlap = min(t.x1, o.x1) - max(t.x0, o.x0) > 1 and min(t.y1, o.y1) - max(t.y0, o.y0) > 1
+                    assert not overlap, (ax.title.get_text(), "overlaps a panel")
+        plt.close(fig)
+
+
+def test_stand_in_labels_in_compare_and_its_figure():
+    ours = pd.DataFrame([{"label": "full", "dataset": ds, "metric": m, "value": 0.6}
+                         for ds in ("objects", "textures") for m in ("pixel_auroc", "image_auroc")])
+    paper_rows = tables.paper_long(7, variants={"full": "full"})
+    cmp = labels.compare(ours, paper_rows, synthetic=True)
+    ran = cmp.dropna(subset=["ours on"])
+    expected = {f"{d} (stands in for {labels.SMOKE_STANDINS[d]})" for d in ("objects", "textures")}
+    assert set(ran["ours on"]) == expected
+    fig = plots.plot_compare(cmp, ours_label="ours (smoke run)")
+    legend = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    plt.close(fig)
+    assert expected <= legend
+    assert not legend & set(labels.SMOKE_STANDINS.values())  # never the paper's name alone
 
 
 def test_explorers_draw_statically_outside_jupyter():
@@ -384,6 +605,27 @@ def test_read_timings_sums_the_chapters(tmp_path):
     t = book.read_timings("smoke", tmp_path)
     assert list(t["chapter"]) == ["01_a", "02_b"] and t.attrs["total_s"] == pytest.approx(12.5)
     assert t.attrs["status"] == "running"
+
+
+def test_install_mathjax_brings_the_tex_fonts_and_the_configured_script(tmp_path):
+    import yaml
+
+    from anomclip.book import build as book
+
+    target = tmp_path / "mathjax"
+    target.mkdir()
+    (target / "MathJax.js").write_text("// an old MathJax 2 without its TeX fonts")
+    script = book.install_mathjax(target)
+    assert not (target / "MathJax.js").exists()  # the old bundle is replaced, not mixed in
+    cfg = yaml.safe_load((Path(book.BOOK) / "_config.yml").read_text())["sphinx"]["config"]
+    assert cfg["mathjax_path"] == f"{target.name}/{script.relative_to(target).as_posix()}"
+    assert script.is_file() and script.stat().st_size > 100_000
+    fonts = {p.name for p in (target / "output" / "chtml" / "fonts" / "woff-v2").iterdir()}
+    # \mathcal needs the calligraphic font, \mathbb the AMS one, plain math the italic one
+    for f in ("MathJax_Calligraphic-Regular.woff", "MathJax_AMS-Regular.woff", "MathJax_Math-Italic.woff",
+              "MathJax_Main-Regular.woff", "MathJax_Script-Regular.woff"):
+        assert f in fonts
+    assert (target / "input" / "tex" / "extensions" / "boldsymbol.js").is_file()
 
 
 def test_injected_parameters_cell_is_hidden(tmp_path):
@@ -479,9 +721,18 @@ def test_attention_by_block_returns_softmax_maps_and_their_prominence(tiny_clip,
         for m, a in maps.items():
             assert a.shape == (2, t, t)
             assert torch.allclose(a.sum(-1), torch.ones(2, t), atol=1e-4)  # head-averaged softmax rows
-        again = attention.diagonal_prominence({b: maps}).set_index("mode")["ratio"]
-        here = prom[prom["block"] == b].set_index("mode")["ratio"]
-        assert np.allclose(again.sort_index(), here.sort_index(), rtol=1e-5)
+        # the definition (docstring of diagonal_prominence), by explicit loops over images and tokens
+        here = prom[prom["block"] == b].set_index("mode")
+        for m, a in maps.items():
+            ratios, selfs = [], []
+            for img in range(a.shape[0]):
+                for i in range(t):
+                    own = float(a[img, i, i])
+                    rest = sum(float(a[img, i, j]) for j in range(t) if j != i) / (t - 1)
+                    ratios.append(own / rest), selfs.append(own)
+            name = labels.MODE_NAMES[m]
+            assert here.loc[name, "ratio"] == pytest.approx(np.mean(ratios), rel=1e-4)
+            assert here.loc[name, "self"] == pytest.approx(np.mean(selfs), rel=1e-4)
 
 
 # --------------------------------------------------------------------------- baselines in the book
@@ -492,7 +743,7 @@ def test_training_cost_reads_history_and_durations():
     c = tables.training_cost(training)
     assert c["epochs"] == 4
     assert c["s per epoch (median)"] == pytest.approx((2.0 + 3.0) / 2)  # median of 1, 2, 3, 10 by hand
-    assert c["feature extraction (s)"] == 4.5 and c["training (s)"] == 16.0 and c["features from the cache"] is True
+    assert c["feature extraction (s)"] == 4.5 and c["training (s)"] == 16.0 and c["features cached before the run"] is True
     assert tables.training_cost({"history": [{"seconds": 7.0}], "durations": {}})["s per epoch (median)"] == 7.0
 
 
@@ -501,7 +752,7 @@ def test_training_cost_of_an_untrained_method_is_undefined(training):
     c = tables.training_cost(training)
     assert c["epochs"] == 0
     assert all(math.isnan(c[k]) for k in ("s per epoch (median)", "feature extraction (s)", "training (s)"))
-    assert labels.fmt(c["training (s)"]) == labels.MISSING and c["features from the cache"] is None
+    assert labels.fmt(c["training (s)"]) == labels.MISSING and c["features cached before the run"] is None
 
 
 @pytest.mark.parametrize("method", ["clip", "vand"])
@@ -525,3 +776,89 @@ def test_method_maps_are_the_models_maps_image_by_image_and_resize_by_block_mean
     half = examples.method_maps(model, images, names, size=s // 2)
     blocks = maps.reshape(3, s // 2, 2, s // 2, 2).mean(axis=(2, 4))  # bilinear at exactly ½ = 2×2 means
     np.testing.assert_allclose(half, blocks, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the book check's rules
+def _check_book():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_book", Path(__file__).parents[1] / "tools" / "check_book.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_book_check_rules_on_text_and_requests(tmp_path):
+    cb = _check_book()
+    assert cb.plurals("over 2 dataset(s) and 3 method(s); time (s); dataset(s)") == ["dataset(s)", "method(s)"]
+    assert cb.plurals("feature extraction (s)") == []
+    smoke = "label metric paper ours (smoke run) Δ ours on\nfull image AUROC 91.5 60.0 -31.5"
+    assert cb.unlabelled_standins(smoke + " VisA", names=("MVTec AD", "VisA")) == ["VisA"]
+    assert cb.unlabelled_standins(smoke + " VisA objects (stands in for VisA)", names=("VisA",)) == []
+    assert cb.unlabelled_standins("paper table: VisA 91.5", names=("VisA",)) == []  # the paper's own numbers
+    there = tmp_path / "font.woff"
+    there.write_bytes(b"x")
+    urls = [there.as_uri(), (tmp_path / "fontdata.js").as_uri(), "https://cdn.example/x.js", "data:,x"]
+    assert cb.missing_files(urls) == [(tmp_path / "fontdata.js").as_uri()]
+    assert cb.outside_requests(urls) == ["https://cdn.example/x.js"]
+
+
+def test_fmt_sig_keeps_three_significant_figures():
+    for v, sig in ((226.32, 3), (9.614, 3), (0.015234, 3), (1234.5, 2), (0.5, 3)):
+        text = labels.fmt_sig(v, sig)
+        assert "e" not in text
+        digits = text.replace(".", "").lstrip("0")
+        assert len(digits) >= sig or float(text) == pytest.approx(v, rel=10 ** -sig)
+        assert abs(float(text) - v) <= 0.5 * 10 ** (math.floor(math.log10(abs(v))) - sig + 1) + 1e-12
+    assert labels.fmt_sig(226.32) == "226" and labels.fmt_sig(0.015234) == "0.0152"
+    assert labels.fmt_sig(float("nan")) == labels.MISSING and labels.fmt_sig(None) == labels.MISSING
+
+
+def test_display_text_writes_plurals_in_their_number():
+    assert labels.display_text("1 anomalous image(s) without a mask left out") == "1 anomalous image without a mask left out"
+    assert labels.display_text("skipped 3 unreadable sample(s)") == "skipped 3 unreadable samples"
+    assert labels.display_text("ignored folder(s) without labels: a") == "ignored folders without labels: a"
+    assert labels.display_text("feature extraction (s)") == "feature extraction (s)"  # a unit, not a plural
+    assert labels.plural(1, "dataset") == "1 dataset" and labels.plural(0, "dataset") == "0 datasets"
+
+
+def test_notes_only_for_the_metrics_shown_and_means_say_their_categories():
+    doc = {"categories": {"a": {"pixel_aupro": 0.0, "pixel_aupro_official": None, "image_auroc": 0.5},
+                          "b": {"pixel_aupro": 0.5, "pixel_aupro_official": 0.4, "image_auroc": 0.7},
+                          "c": {"pixel_aupro": 0.6, "pixel_aupro_official": float("nan"), "image_auroc": 0.6}},
+           "notes": ["a: pixel_aupro_official undefined: fewer than two distinct FPRs below 0.3; returning NaN",
+                     "pixel_aupro_official: left out of the mean for categories a, c (undefined)",
+                     "pixel metrics are not defined: no anomalous image has a mask"]}
+    shown = labels.notes_box([doc], metrics=("pixel_aupro", "image_auroc"))
+    assert "authors' code" not in shown.markdown and "no anomalous image has a mask" in shown.markdown
+    both = labels.notes_box([doc], metrics=("pixel_aupro_official",))
+    assert "authors' code" in both.markdown
+    assert labels.notes_box([doc]).markdown.count("authors' code") == 2  # no filter: every note
+    assert labels.mean_categories(doc, ("pixel_aupro", "image_auroc")) == "mean of the 3 categories"
+    assert labels.mean_categories(doc, ("pixel_aupro", "pixel_aupro_official")) == (
+        "mean of the 3 categories (pixel AUPRO (authors' code): of 1, without a, c)")
+
+
+def test_per_image_auroc_and_noise_margin():
+    rng = np.random.default_rng(4)
+    masks = np.zeros((3, 16, 16))
+    masks[:, 4:8, 4:8] = 1
+    maps = {"vv": torch.as_tensor(rng.uniform(size=(3, 16, 16))), "qk": torch.as_tensor(rng.uniform(size=(3, 16, 16)))}
+    per = attention.per_image_auroc(maps, masks, sigma=0.0)
+    for m in maps:
+        for i in range(3):
+            assert per.loc[i, m] == pytest.approx(metrics.auroc_or_nan(maps[m][i].numpy().ravel(),
+                                                                       masks[i].ravel().astype(int)))
+    d = (per["vv"] - per["qk"]).to_numpy()
+    assert attention.noise_margin(per, "vv", "qk") == pytest.approx(2 * np.std(d, ddof=1) / np.sqrt(3))
+    assert math.isnan(attention.noise_margin(per.iloc[:1], "vv", "qk"))
+
+
+def test_compare_figure_says_which_datasets_have_only_paper_numbers():
+    ours = pd.DataFrame([{"label": "full", "dataset": "objects", "metric": m, "value": 0.6}
+                         for m in ("pixel_auroc", "image_auroc")])
+    cmp = labels.compare(ours, tables.paper_long(7, variants={"full": "full"}), synthetic=True)
+    fig = plots.plot_compare(cmp, ours_label="ours (smoke run)")
+    legend = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    plt.close(fig)
+    assert "objects (stands in for VisA)" in legend and "MVTec AD (paper only)" in legend

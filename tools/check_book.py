@@ -1,9 +1,13 @@
 """Open the built book in headless Chromium and check it as a reader would.
 
-Visits every page of ``book/_build/html`` and fails (exit 1) on a missing image, a broken
-internal link or anchor, an error output cell, a formula MathJax did not typeset, or any
+Visits every page of ``book/_build/html`` at 1280 px and fails (exit 1) on a missing image, a
+broken internal link or anchor, an error output cell, a formula MathJax did not typeset, any
 request that leaves the machine (every URL the browser asks for must be a local file; the
-browser is also kept from resolving any host name); takes the README's screenshot.
+browser is also kept from resolving any host name), any local file a page asks for and does not
+find (a 404: e.g. a MathJax font), any table or code block wider than its column (cut off or
+scrolled: ``scrollWidth > clientWidth``), any "(s)" plural in the text, and, on a smoke-run
+page, any table of our numbers that names a paper dataset a smoke domain stands in for without
+saying "stands in for"; takes the README's screenshot.
 
     python tools/check_book.py [--html book/_build/html] [--screenshot docs/book-screenshot.png]
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -23,6 +28,53 @@ JS_MATH = """return [document.querySelectorAll('span.math, div.math').length,
     document.querySelectorAll('.MathJax, .MathJax_CHTML, .MathJax_Display, mjx-container').length]"""
 #: URL schemes that stay on the machine
 LOCAL_SCHEMES = ("file", "data", "blob", "about", "chrome", "chrome-untrusted", "devtools")
+#: tables and code blocks wider than their column: own content overflowing (scrollWidth >
+#: clientWidth) or the element sticking out of the article's column; hidden ones are skipped
+JS_WIDE = """const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const right = col.getBoundingClientRect().right;
+    return [...col.querySelectorAll('table, pre')].filter(e => e.offsetParent !== null)
+      .filter(e => e.scrollWidth > e.clientWidth + 1 || e.getBoundingClientRect().right > right + 1)
+      .map(e => e.tagName.toLowerCase() + ' ' + e.scrollWidth + ' px in ' + e.clientWidth + ' px: '
+                + e.innerText.replace(/\\s+/g, ' ').slice(0, 60))"""
+#: the page's prose: the article's text without code, formulas and the navigation
+JS_PROSE = """const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const c = col.cloneNode(true);
+    c.querySelectorAll('pre, code, script, style, mjx-container, .MathJax, nav').forEach(e => e.remove());
+    return c.innerText"""
+#: the text of every visible table and its caption
+JS_TABLES = """return [...document.querySelectorAll('table')].filter(e => e.offsetParent !== null)
+    .map(t => t.innerText)"""
+#: a smoke-run page says so in its caution box (anomclip.book.labels.caveat)
+JS_SMOKE = """return [...document.querySelectorAll('.admonition-title')].some(e => e.innerText.trim() === 'Smoke run')"""
+#: a word with "(s)" glued to it: "dataset(s)" (a unit "time (s)" has a space before it)
+PLURAL_S = re.compile(r"[A-Za-z]{2,}\(s\)")
+STANDS_IN = "stands in for"
+#: what a table of our numbers says in its header
+OURS = re.compile(r"\bours\b")
+
+
+def plurals(text: str) -> list[str]:
+    """The "(s)" plurals of a text ("2 dataset(s)" → ["dataset(s)"]), once each."""
+    return list(dict.fromkeys(PLURAL_S.findall(text)))
+
+
+def paper_names() -> tuple[str, ...]:
+    """The paper's datasets that a smoke domain stands in for (the names smoke numbers must not wear alone)."""
+    try:
+        from anomclip.book.labels import SMOKE_STANDINS
+        return tuple(dict.fromkeys(SMOKE_STANDINS.values()))
+    except ImportError:  # the package is not installed: its current values
+        return ("MVTec AD", "VisA")
+
+
+def unlabelled_standins(table_text: str, names=None) -> list[str]:
+    """The paper dataset names a table of our smoke numbers shows without "stands in for"
+    (empty for a table without our numbers, or one that says what stands in for what)."""
+    if not OURS.search(table_text) or STANDS_IN in table_text:
+        return []
+    return [n for n in (names or paper_names()) if n in table_text]
+
+
 JS_ERRORS = """return [...document.querySelectorAll('.output.traceback, .output.error, div.traceback')]
     .map(e => e.innerText.slice(0, 200))
     .concat(document.body.innerText.includes('Traceback (most recent call last)') ? ['Traceback text'] : [])"""
@@ -48,16 +100,25 @@ def driver():
     return webdriver.Chrome(options=opts, service=Service(chromedriver))
 
 
-def outside_requests(d) -> list[str]:
-    """URLs of the requests the page made (since the last call) that are not local files."""
-    urls = []
+def requests(d) -> list[tuple[str, str | None]]:
+    """(URL, the page that asked for it) of every request made since the last call, once each."""
+    out = []
     for entry in d.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
         if msg.get("method") == "Network.requestWillBeSent":
-            url = msg["params"]["request"]["url"]
-            if urlparse(url).scheme not in LOCAL_SCHEMES:
-                urls.append(url)
-    return list(dict.fromkeys(urls))
+            doc = msg["params"].get("documentURL")
+            out.append((msg["params"]["request"]["url"], doc.split("#")[0] if doc else None))
+    return list(dict.fromkeys(out))
+
+
+def outside_requests(urls) -> list[str]:
+    """The URLs that are not local files."""
+    return [u for u in urls if urlparse(u).scheme not in LOCAL_SCHEMES]
+
+
+def missing_files(urls) -> list[str]:
+    """The local files asked for that do not exist (a 404 of the offline book)."""
+    return [u for u in urls if urlparse(u).scheme == "file" and not Path(unquote(urlparse(u).path)).exists()]
 
 
 def math_unrendered(d, wait_s: float = 5.0) -> int:
@@ -88,9 +149,23 @@ def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
             for err in d.execute_script(JS_ERRORS):
                 problems.append(f"{rel}: error output: {err!r}")
             if (n := math_unrendered(d)):
-                problems.append(f"{rel}: {n} formula(s) not typeset by MathJax")
-            for url in outside_requests(d):
+                problems.append(f"{rel}: {n} formulas not typeset by MathJax")
+            math_unrendered(d, wait_s=0.5)  # let MathJax ask for its fonts and extensions
+            asked = requests(d)
+            for url in outside_requests(dict.fromkeys(u for u, _ in asked)):  # any page: none may leave
                 problems.append(f"{rel}: request leaves the machine: {url}")
+            here = page.resolve().as_uri()  # a late request of the previous page is not blamed on this one
+            for url in missing_files(dict.fromkeys(u for u, doc in asked if doc in (None, here))):
+                problems.append(f"{rel}: local file not found (404): {url}")
+            for wide in d.execute_script(JS_WIDE):
+                problems.append(f"{rel}: wider than its column: {wide}")
+            for word in plurals(d.execute_script(JS_PROSE)):
+                problems.append(f"{rel}: \"(s)\" plural: {word}")
+            if d.execute_script(JS_SMOKE):
+                for text in d.execute_script(JS_TABLES):
+                    for name in unlabelled_standins(text):
+                        problems.append(f"{rel}: smoke table labelled {name!r} without \"{STANDS_IN}\": "
+                                        f"{text[:60]!r}")
             for href in d.execute_script(JS_LINKS):
                 url = urlparse(href)
                 if url.scheme != "file":
@@ -122,7 +197,7 @@ def main() -> int:
     problems = check(args.html, args.screenshot, args.shot_page)
     for p in problems:
         print(f"FAIL {p}")
-    print(f"book check: {len(problems)} problem(s)")
+    print(f"book check: {len(problems)} {'problem' if len(problems) == 1 else 'problems'}")
     return 1 if problems else 0
 
 

@@ -5,7 +5,9 @@
 * :func:`diagonal_prominence` — how much weight a token puts on itself compared with one other
   token (1 = no preference);
 * :func:`raw_maps_by_mode` — the unsmoothed anomaly map each mode's patch features give;
-* :func:`pixel_auroc_by_mode` — the pixel AUROC of those maps after smoothing.
+* :func:`pixel_auroc_by_mode` — the pixel AUROC of those maps after smoothing;
+  :func:`per_image_auroc` and :func:`noise_margin` — whether a difference between modes is
+  larger than the noise of the few images it is measured on.
 """
 from __future__ import annotations
 
@@ -87,6 +89,24 @@ def pixel_auroc_by_mode(maps: dict, masks, sigma: float = 4.0) -> dict:
     y = (np.asarray(masks) > 0.5).ravel().astype(int)
     return {m: auroc_or_nan(gaussian_blur(torch.as_tensor(v).float(), sigma).numpy().ravel(), y)
             for m, v in maps.items()}
+
+
+def per_image_auroc(maps: dict, masks, sigma: float = 4.0) -> pd.DataFrame:
+    """Pixel AUROC of each mode's smoothed map on each image on its own: rows = images, columns =
+    modes (NaN for an image without anomalous pixels)."""
+    return pd.DataFrame({m: [auroc_or_nan(gaussian_blur(torch.as_tensor(v[i:i + 1]).float(), sigma).numpy().ravel(),
+                                          (np.asarray(masks[i]) > 0.5).ravel().astype(int)) for i in range(len(v))]
+                         for m, v in maps.items()})
+
+
+def noise_margin(per_image: pd.DataFrame, a, b) -> float:
+    """Twice the standard error of the per-image differences ``a − b`` (columns of
+    :func:`per_image_auroc`): a pooled difference smaller than this is within the noise of so
+    few images. NaN with fewer than two images that have anomalous pixels."""
+    d = (per_image[a] - per_image[b]).dropna().to_numpy()
+    if len(d) < 2:
+        return float("nan")
+    return float(2 * d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def mask_centre(mask) -> tuple[float, float]:

@@ -7,7 +7,7 @@ nothing trains or evaluates.
 * :func:`score_frame` — one row per image: category, label, image score, and how often the image
   is out-ranked by the other class of its category (the cause of a lost image AUROC).
 * :func:`worst_cases` — the worst false positives (highest-ranked normal images) and false
-  negatives (lowest-ranked anomalous images).
+  negatives (lowest-ranked anomalous images); :func:`cases_table` says them in words.
 * :func:`pixel_score_frame` — a sample of pixel scores of normal and anomalous pixels.
 * :func:`pixel_thresholds` — per category, the F1-max pixel threshold and the share of pixels
   it flags, beside a fixed threshold.
@@ -62,6 +62,26 @@ def worst_cases(frame: pd.DataFrame, kind: str = "fp", n: int = 4) -> pd.DataFra
     sub = frame[frame["y"] == (0 if kind == "fp" else 1)]
     sub = sub.sort_values(["outranked", "score"], ascending=[False, kind == "fn"])
     return sub.head(n).assign(kind=kind)
+
+
+def cases_table(cases: pd.DataFrame) -> pd.DataFrame:
+    """:func:`worst_cases` written for a reader: one row per case with the dataset (a smoke domain
+    says what it stands in for), the kind of error in words, the category, the image's file name
+    (``#i`` without a path), its image score (2 decimals) and how badly it ranks, in words:
+    "above 75 % of the anomalous images" (a false positive) or "below 75 % of the normal images"
+    (a false negative), rounded to whole percent."""
+    from .labels import fmt, standin_label
+
+    rows = []
+    for _, c in cases.iterrows():
+        fp = c["kind"] == "fp"
+        path = str(c.get("path") or "")
+        rows.append({"dataset": standin_label(str(c["dataset"])), "error": KINDS[c["kind"]],
+                     "category": c["category"], "image": Path(path).name if path else f"#{int(c['i'])}",
+                     "image score": fmt(c["score"], 2),
+                     "ranks": (f"above {fmt(c['outranked'], 0, percent=True)} % of the anomalous images" if fp
+                               else f"below {fmt(c['outranked'], 0, percent=True)} % of the normal images")})
+    return pd.DataFrame(rows, columns=["dataset", "error", "category", "image", "image score", "ranks"])
 
 
 # --------------------------------------------------------------------------- pixels

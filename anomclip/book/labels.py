@@ -45,12 +45,31 @@ def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key, key)
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and the word in its number: "1 dataset", "2 datasets" (never "dataset(s)")."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _no_plural_s(text: str) -> str:
+    """"2 image(s)" → "2 images", "1 anomalous image(s)" → "1 anomalous image", any other
+    "word(s)" → "words"."""
+    import re
+
+    def in_number(m):
+        n, between, word = int(m.group(1)), m.group(2), m.group(3)
+        return f"{n} {between}{word if n == 1 else word + 's'}"
+
+    text = re.sub(r"\b(\d+) ((?:[A-Za-z-]+ ){0,3})([A-Za-z]+)\(s\)", in_number, text)
+    return re.sub(r"\b([A-Za-z]{2,})\(s\)", r"\1s", text)
+
+
 def display_text(text: str) -> str:
     """``text`` (e.g. a results file's note) with every metric key replaced by its display name
-    (longest keys first) and the library's "returning NaN" said the way tables show it."""
+    (longest keys first), the library's "returning NaN" said the way tables show it, and
+    "image(s)" written in its number ("1 image", "2 images")."""
     for key in sorted(METRIC_NAMES, key=len, reverse=True):
         text = text.replace(key, METRIC_NAMES[key])
-    return text.replace("; returning NaN", f" (shown as {MISSING})")
+    return _no_plural_s(text.replace("; returning NaN", f" (shown as {MISSING})"))
 
 
 def is_smoke(profile_or_synthetic) -> bool:
@@ -76,6 +95,19 @@ def fmt(value, digits: int = 1, percent: bool = False) -> str:
     if math.isnan(v):
         return MISSING
     return f"{100 * v if percent else v:.{digits}f}"
+
+
+def fmt_sig(value, sig: int = 3) -> str:
+    """A measured rate or time at ``sig`` significant figures, never in exponent notation
+    (226.32 → "226", 9.614 → "9.61", 0.01523 → "0.0152"); NaN/None → "–"."""
+    text = fmt(value, 0)
+    if text == MISSING or text == str(value):
+        return text
+    v = float(value)
+    if v == 0:
+        return "0"
+    decimals = max(0, sig - 1 - math.floor(math.log10(abs(v))))
+    return f"{round(v, decimals):.{decimals}f}"
 
 
 def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
@@ -200,10 +232,24 @@ def model_provenance(model, device: str = "cpu", synthetic: bool = False) -> dic
     return prov
 
 
-def notes_box(docs) -> Box | None:
-    """The notes of results docs (undefined metrics and why), once each; None without notes."""
+def _note_metrics(note: str) -> set:
+    """The metric keys a note names (whole keys: ``pixel_aupro`` is not in ``pixel_aupro_official``)."""
+    import re
+
+    return {k for k in METRIC_NAMES if re.search(rf"(?<![A-Za-z_]){re.escape(k)}(?![A-Za-z_])", note)}
+
+
+def notes_box(docs, metrics=None) -> Box | None:
+    """The notes of results docs (undefined metrics and why), once each; None without notes.
+
+    With ``metrics`` (keys), only the notes about the metrics shown beside the box (and the
+    notes that name no metric, e.g. "pixel metrics are not defined"): a note appears only where
+    its metric is shown."""
     docs = list(docs.values()) if isinstance(docs, dict) else list(docs)
-    notes = list(dict.fromkeys(display_text(n) for d in docs for n in d.get("notes", [])))
+    raw = [n for d in docs for n in d.get("notes", [])]
+    if metrics is not None:
+        raw = [n for n in raw if not _note_metrics(n) or _note_metrics(n) & set(metrics)]
+    notes = list(dict.fromkeys(display_text(n) for n in raw))
     if not notes:
         return None
     body = "<br>".join(_html.escape(n) for n in notes)
@@ -211,10 +257,32 @@ def notes_box(docs) -> Box | None:
                       "; ".join(notes))
 
 
+def mean_categories(doc: dict, metrics=SHOWN) -> str:
+    """What a results doc's means are taken over, in words: "mean of the 4 categories", and for
+    each metric in ``metrics`` whose mean leaves categories out (undefined there), which ones:
+    "mean of the 4 categories (pixel AUPRO (authors' code): of 2, without disc, square)"."""
+    cats = list(doc.get("categories", {}))
+    out = []
+    for k in metrics:
+        gone = [c for c, m in doc.get("categories", {}).items()
+                if m.get(k) is None or (isinstance(m.get(k), float) and math.isnan(m[k]))]
+        if gone and len(gone) < len(cats):
+            out.append(f"{metric_name(k)}: of {len(cats) - len(gone)}, without {', '.join(gone)}")
+    n = len(cats)
+    head = f"mean of the {n} categories" if n != 1 else "mean of the 1 category"
+    return head + (f" ({'; '.join(out)})" if out else "")
+
+
 # --------------------------------------------------------------------------- ours vs paper
 def paper_dataset(dataset: str, synthetic: bool) -> str:
     """The paper's dataset that one of ours is compared with (smoke: its stand-in)."""
     return SMOKE_STANDINS.get(dataset, dataset) if synthetic else dataset
+
+
+def standin_label(name: str) -> str:
+    """A smoke domain's name as every label of the book shows it, "objects (stands in for VisA)"
+    (smoke numbers never wear a paper dataset's name alone); any other name unchanged."""
+    return f"{name} (stands in for {SMOKE_STANDINS[name]})" if name in SMOKE_STANDINS else name
 
 
 def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SHOWN,
@@ -230,11 +298,13 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SH
     ``missing`` maps them to, a dict), "–" otherwise.
 
     Columns: label, dataset (the paper's), metric (display name), paper (%), ours (%), Δ
-    (ours − paper, points), ours on (our dataset). Values rounded to 0.1.
+    (ours − paper, points), ours on (our dataset; a smoke domain as "objects (stands in for VisA)",
+    :func:`standin_label`). Values rounded to 0.1.
     """
     o = ours[ours["metric"].isin(metrics)].copy()
     o["paper dataset"] = [paper_dataset(d, synthetic) for d in o["dataset"]]
     o = o.rename(columns={"dataset": "ours on"})
+    o["ours on"] = [standin_label(d) if synthetic else d for d in o["ours on"]]
     o["ours"] = 100 * o["value"].astype(float)
     p = paper[paper["metric"].isin(metrics)].rename(columns={"dataset": "paper dataset", "value": "paper"})
     keys = ["label", "paper dataset", "metric"]

@@ -32,6 +32,7 @@ from .labels import (
     SHOWN,
     SMOKE_STANDINS,
     metric_name,
+    standin_label,
 )
 
 #: the book's text column (~690 px) at 96 dpi, less the padding of a tight bounding box
@@ -78,21 +79,81 @@ def _np(x) -> np.ndarray:
     return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=float)
 
 
+# --------------------------------------------------------------------------- the one colour table
+_UNTRAINED, _OFFICIAL = "#7f7f7f", "#d62728"
+#: the book's one colour table: every method, DPAM mode, setting, loss term and metric keeps this
+#: colour in every figure of every chapter (datasets: :data:`DATASET_PALETTE`; see :func:`colour`)
+COLOURS = {
+    # the methods, in the paper's order; AnomalyCLIP is red like its own mode (V-V) and setting
+    "CLIP": "#17becf", "CLIP-AC": "#9edae5", "WinCLIP": "#bcbd22", "VAND": "#e377c2", "CoOp": "#8c564b",
+    "AnomalyCLIP": _OFFICIAL,
+    # DPAM modes (Q-K is the original attention: "no DPAM" shares its colour)
+    "Q-K": "#1f77b4", "no DPAM": "#1f77b4", "Q-Q": "#ff7f0e", "K-K": "#2ca02c", "V-V": _OFFICIAL,
+    "Q-Q+K-K+V-V": "#9467bd", "Q-K+Q-Q+K-K+V-V": "#8c564b",
+    # settings: the official recipe and tuned prompts in red, untrained prompts in grey
+    "official": _OFFICIAL, "official (released code)": _OFFICIAL, "full": _OFFICIAL, "tuned": _OFFICIAL,
+    "after training": _OFFICIAL, "untrained": _UNTRAINED, "untrained prompts": _UNTRAINED,
+    "before (init)": _UNTRAINED, "no local, no global": _UNTRAINED, "paper": "#4d4d4d", "ours": _OFFICIAL,
+    "naive two-pass": _UNTRAINED,
+    "object-agnostic": _OFFICIAL, "object-aware": "#9467bd",
+    "zero-shot": _OFFICIAL, "in-domain (scored on its tuning images)": "#ff7f0e",
+    # loss terms and the loss set-ups of Tables 5 and 11 (a set-up takes its term's colour)
+    "total": "#222222", "global": "#9467bd", "local": "#2ca02c",
+    "local + global": _OFFICIAL, "focal + dice": _OFFICIAL, "global only": "#9467bd", "no focal, no dice": "#9467bd",
+    "local only": "#2ca02c", "focal only": "#ff7f0e", "dice only": "#17becf",
+    # image classes
+    "normal": "#1f77b4", "anomalous": _OFFICIAL,
+    # metrics (display names)
+    "pixel AUROC": "#1f77b4", "pixel AUPRO": "#ff7f0e", "image AUROC": "#2ca02c", "image AP": "#9467bd",
+    "pixel AUPRO (authors' code)": "#ffbb78", "image F1-max": "#8c564b", "pixel AP": "#aec7e8",
+    "pixel F1-max": "#c5b0d5",
+}
+#: one colour per paper dataset, in :data:`DATASET_ORDER` (tab10, then the dark half of tab20)
+DATASET_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                   "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+                   "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+#: colours for names outside the table (categories…), handed out in the order a figure gives them
+_EXTRA = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
+          "#636363", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#969696"]
+
+
+def colour(name) -> str | None:
+    """The book's colour of one entity (hex), or None for a name the table does not know.
+
+    Looked up, in order: the table :data:`COLOURS`; a paper dataset (:data:`DATASET_ORDER`); a
+    smoke domain (its stand-in's colour, also when labelled "objects (stands in for VisA)");
+    "tuned on X" (X's colour); a label with a parenthesis ("Q-K (no DPAM)": its head, "Q-K")."""
+    n = str(name).strip()
+    if n in COLOURS:
+        return COLOURS[n]
+    if n in DATASET_ORDER:
+        return DATASET_PALETTE[DATASET_ORDER.index(n) % len(DATASET_PALETTE)]
+    if n in SMOKE_STANDINS:
+        return colour(SMOKE_STANDINS[n])
+    if n.startswith("tuned on "):
+        return colour(n[len("tuned on "):])
+    if " (" in n:
+        return colour(n.split(" (")[0])
+    return None
+
+
+def colours(names) -> dict:
+    """``{name: colour}`` for the names of one figure: :func:`colour` for every name the book
+    knows; the others (e.g. categories) get the remaining colours in the order given."""
+    out, extra = {}, 0
+    for n in dict.fromkeys(names):
+        c = colour(n)
+        if c is None:
+            c = _EXTRA[extra % len(_EXTRA)]
+            extra += 1
+        out[n] = c
+    return out
+
+
 def dataset_colors(names) -> dict:
     """A fixed colour for each dataset name: the paper's datasets by :data:`DATASET_ORDER`, a smoke
     domain by the dataset it stands in for, anything else after those (in the order given)."""
-    import seaborn as sns
-
-    palette = sns.color_palette("tab10", 10) + sns.color_palette("tab20", 20)[1::2]  # 20 distinct colours
-    out, extra = {}, 0
-    for n in names:
-        key = SMOKE_STANDINS.get(n, n)
-        if key in DATASET_ORDER:
-            out[n] = palette[DATASET_ORDER.index(key)]
-        else:
-            out[n] = palette[(len(DATASET_ORDER) + extra) % 20]
-            extra += 1
-    return out
+    return colours(names)
 
 
 def _no_ticks(axes):
@@ -177,8 +238,10 @@ def loss_curves(history, x: str = "step", title: str | None = None, ax=None, log
     """Total, global and local loss against ``x`` ("step" or "epoch").
 
     ``history`` is a list of dicts (``exp.training["history"]`` or ``["steps"]``) or a dict
-    ``{run label: list}`` for several runs (one line style per run). The total is
-    ``global + λ · local``; the local term is drawn unweighted."""
+    ``{run label: list}`` for several runs. The total is ``global + λ · local``; the local term is
+    drawn unweighted. Colours come from the book's table (:func:`colours`): one colour per term,
+    or, when several runs record a single term, one colour per run (and the term on the axis).
+    The legend sits outside the axes, so it never covers a curve."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -191,13 +254,17 @@ def loss_curves(history, x: str = "step", title: str | None = None, ax=None, log
     df = pd.concat(frames, ignore_index=True)
     if ax is None:
         _, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 3.4), layout="constrained")
-    style = "run" if len(runs) > 1 else None
-    sns.lineplot(data=df, x=x if x in df.columns else "step", y="value", hue="term", style=style,
-                 marker="o" if x == "epoch" else None, ax=ax)
-    ax.set_ylabel("loss" + (" (log scale)" if logy else ""))
+    terms = list(dict.fromkeys(df["term"]))
+    by_run = len(runs) > 1 and len(terms) == 1
+    hue = "run" if by_run else "term"
+    style = "run" if len(runs) > 1 and not by_run else None
+    sns.lineplot(data=df, x=x if x in df.columns else "step", y="value", hue=hue, style=style,
+                 palette=colours(df[hue]), marker="o" if x == "epoch" else None, ax=ax)
+    what = f"{terms[0]} loss" if len(terms) == 1 else "loss"
+    ax.set_ylabel(what + (" (log scale)" if logy else ""))
     if logy:
         ax.set_yscale("log")
-    ax.legend(ncol=2, loc="upper right", framealpha=0.7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title=None, frameon=False)
     if title:
         ax.set_title(title)
     return ax.figure
@@ -240,8 +307,20 @@ def plot_compare(cmp: pd.DataFrame, order=None, metrics=("pixel_auroc", "image_a
             ax.set_title(label if i == 0 else "")
     import matplotlib.patches as mpatches
 
-    fig.legend(handles=[mpatches.Patch(color=colors[ds], label=ds) for ds in datasets], loc="outside lower center",
-               ncol=min(4, len(datasets)), title="zero-shot on (paper's dataset; dotted line: chance)")
+    def ours_on(ds):
+        return [o for o in dict.fromkeys(d.loc[d["dataset"] == ds, "ours on"].dropna()) if o != ds]
+
+    stand_in = any(ours_on(ds) for ds in datasets)
+
+    def name(ds):  # ours on a smoke domain: "objects (stands in for VisA)", never the paper's name alone
+        if ours_on(ds):
+            return " / ".join(ours_on(ds))
+        return f"{ds} (paper only)" if stand_in else ds
+
+    fig.legend(handles=[mpatches.Patch(color=colors[ds], label=name(ds)) for ds in datasets], loc="outside lower center",
+               ncol=min(2 if stand_in else 4, len(datasets)),
+               title=("zero-shot on (ours: smoke domain; paper: the dataset it stands in for)" if stand_in
+                      else "zero-shot on (dotted line: chance)"))
     if title:
         fig.suptitle(title)
     return fig
@@ -250,29 +329,33 @@ def plot_compare(cmp: pd.DataFrame, order=None, metrics=("pixel_auroc", "image_a
 @_styled
 def plot_radar(frame: pd.DataFrame, metrics=SHOWN, title: str | None = None):
     """One polar panel per dataset: each label's metrics (long frame: label, dataset, metric key,
-    value as a fraction) on a 0–100 % scale (Fig. 6's chart)."""
-    import seaborn as sns
-
+    value as a fraction) on a 0–100 % scale (Fig. 6's chart). Labels keep the book's colours
+    (:func:`colours`); polygons that coincide stay visible: each label is drawn wider than the
+    next, with its own marker and dash, so a thinner line runs inside a wider one."""
     datasets = list(dict.fromkeys(frame["dataset"]))
     labels = list(dict.fromkeys(frame["label"]))
     fig = _figure(3.6 * math.ceil(len(datasets) / 2) + 0.8)
     cols = min(2, len(datasets))
     angles = np.linspace(0, 2 * np.pi, len(metrics), endpoint=False)
-    colors = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    colors = colours(labels)
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    dashes = ["-", "--", "-.", ":"]
+    widths = {lb: 1.5 + 2.0 * (len(labels) - 1 - i) for i, lb in enumerate(labels)}
+    style = {lb: dict(color=colors[lb], lw=widths[lb], ls=dashes[i % len(dashes)], marker=markers[i % len(markers)],
+                      ms=4 + 1.5 * (len(labels) - 1 - i), alpha=0.85) for i, lb in enumerate(labels)}
     for k, ds in enumerate(datasets):
         ax = fig.add_subplot(math.ceil(len(datasets) / cols), cols, k + 1, projection="polar")
         for lb in labels:
             sub = frame[(frame["dataset"] == ds) & (frame["label"] == lb)].set_index("metric")
             v = 100 * sub["value"].reindex(list(metrics)).astype(float).to_numpy()
-            ax.plot(np.r_[angles, angles[:1]], np.r_[v, v[:1]], marker="o", color=colors[lb], label=lb)
-            ax.fill(np.r_[angles, angles[:1]], np.r_[v, v[:1]], color=colors[lb], alpha=0.08)
+            ax.plot(np.r_[angles, angles[:1]], np.r_[v, v[:1]], label=lb, **style[lb])
         ax.set_xticks(angles, [metric_name(m).replace(" ", "\n") for m in metrics])
         ax.set_ylim(0, 100)
-        ax.set_title(f"{ds} (zero-shot, %)", pad=14)
+        ax.set_title(f"{standin_label(ds)}\n(zero-shot, %)", pad=14)
     from matplotlib.lines import Line2D
 
-    fig.legend(handles=[Line2D([], [], color=colors[lb], marker="o", label=lb) for lb in labels],
-               loc="outside lower center", ncol=min(3, len(labels)))
+    fig.legend(handles=[Line2D([], [], label=lb, **style[lb]) for lb in labels],
+               loc="outside lower center", ncol=min(4, len(labels)), handlelength=3)
     if title:
         fig.suptitle(title)
     return fig
@@ -282,29 +365,35 @@ def plot_radar(frame: pd.DataFrame, metrics=SHOWN, title: str | None = None):
 def bars(frame: pd.DataFrame, x: str = "metric", hue: str = "label", col: str = "dataset", title: str | None = None,
          ylabel: str = "%", chance: float | None = 50.0, logy: bool = False):
     """Grouped bars, one panel per ``col`` value stacked vertically (long frame; ``value`` in %);
-    ``chance`` draws a dotted reference line, ``logy`` a log scale (said on the axis)."""
+    ``chance`` draws a dotted reference line, ``logy`` a log scale (said on the axis). With
+    ``x="metric"`` the chance line is drawn over the AUROC bars only (50 % is chance for AUROC,
+    not for AP or AUPRO). Colours: the book's table (:func:`colours`)."""
     import seaborn as sns
 
     panels = list(dict.fromkeys(frame[col]))
     hues = list(dict.fromkeys(frame[hue]))
-    palette = dataset_colors(hues) if hue == "dataset" else dict(zip(hues, sns.color_palette(n_colors=len(hues))))
+    palette = colours(hues)
     fig = _figure(2.4 * len(panels) + 1.0)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, p in zip(axes, panels):
         sub = frame[frame[col] == p]
         sns.barplot(data=sub, x=x, y="value", hue=hue, hue_order=hues, palette=palette, ax=ax, errorbar=None,
                     legend=False)
-        if chance is not None:
+        if chance is not None and x == "metric":
+            for i, t in enumerate(ax.get_xticklabels()):
+                if "AUROC" in t.get_text():
+                    ax.hlines(chance, i - 0.45, i + 0.45, color="grey", lw=0.8, ls=":")
+        elif chance is not None:
             ax.axhline(chance, color="grey", lw=0.8, ls=":")
         if logy:
             ax.set_yscale("log")
-        ax.set_title(str(p))
+        ax.set_title(standin_label(str(p)))
         ax.set_xlabel("")
         ax.set_ylabel(ylabel + (" (log scale)" if logy else ""))
     import matplotlib.patches as mpatches
 
-    fig.legend(handles=[mpatches.Patch(color=palette[h], label=h) for h in hues], loc="outside lower center",
-               ncol=min(3, len(hues)))
+    fig.legend(handles=[mpatches.Patch(color=palette[h], label=standin_label(str(h))) for h in hues],
+               loc="outside lower center", ncol=min(3, len(hues)))
     if title:
         fig.suptitle(title)
     return fig
@@ -338,7 +427,8 @@ def draw_attention(rgb, attn: dict, image: int = 0, block: int | None = None, qu
     c = min(g - 1, int(query[1] * g))
     q = 1 + r * g + c  # token index (0 = CLS)
     if fig is None:
-        fig = _figure(2 * COLUMN_WIDTH_IN / (len(modes) + 1) + 1.2)
+        head = max(_mode_title(m).count("\n") + 2 for m in modes)  # the mode's name and "self …"
+        fig = _figure(2 * COLUMN_WIDTH_IN / (len(modes) + 1) + 0.2 * head + 1.0)
     axes = fig.subplots(2, len(modes) + 1, squeeze=False)
     size = rgb.shape[1]
     axes[0, 0].imshow(rgb[image])
@@ -366,11 +456,13 @@ def plot_prominence(prominence: pd.DataFrame, dpam_start: int, n_tokens: int, ti
 
     fig = _figure(5.6)
     axes = fig.subplots(2, 1, sharex=True)
-    sns.lineplot(data=prominence, x="block", y="ratio", hue="mode", marker="o", ax=axes[0])
+    palette = colours(prominence["mode"])
+    sns.lineplot(data=prominence, x="block", y="ratio", hue="mode", palette=palette, marker="o", ax=axes[0])
     axes[0].set_ylim(0, 1.3 * prominence["ratio"].max())
     axes[0].legend(title=None, ncol=4, loc="upper center")
     axes[0].set_ylabel("self / other weight")
-    sns.lineplot(data=prominence, x="block", y="self", hue="mode", marker="o", ax=axes[1], legend=False)
+    sns.lineplot(data=prominence, x="block", y="self", hue="mode", palette=palette, marker="o", ax=axes[1],
+                 legend=False)
     axes[1].set_ylabel("weight on itself")
     for ax, chance in zip(axes, (1.0, 1.0 / n_tokens)):
         ax.axvline(dpam_start, color="grey", ls="--", lw=0.8)
@@ -394,8 +486,9 @@ def draw_maps(rgb, masks, maps: dict, sigma: float = 4.0, threshold: float | Non
     images = list(range(len(rgb))) if images is None else list(images)
     sm = {m: gaussian_blur(torch.as_tensor(maps[m]).float(), sigma).numpy() for m in modes}
     side = min(1.8, COLUMN_WIDTH_IN / (len(modes) + 1.2))
-    if fig is None:
-        fig = _figure(side * len(images) + 1.5)
+    if fig is None:  # each row's panels carry a one-line title; the first row's also the modes (≤ 3 lines)
+        head = max(_mode_title(m).count("\n") + 1 for m in modes)
+        fig = _figure((side + 0.3) * len(images) + 0.2 * head + 1.6)
     axes = np.atleast_2d(fig.subplots(len(images), len(modes) + 1, squeeze=False))
     for i, k in enumerate(images):
         ax = axes[i, 0]
@@ -439,7 +532,7 @@ def plot_distributions(frame: pd.DataFrame, value: str = "score", hue: str = "la
     ncol = min(4, len(cols))
     fig = _figure(2.0 * math.ceil(len(cols) / ncol) + 1.2)
     axes = np.atleast_1d(fig.subplots(math.ceil(len(cols) / ncol), ncol, squeeze=False).ravel())
-    colors = {"normal": "tab:blue", "anomalous": "tab:red"}
+    colors = colours(order)
     for ax, c in zip(axes, cols):
         sns.histplot(data=frame[frame[col] == c], x=value, hue=hue, hue_order=order, bins=bins, stat="density",
                      common_norm=False, element="step", ax=ax, palette=colors, legend=False)
@@ -447,7 +540,7 @@ def plot_distributions(frame: pd.DataFrame, value: str = "score", hue: str = "la
             ax.axvline(threshold, color="grey", lw=0.8, ls=":")
         ax.set_title(str(c))
         ax.set_xlabel(value)
-        ax.set_ylabel("")
+        ax.set_ylabel("density" if ax.get_subplotspec().is_first_col() else "")
     for ax in axes[len(cols):]:
         ax.axis("off")
     import matplotlib.patches as mpatches
@@ -499,12 +592,10 @@ def draw_cases(rgb, masks, raw, cases: pd.DataFrame, threshold: float, sigma: fl
 def plot_sweeps(frame: pd.DataFrame, marks: dict, metrics, title: str | None = None):
     """One panel per sweep (long frame: sweep, setting, metric display name, score in %), one
     line per metric; a dotted line marks each sweep's value in ``marks`` (the official one)."""
-    import seaborn as sns
-
     sweeps = list(dict.fromkeys(frame["sweep"]))
     fig = _figure(3.0)
     axes = fig.subplots(1, len(sweeps), sharey=True, squeeze=False)[0]
-    colors = dict(zip(metrics, sns.color_palette(n_colors=len(metrics))))
+    colors = colours(metrics)
     for ax, sw in zip(axes, sweeps):
         sub = frame[(frame["sweep"] == sw) & frame["metric"].isin(metrics)].sort_values("setting")
         for m in metrics:

@@ -122,7 +122,7 @@ def _seconds(durations: dict, key: str) -> float:
 def training_cost(training: dict | None) -> dict:
     """A run's training cost from its provenance (``Experiment.training``): the number of epochs,
     the median seconds of one epoch (on cached features), the one-off extraction of the tuning
-    set's features (≈ 0 when they were already in the feature cache: ``features from the cache``)
+    set's features (≈ 0 when they were already in the feature cache: ``features cached before the run``)
     and the whole training time. A run that trained nothing (zero-shot methods, ``training`` None
     or an empty history) gives NaN (None for the flag) for everything but ``epochs`` = 0."""
     nan = float("nan")
@@ -135,4 +135,4 @@ def training_cost(training: dict | None) -> dict:
             "s per epoch (median)": median,
             "feature extraction (s)": _seconds(durations, "train_features_s") if history else nan,
             "training (s)": _seconds(durations, "train_s") if history else nan,
-            "features from the cache": bool((training or {}).get("features_from_cache")) if history else None}
+            "features cached before the run": bool((training or {}).get("features_from_cache")) if history else None}
