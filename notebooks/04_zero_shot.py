@@ -47,17 +47,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.diagnostics import defect_shift
 from anomclip.book.labels import (
     SHOWN,
     compare,
     compare_table,
-    fmt,
     mean_categories,
     metric_name,
     notes_box,
-    plural,
     provenance_box,
     styled,
 )
@@ -188,22 +187,7 @@ below = shifts[shifts["ratio"] < 1].groupby("feature").size().reindex(["global",
 n_cat = shifts["category"].nunique()
 w = wide(both)
 delta = (w.xs("AnomalyCLIP") - w.xs("untrained prompts")).groupby(level="metric").mean()
-display(Markdown(
-    f"**Measured.** Median ratio over the {n_cat} categories: global feature {fmt(ratio['global'], 3)} "
-    f"(below 1 in {below['global']} of them), patch features {fmt(ratio['patch'], 3)} (below 1 in "
-    f"{below['patch']}). Tuning changed the evaluated datasets' mean image AUROC by "
-    f"{delta['image_auroc']:+.1f} points and their pixel AUROC by {delta['pixel_auroc']:+.1f} points "
-    "(mean over datasets, tuned − untrained). "
-    + ("With random weights the class token hardly sees the defect: a ratio below 1 means two normal "
-       "images differ more than an image and its defective twin, so no direction learned on one domain can "
-       "rank another domain's images by defect. The patch tokens at the defect do move, which is what the "
-       "maps use. The image-level transfer the paper reports rests on CLIP's pretrained global token, "
-       "which this smoke run does not have."
-       if not diag_model.info.trained and ratio["global"] < 1 else
-       "Here the global feature does see the defect (median ratio ≥ 1), so image-level transfer has "
-       "something to work with." if ratio["global"] >= 1 else
-       "Even with these weights the global feature moves less with a defect than between normal images "
-       "(median ratio < 1): image-level transfer has little to work with on these synthetic pairs.")))
+display(Markdown(conclusions.defect_shift(n_cat, ratio, below, delta, diag_model.info.trained).text))
 
 # %% [markdown]
 # (zero-shot-vs-paper)=
@@ -252,11 +236,5 @@ gap = num.groupby("metric")["Δ"].mean()
 per_method = num.pivot_table(index="label", columns="metric", values="Δ", aggfunc="mean", sort=False)
 display(styled(per_method.reindex([n for n in names.values() if n in per_method.index]),
                f"mean Δ = {ch.ours} − paper per method, over the datasets this run covers (points)"))
-display(Markdown(
-    f"**What it means.** Over the {plural(num['dataset'].nunique(), 'dataset')} this run covers and the "
-    f"{plural(num['label'].nunique(), 'method')}, ours − paper is "
-    + ", ".join(f"{fmt(gap[m])} points of {m}" for m in gap.index) + " on average. "
-    + ("A smoke run is far from the paper by construction ([what a smoke run can and cannot show]"
-       "(01_overview.html#smoke-runs)); the gap says nothing about the method."
-       if ch.smoke else
-       "Remaining differences come from the paper-vs-code choices of chapter 14 and run-to-run noise.")))
+display(Markdown(conclusions.gap_to_paper(gap.to_dict(), num["dataset"].nunique(), num["label"].nunique(),
+                                          ch.smoke).text))
