@@ -52,6 +52,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import batch_of, overview_samples
 from anomclip.book.failures import score_frame
@@ -144,15 +145,9 @@ show_maps(rgb, out.anomaly_map.cpu(), list(masks), titles=[f"{s.cls_name}\n{s.sp
 plt.show()
 
 # %% tags=["remove-input"]
-m = doc["mean"]
-display(Markdown(
-    f"**What it means.** On {target} ({mean_categories(doc, ('image_auroc', 'pixel_auroc'))}), the mean image AUROC "
-    f"is **{fmt(m['image_auroc'], percent=True)} %** and the "
-    f"pixel AUROC **{fmt(m['pixel_auroc'], percent=True)} %** (50 % is chance). The paper reports "
-    f"{fmt(paper_value(1, 'VisA', 'image_auroc'), percent=True)} % and {fmt(paper_value(1, 'VisA', 'pixel_auroc'), percent=True)} % "
-    "on VisA. " + ("The smoke numbers show that the pipeline runs end to end (train → checkpoint → scores → "
-                   "maps → metrics → results file); the next section says what they cannot show."
-                   if ch.smoke else "These numbers come from the pretrained backbone on the real data.")))
+display(Markdown(conclusions.unseen_domain(
+    target, mean_categories(doc, ("image_auroc", "pixel_auroc")), doc["mean"],
+    {k: paper_value(1, "VisA", k) for k in ("image_auroc", "pixel_auroc")}, ch.smoke).text))
 notes_box([doc], metrics=("image_auroc", "pixel_auroc"))  # only the notes of the metrics shown here
 
 # %% [markdown]

@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.attention import (
                       MODES,
                       attention_by_block,
@@ -184,24 +185,9 @@ side = pd.DataFrame({"paper (Fig. 3, qualitative)": paper_says,
 styled(side.reindex(["Q-K", "Q-Q", "K-K", "V-V"]))
 
 # %% tags=["remove-input"]
-most = last.idxmax()
 tuned_auroc = 100 * auroc["tuned prompts"]
 best, second = tuned_auroc.sort_values(ascending=False).index[:2]
 # is the best mode ahead of the runner-up by more than the noise of four images?
 per_image = 100 * per_image_auroc({MODE_NAMES[m]: v for m, v in tuned.items()}, masks, recipe.sigma)
-margin = noise_margin(per_image, best, second)
-lead = tuned_auroc[best] - tuned_auroc[second]
-segment = (f"the best-segmenting mode with tuned prompts is **{best}** ({fmt(tuned_auroc[best])} % pixel AUROC on "
-           f"four images, {fmt(lead)} points ahead of {second}, more than the noise of ±{fmt(margin)} points). "
-           if lead > margin else
-           f"with tuned prompts the four modes lie within {fmt(tuned_auroc.min())}–{fmt(tuned_auroc.max())} % pixel "
-           f"AUROC on four images: the differences are within the noise of so few images (±{fmt(margin)} points, "
-           "twice the standard error of the per-image differences), so no mode segments best here. ")
-display(Markdown(
-    f"**What it means.** In this run the most diagonal mode of the last block is **{most}** (self/other ratio "
-    f"{fmt(last[most], 2)}, against {fmt(last['Q-K'], 2)} for Q-K), and " + segment +
-    "The mechanism is visible in any ViT: Q-Q, K-K and V-V attention compare a token with itself through a "
-    "positive semi-definite product, so the diagonal is favoured by construction, while Q-K has no such bias. "
-    + ("How much that helps segmentation depends on what a pretrained CLIP has learned to attend to, which a "
-       "random backbone has not: its maps say nothing about which mode segments best."
-       if ch.smoke else "These maps can be compared with Fig. 3 directly.")))
+display(Markdown(conclusions.diagonal_attention(last, tuned_auroc, noise_margin(per_image, best, second),
+                                                ch.smoke).text))

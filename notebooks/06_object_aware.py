@@ -46,11 +46,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.labels import (
     compare,
     compare_table,
-    fmt,
     mean_categories,
     metric_name,
     provenance_box,
@@ -160,14 +160,4 @@ Workbench(ch, ablation(ch, table.frame, ["object-agnostic", "object-aware"], pap
 m = gain[gain["category"] == "mean"]
 p = paper7.pivot_table(index=["dataset", "metric"], columns="label", values="value")
 pg = (p["object-agnostic"] - p["object-aware"])
-display(Markdown(
-    "**What it means.** Mean gain of object-agnostic prompts — paper (Table 7): "
-    + ", ".join(f"{d} {metric_name(k)} {v:+.1f}" for (d, k), v in pg.items())
-    + f"; {ch.ours}: " + ", ".join(f"{standin_label(r.dataset)} {r.metric} {r.value:+.1f}" for r in m.itertuples())
-    + " points. "
-    "The paper's claim is one-sided: object-agnostic prompts are better or on par, never clearly worse, by "
-    f"{fmt(pg.min())} to {fmt(pg.max())} points over its datasets and metrics. With a real CLIP the class name pulls the text "
-    "embedding towards object semantics that differ between the tuning and the target classes; Fig. 9 (the class "
-    "name put back at test time) still works, slightly below AnomalyCLIP. "
-    + ("A random text encoder knows no class names, so here both templates are two arbitrary token sequences."
-       if ch.smoke else "")))
+display(Markdown(conclusions.object_agnostic_gain(pg, m, ch.ours, ch.smoke).text))

@@ -43,8 +43,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import compare, compare_table, fmt, provenance_box, standin_label, styled
+from anomclip.book.labels import compare, compare_table, provenance_box, standin_label, styled
 from anomclip.book.plots import loss_curves, plot_compare
 from anomclip.book.workbench import Workbench, ablation
 
@@ -134,15 +135,4 @@ p11 = cmp11[cmp11["dataset"] == "MVTec AD"].set_index(["label", "metric"])["pape
 o5 = cmp5[cmp5["metric"] == "pixel AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
 o5 = o5.dropna(subset=["ours"])
 ours5 = {on: dict(zip(g["label"], g["ours"])) for on, g in o5.groupby("ours on", sort=False)}
-display(Markdown(
-    "**What it means.** In the paper the local loss is what makes segmentation work (pixel AUROC on MVTec AD "
-    f"{fmt(p5[('global only', 'pixel AUROC')])} with the global loss alone, {fmt(p5[('local only', 'pixel AUROC')])} "
-    f"with the local loss alone) while the global loss adds image-level accuracy on top (image AUROC "
-    f"{fmt(p5[('local only', 'image AUROC')])} → {fmt(p5[('local + global', 'image AUROC')])}). Focal is the stronger "
-    f"half of the local loss (pixel AUROC {fmt(p11[('focal only', 'pixel AUROC')])} vs "
-    f"{fmt(p11[('dice only', 'pixel AUROC')])} for Dice), and the two together are best. "
-    + ("In this run, pixel AUROC with the global loss alone → the local loss alone → both: "
-       + "; ".join(f"{fmt(r.get('global only'))} → {fmt(r.get('local only'))} → {fmt(r.get('local + global'))} on {on}"
-                   for on, r in ours5.items()) + "."
-       + (" With a random backbone these differences say whether each term trains, not how much it helps."
-          if ch.smoke else "") if ours5 else "")))
+display(Markdown(conclusions.loss_terms(p5, p11, ours5, ch.smoke).text))

@@ -45,10 +45,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.attention import raw_maps_by_mode
 from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import anomalous_samples, batch_of
-from anomclip.book.labels import compare, compare_table, fmt, provenance_box, styled
+from anomclip.book.labels import compare, compare_table, provenance_box, styled
 from anomclip.book.plots import plot_compare, plot_radar
 from anomclip.book.tables import paper_long, relabel
 from anomclip.book.widgets import map_explorer
@@ -154,15 +155,4 @@ p = cmp[cmp["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
 o9 = cmp[cmp["metric"] == "pixel AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
 o9 = o9.dropna(subset=["ours"])
 ours9 = {on: dict(zip(g["label"], g["ours"])) for on, g in o9.groupby("ours on", sort=False)}
-display(Markdown(
-    "**What it means.** In the paper the choice of attention matters most for segmentation, and for image-level "
-    f"detection through the local loss: V-V beats Q-K (the model without DPAM) by "
-    f"{fmt(p[('V-V', 'pixel AUROC')] - p[('Q-K (no DPAM)', 'pixel AUROC')])} points of pixel AUROC and "
-    f"{fmt(p[('V-V', 'image AUROC')] - p[('Q-K (no DPAM)', 'image AUROC')])} of image AUROC on MVTec AD, and the "
-    f"Q-Q+K-K+V-V ensemble adds a little on top (pixel AUPRO {fmt(p[('V-V', 'pixel AUPRO')])} → "
-    f"{fmt(p[('Q-Q+K-K+V-V ensemble', 'pixel AUPRO')])}) at three times the surrogate-path cost. "
-    + ("In this run, pixel AUROC per single mode: "
-       + "; ".join(f"{on}: " + ", ".join(f"{lb} {fmt(r.get(lb))}" for lb in ("Q-K (no DPAM)", "Q-Q", "K-K", "V-V"))
-                   for on, r in ours9.items()) + "."
-       + (" With a random backbone these differences say whether each mode runs, not which one is better."
-          if ch.smoke else "") if ours9 else "")))
+display(Markdown(conclusions.dpam_modes(p, ours9, ch.smoke).text))

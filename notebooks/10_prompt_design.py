@@ -47,6 +47,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.labels import (
     compare,
@@ -54,7 +55,6 @@ from anomclip.book.labels import (
     fmt,
     metric_name,
     provenance_box,
-    standin_label,
     styled,
 )
 from anomclip.book.plots import plot_compare
@@ -171,14 +171,4 @@ spread = clean.groupby(["dataset", "metric"])["value"].agg(lambda v: v.max() - v
 ours_w = state.frame[state.frame["metric"].isin(["image_auroc", "pixel_auroc"])]
 ours_spread = 100 * ours_w.groupby(["dataset", "metric"])["value"].agg(lambda v: v.max() - v.min())
 p9 = cmp9[cmp9["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
-display(Markdown(
-    f"**What it means.** Leaving out that one number, the five state words move the paper's numbers by "
-    f"{fmt(spread.median())} points (median over datasets and metrics) and by {fmt(spread.max())} at most "
-    f"({spread.idxmax()[0]}, {metric_name(spread.idxmax()[1])}): once the context is learned, the hand-written word "
-    "hardly matters. Sharing the embeddings costs "
-    f"{fmt(p9[('unshared prompts', 'image AUROC')] - p9[('shared prompts', 'image AUROC')])} points of image AUROC "
-    f"on MVTec AD. In this run the words spread by "
-    + ", ".join(f"{fmt(v)} points of {metric_name(m)} on {standin_label(d)}" for (d, m), v in ours_spread.items())
-    + f" after {base.epochs} epochs" + (": with a random text encoder a different word is just a different token, "
-                                        "and differences of the paper's size (about a point) cannot be resolved."
-                                        if ch.smoke else ".")))
+display(Markdown(conclusions.state_words(spread, p9, ours_spread, base.epochs, ch.smoke).text))

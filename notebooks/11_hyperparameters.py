@@ -55,8 +55,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import SHOWN, fmt, metric_name, plural, provenance_box, styled
+from anomclip.book.labels import SHOWN, metric_name, provenance_box, styled
 from anomclip.book.plots import plot_sweeps
 from anomclip.book.tables import wide
 
@@ -166,10 +167,4 @@ styled(trend, f"{ch.ours}: trends (points)")
 # %% tags=["remove-input"]
 span = d[d["metric"].isin(["pixel AUROC", "image AUROC"])].groupby(["sweep", "metric"])["score"].agg(
     lambda v: v.max() - v.min())
-display(Markdown(
-    "**What it means.** In the paper every hyperparameter has an interior optimum (E = 12, the code's M = 9 and "
-    "L = 4) or saturates (N = 4): more learnable capacity first helps, then over-fits the auxiliary data and "
-    "generalises worse to unseen objects; the differences are a few points, so the released defaults are a "
-    f"reasonable but not critical choice. In this run a sweep moves AUROC by {fmt(span.min())} to {fmt(span.max())} "
-    f"points from its worst to its best point, after {plural(official.epochs, 'epoch')} per point in one direction"
-    + (": differences of that size are run-to-run noise of a random backbone." if ch.smoke else ".")))
+display(Markdown(conclusions.hyperparameter_sweeps(span, official.epochs, ch.smoke).text))

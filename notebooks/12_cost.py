@@ -55,6 +55,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.build import read_timings
 from anomclip.book.chapter import open_chapter
 from anomclip.book.labels import fmt, fmt_sig, model_provenance, provenance_box, styled
@@ -198,20 +199,7 @@ plt.show()
 # %% tags=["remove-input"]
 rel, prel = side[ours_rel], side[paper_rel]
 epochs = side[f"{ch.ours}: s per epoch"].dropna()
-display(Markdown(
-    "**Per method.** Relative to AnomalyCLIP, WinCLIP runs at "
-    f"{fmt_sig(rel.get('WinCLIP', float('nan')), 2)}× its speed here (paper: "
-    f"{fmt_sig(prel.get('WinCLIP', float('nan')), 2)}×) and plain CLIP at "
-    f"{fmt(rel.get('CLIP', float('nan')), 2)}× (paper: "
-    f"{fmt(prel.get('CLIP', float('nan')), 2)}×). "
-    + (f"One training epoch takes {fmt_sig(epochs.min())} s ({epochs.idxmin()}) to {fmt_sig(epochs.max())} s "
-       f"({epochs.idxmax()}) for the {len(epochs)} tuned methods (paper: {fmt(per_epoch.reindex(epochs.index).min(), 2)}"
-       f"–{fmt(per_epoch.reindex(epochs.index).max(), 2)} min on MVTec AD); all of them train on the cached features "
-       "of a frozen backbone, so an epoch costs only the trained part (prompts through the text encoder, or VAND's "
-       "linear layers). " if len(epochs) else "")
-    + ("These are costs on this machine with the tiny random-weight backbone at its small input size (WinCLIP's "
-       "window count grows with the patch grid, so its relative cost at 240 px is larger): only the ordering "
-       "is indicative, not the numbers. " if ch.smoke else "")))
+display(Markdown(conclusions.method_costs(rel, prel, epochs, per_epoch, ch.smoke).text))
 
 # %% [markdown]
 # ## Ours vs paper
@@ -270,17 +258,6 @@ else:
                      f"({len(times)} chapters, status `{times.attrs.get('status')}`)."))
 
 # %% tags=["remove-input"]
-on_cpu = ch.device.startswith("cpu")
-display(Markdown(
-    f"**What it means.** DPAM computes the surrogate path inside the same forward pass: here it costs "
-    f"{fmt(b['dpam_over_plain'], 2)}× the time of plain CLIP, against {fmt(b['naive_over_plain'], 2)}× for running it "
-    "as a second full pass (the paper: AnomalyCLIP takes "
-    f"{fmt(dpam_ratio_paper, 2)}× the time of AnomalyCLIP without DPAM, from Table 8's FPS). The text features do not "
-    "depend on the image, so they are computed once per model. Since the backbone is frozen, the visual features of "
-    f"the tuning set are extracted once ({fmt(extract, 1)} s here) and each epoch then runs on the cache "
-    f"({fmt(epoch_cached, 2)} s here), which is where most of the paper's "
-    f"{fmt(paper8.loc['AnomalyCLIP', 'training min/epoch (MVTec AD)'], 1)} min per epoch would otherwise go. "
-    + ("These timings come from the tiny smoke backbone at 96 px, not ViT-L-14-336 at 518 px: only the ratios are "
-       "indicative. " if ch.smoke else "")
-    + (f"CPU timings on a shared machine are noisy; medians of {repeats} repeats after one warm-up." if on_cpu
-       else f"Medians of {repeats} repeats after one warm-up.")))
+display(Markdown(conclusions.dpam_cost(b, dpam_ratio_paper, extract, epoch_cached,
+                                       paper8.loc["AnomalyCLIP", "training min/epoch (MVTec AD)"], repeats, ch.device,
+                                       ch.smoke).text))

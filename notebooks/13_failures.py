@@ -47,6 +47,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import batch_of, method_maps
 from anomclip.book.failures import (
@@ -219,14 +220,4 @@ styled(m.T.rename(index={"score range": "score range (mean per category)"}), f"{
        digits=2)
 
 # %% tags=["remove-input"]
-display(Markdown(
-    f"**What it means.** Tuning {'widens' if wider > 1 else 'narrows'} the range of the image scores "
-    f"{fmt(wider, 1)}× (mean per category {fmt(m.loc['untrained', 'score range'], 3)} → "
-    f"{fmt(m.loc['tuned', 'score range'], 3)}), and the image AUROC goes {fmt(before)} → {fmt(after)} % (mean over "
-    "categories): "
-    + ("the classes separate better, as in the paper, though they still overlap far more than in Figs. 12–13. "
-       if after > before + 2 else "unlike the paper, tuning does not separate the two classes; they still overlap. ")
-    + "In the paper the remaining errors are semantic: the model reacts to *what looks like a defect*, wherever it is. "
-    + ("Here the scores come from random features: the worst cases are images whose defect is small or low-contrast "
-       "or whose normal texture happens to resemble one — not the background scratches and skin-lesion look-alikes "
-       "of Fig. 7." if ch.smoke else "")))
+display(Markdown(conclusions.tuning_separation(m, ch.smoke).text))

@@ -46,8 +46,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import fmt, mean_categories, metric_name, provenance_box, styled
+from anomclip.book.labels import mean_categories, metric_name, provenance_box, styled
 from anomclip.book.plots import bars
 from anomclip.book.tables import paired_means, score_differences, wide
 from anomclip.engine import metrics
@@ -197,15 +198,7 @@ styled(summary, f"{ch.ours}: Δ vs official (points)")
 # %% tags=["remove-input"]
 flat = summary.copy()
 flat.columns = [f"{m} on {d}" for d, m in flat.columns]
-big = flat.abs().stack().idxmax()
-display(Markdown(
-    f"**What it means.** The largest change here is {fmt(flat.loc[big])} points of {big[1]} "
-    f"({big[0]}); the fp16 quirk moves the image scores by at most "
-    f"{fmt(diff['max |Δ score|'].max(), 5)}. "
-    + ("On a random backbone with near-chance base numbers, differences of a few points are run-to-run noise: the "
-       "switches are wired in, but how much they move AnomalyCLIP needs the `paper` profile. The AUPRO comparison "
-       "(b) holds on any maps: the authors' rescaled AUPRO can differ a lot from the standard one."
-       if ch.smoke else "Differences under about half a point are within run-to-run noise.")))
+display(Markdown(conclusions.largest_code_change(flat, diff["max |Δ score|"].max(), ch.smoke).text))
 
 # %% [markdown]
 # ## The authors' own re-run
