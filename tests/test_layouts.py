@@ -159,7 +159,7 @@ def test_cli_prepare_prints_what_it_found(written, capsys):
     assert out[0].endswith("COVID-19 (covid)")
     assert "  chest: 3 normal, 3 anomalous, 0 masks" in out
     assert "  pixel metrics: not defined (no masks)" in out
-    assert any("ignored class folder(s): Viral Pneumonia" in line for line in out)
+    assert any("ignored class folder: Viral Pneumonia" in line for line in out)
     assert any(line.startswith("  note: read COVID-19 in the wrapper folder COVID-19_Radiography_Dataset/")
                for line in out)
     assert ("  Table 6: COVID-19's test split has 3 normal + 3 anomalous, the paper's Table 6 has 1341 + 219 "

@@ -346,7 +346,7 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
         write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
         echo(f"[book] {src.stem}: {seconds:.1f} s")
     write("ok")
-    echo(f"[book] {len(timings)} chapter(s) executed, {len(cached)} up to date, in "
+    echo(f"[book] {len(timings)} chapter{'' if len(timings) == 1 else 's'} executed, {len(cached)} up to date, in "
          f"{time.perf_counter() - t_all:.1f} s → {out_dir} (timings: {timings_path})")
     return timings
 
@@ -427,7 +427,8 @@ def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
     if missing:
         echo(f"[book] warning: not executed yet, left out of the book: {', '.join(missing)} "
              "(run `python -m anomclip.book execute`)")
-    echo(f"[book] {toc}: {sum(1 for l in toc.read_text().splitlines() if 'file:' in l)} chapter(s)")
+    n = sum(1 for line in toc.read_text().splitlines() if "file:" in line)
+    echo(f"[book] {toc}: {n} chapter{'' if n == 1 else 's'}")
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book"]
     env = dict(os.environ, MPLBACKEND="Agg")

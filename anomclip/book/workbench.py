@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .labels import SHOWN, compare, compare_table, metric_name, styled
+from .labels import SHOWN, compare, compare_table, styled
 from .plots import plot_compare
 from .tables import paper_long, relabel
 from .widgets import live_ok

@@ -162,7 +162,7 @@ class AnomalyDataset(torch.utils.data.Dataset):
         self.skipped.extend(bad)
         if bad:
             warnings.warn(
-                f"skipped {len(bad)} unreadable sample(s), first: {bad[0][1]}", stacklevel=2
+                f"skipped {len(bad)} unreadable sample{'' if len(bad) == 1 else 's'}, first: {bad[0][1]}", stacklevel=2
             )
         return bad
 

@@ -80,7 +80,6 @@ from .readers import (
     mvtec_category,
 )
 from .scan import (
-    MAX_WRAPPERS,
     anomalous_pairs,
     any_sub,
     child,
@@ -270,7 +269,7 @@ def read_no_yes(root: Path, notes: list) -> dict:
         raise not_found(root, "no/ and yes/ folders")
     ignored = [d.name for d in subdirs(no.parent) if d not in (no, yes)]
     if ignored:
-        notes.append(f"ignored folder(s) without labels: {', '.join(ignored)}")
+        notes.append(f"ignored folder{'' if len(ignored) == 1 else 's'} without labels: {', '.join(ignored)}")
     no, yes = unwrap(no, notes), unwrap(yes, notes)
     items = [make_item(relpath(p, root), "", "brain", "good", 0) for p in list_images(no)]
     items += [make_item(relpath(p, root), "", "brain", "tumor", 1) for p in list_images(yes)]
@@ -284,7 +283,7 @@ def read_covid(root: Path, notes: list) -> dict:
         raise not_found(root, "COVID-19 (NORMAL/ and COVID/ folders)")
     ignored = [d.name for d in subdirs(normal.parent) if d not in (normal, covid)]
     if ignored:
-        notes.append(f"ignored class folder(s): {', '.join(ignored)}")
+        notes.append(f"ignored class folder{'' if len(ignored) == 1 else 's'}: {', '.join(ignored)}")
 
     def images(folder: Path) -> list[Path]:
         sub = child(folder, ("images",))

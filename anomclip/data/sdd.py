@@ -110,7 +110,6 @@ def split_sdd(root: str | os.PathLike, out: str | os.PathLike, cls_name: str = "
     normal = sorted(stem for stem, _, m in halves if not m.any())
     k = normal_test_count(len(normal), test_fraction)
     tested = {normal[j] for j in np.random.default_rng(seed).permutation(len(normal))[:k]}
-    cls_dir = out / cls_name
     meta: dict = {"train": {cls_name: []}, "test": {cls_name: []}}
     for stem, img_part, mask_part in sorted(halves, key=lambda h: h[0]):
         if mask_part.any():

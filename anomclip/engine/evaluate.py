@@ -95,7 +95,7 @@ def evaluate(model: AnomalyCLIP, features: FeatureSet, batch_size: int = 16, pro
         left_out = int((~masked).sum())
         if pixel_metrics and not no_pixel and left_out:
             notes.append(f"{cat}: pixel metrics over the {int(masked.sum())} images with a mask; "
-                         f"{left_out} anomalous image(s) without a mask left out")
+                         f"{left_out} anomalous image{'' if left_out == 1 else 's'} without a mask left out")
         per_cat[cat] = res
         if keep_scores:
             scores[cat] = s

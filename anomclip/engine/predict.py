@@ -115,7 +115,7 @@ def colour_scale(model) -> dict:
     """The overlays' colour scale, as ``scores.json`` records it."""
     layers = map_scale(model)
     return {"colormap": COLORMAP, "min": 0.0, "max": 1.0, "overlay_alpha": OVERLAY_ALPHA, "legend": LEGEND,
-            "map": f"anomaly probability: the method's map divided by its {layers} layer(s) "
+            "map": f"anomaly probability: the method's map divided by its {layers} layer{'' if layers == 1 else 's'} "
                    "(the mean of the per-layer probability maps), on the fixed scale [0, 1]; "
                    "map_max and the mask threshold are on this scale too",
             "layers": layers}
