@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,8 +33,19 @@ def run(cmd, cwd, env=None, check=True):
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
     dist = tmp / "dist"
+    # built from a copy of the tracked sources (what a clone holds), so no build/ folder is left in the
+    # checkout and no stale file of an earlier build can slip into the wheel
+    src = tmp / "src"
+    listed = subprocess.run(["git", "ls-files", "anomclip", "pyproject.toml", "README.md"], cwd=REPO,
+                            capture_output=True, text=True)
+    files = listed.stdout.split() if listed.returncode == 0 else (  # not a git checkout: the source tree
+        ["pyproject.toml", "README.md"] + [str(p.relative_to(REPO)) for p in (REPO / "anomclip").rglob("*")
+                                           if p.is_file() and "__pycache__" not in p.parts])
+    for rel in files:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, src / rel)
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dist),
-         str(REPO)], cwd=tmp)
+         str(src)], cwd=tmp)
     wheel = next(dist.glob("anomclip-*.whl"))
     env_dir = tmp / "fresh"
     venv.create(env_dir, with_pip=True)
