@@ -133,6 +133,16 @@ def math_unrendered(d, wait_s: float = 5.0) -> int:
         time.sleep(0.25)
 
 
+def load(d, url: str, timeout: float = 60.0) -> None:
+    """Open ``url`` and wait until its document is complete and has a body (a page caught while
+    it is still being replaced has none, and the checks would fail on it)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d.get(url)
+    WebDriverWait(d, timeout, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return document.readyState === 'complete' && !!document.body"))
+
+
 def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
     pages = sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts
                    and p.name not in ("genindex.html", "search.html"))
@@ -142,7 +152,7 @@ def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
     d = driver()
     try:
         for page in pages:
-            d.get(page.resolve().as_uri())
+            load(d, page.resolve().as_uri())
             rel = page.relative_to(html)
             for src in d.execute_script(JS_BROKEN_IMAGES):
                 problems.append(f"{rel}: missing image {src}")
