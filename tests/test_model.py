@@ -174,6 +174,42 @@ def test_deep_prompts_overwrite_positions_of_blocks_2_to_depth(tiny_clip):
         assert not torch.equal(seen[j][0, 1:5], learner.deep_prompts[-1].detach())
 
 
+def full_length_text(clip_model, emb, ids, learner):
+    """The text tower over all 77 positions with the whole causal mask, deep prompts inserted
+    by hand (docs/method.md §3): what the authors' code computes."""
+    x = emb + clip_model.positional_embedding
+    mask = torch.full((x.shape[1], x.shape[1]), float("-inf")).triu(1)
+    for j, blk in enumerate(clip_model.transformer.resblocks, start=1):
+        if 2 <= j <= learner.depth:
+            d = learner.deep_prompts[j - 2]
+            x = torch.cat([x[:, :1], d.expand(x.shape[0], -1, -1), x[:, 1 + d.shape[0]:]], dim=1)
+        x = blk(x, attn_mask=mask) if clip_model.transformer.batch_first else \
+            blk(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
+    x = clip_model.ln_final(x)[torch.arange(x.shape[0]), ids.argmax(dim=-1)]
+    return F.normalize(x @ clip_model.text_projection, dim=-1)
+
+
+@pytest.mark.parametrize("cls_name", [None, "metal nut with a long name"])
+def test_text_tower_on_the_positions_up_to_end_of_text_equals_the_full_length_pass(tiny_clip, cls_name):
+    """encode_prompts runs only the positions up to the last end-of-text token (causal mask):
+    the features and the gradients of every learnable tensor equal the 77-position pass."""
+    clip_model, tokenizer, _ = tiny_clip
+    learner = PromptLearner(clip_model.token_embedding, tokenizer, n_ctx=12, depth=9, length=4, seed=3,
+                            object_aware=cls_name is not None)
+    emb, ids = learner(cls_name)
+    assert int(ids.argmax(dim=-1).max()) + 1 < 40  # the short pass is much shorter than 77
+    ours = encode_prompts(clip_model, emb, ids, learner)
+    ref = full_length_text(clip_model, *learner(cls_name), learner)
+    assert torch.allclose(ours, ref, atol=1e-6), (ours - ref).abs().max()
+    tensors = [learner.ctx_normal, learner.ctx_abnormal, *learner.deep_prompts]
+    w = torch.randn_like(ref)
+    g_ours = torch.autograd.grad((ours * w).sum(), tensors)
+    g_ref = torch.autograd.grad((ref * w).sum(), tensors)
+    for a, b in zip(g_ours, g_ref):
+        scale = float(b.abs().max())  # float32 round-off through twelve blocks, relative to the gradient
+        assert torch.allclose(a, b, atol=1e-5 * scale, rtol=1e-5), ((a - b).abs().max(), scale)
+
+
 def test_each_learnable_tensor_changes_the_text_and_gets_gradients(tiny_clip):
     model = wrap(tiny_clip)
     text = model.encode_text()

@@ -135,12 +135,22 @@ def encode_prompts(clip_model: nn.Module, embeddings: torch.Tensor, ids: torch.T
     """Run open_clip's text tower on prompt embeddings, inserting deep prompts; → [P, D] normalised.
 
     At the input of text block ``j`` (1-based, ``2 ≤ j ≤ depth``) token positions
-    ``1..length`` are overwritten by deep prompt ``j − 2``. With ``learner=None`` this is exactly
+    ``1..length`` are overwritten by deep prompt ``j − 2``. With ``learner=None`` this is
     open_clip's ``encode_text`` on the same embeddings.
+
+    Under CLIP's causal mask a token sees only the tokens before it, so the end-of-text token
+    that becomes the text feature never sees the padding after it: the tower runs on the
+    positions up to the last end-of-text token of the batch only (about 20 of 77 for
+    AnomalyCLIP's prompts). That is the same function; the sums it makes are shorter by exact
+    zeros, so it equals the full-length pass to float round-off (tested), at a quarter of the
+    cost — training on cached features is mostly this tower.
     """
     transformer = clip_model.transformer
     x = embeddings + clip_model.positional_embedding.to(embeddings.dtype)
     mask = clip_model.attn_mask
+    if mask is not None:  # causal: drop the positions after the last end-of-text token
+        n = int(ids.argmax(dim=-1).max()) + 1
+        x, mask = x[:, :n], mask[:n, :n]
     n_deep = len(learner.deep_prompts) if learner is not None else 0
     for j, blk in enumerate(transformer.resblocks, start=1):
         if 2 <= j <= n_deep + 1:
