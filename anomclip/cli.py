@@ -286,6 +286,7 @@ def cmd_prepare(args) -> None:
 def cmd_train(args) -> None:
     from .engine.features import extract_features
     from .engine.models import build_model, resolve_device
+    from .engine.runner import tuned_for
     from .engine.train import train
     from .io import check_writable
 
@@ -311,6 +312,12 @@ def cmd_train(args) -> None:
     if recipe.epochs < 1:
         raise AnomclipError(f"epochs = {recipe.epochs}: training needs at least one epoch (--epochs)")
     spec = _data_spec(args.data, "textures")
+    if not resuming and "epochs" not in explicit_settings(args):
+        tuned = tuned_for(recipe, spec.name)  # VAND: 3 epochs on MVTec AD, 15 on VisA
+        if tuned.epochs != recipe.epochs:
+            print(f"{tuned.epochs} epochs: recipe {recipe.name!r} sets them for tuning on {spec.name} "
+                  "(epochs_by_tuning; --epochs to choose)")
+        recipe = tuned
     samples = _samples(spec, args.categories)
     model = build_model(recipe, device)  # weights and image size are checked before the data is hashed
     if not model.trainable_parameters():

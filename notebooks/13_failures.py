@@ -214,8 +214,6 @@ for t, (rgb, masks, maps) in compared.items():
 
 # %% tags=["remove-input"]
 m = summary.groupby("prompts")[["score range", "image AUROC (%)"]].mean()  # over categories and datasets
-wider = m.loc["tuned", "score range"] / m.loc["untrained", "score range"]
-before, after = m.loc["untrained", "image AUROC (%)"], m.loc["tuned", "image AUROC (%)"]
 styled(m.T.rename(index={"score range": "score range (mean per category)"}), f"{ch.ours}: mean over categories",
        digits=2)
 

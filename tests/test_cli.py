@@ -413,3 +413,33 @@ def test_pretrained_accepts_an_openai_style_torchscript_file(synth, tmp_path, ca
                        "--out", out)
     assert code == 0, err
     assert "ViT-tiny.pt" in json.dumps(json.loads(out.read_text())["provenance"])
+
+
+# ---------------------------------------------------------------- epochs per tuning set
+def test_vand_trains_the_epochs_its_script_sets_for_the_folder_it_tunes_on(synth, tmp_path, capsys):
+    """VAND's train.sh: 15 epochs tuned on VisA, 3 on MVTec AD; a folder named after the dataset
+    picks its entry and says so; --epochs and any other folder keep the recipe's epochs."""
+    visa = tmp_path / "visa"
+    shutil.copytree(synth["textures"], visa)
+    ran = {}
+    for name, argv in (("visa", ["--data", visa]), ("visa explicit", ["--data", visa, "--epochs", "2"]),
+                       ("other", ["--data", synth["textures"]])):
+        out = tmp_path / f"{name}.pt"
+        code, stdout, err = run(capsys, "train", "--recipe", "vand", *argv, "--out", out)
+        assert code == 0, err
+        ran[name] = (len(torch.load(out, weights_only=False)["history"]), stdout)
+    assert ran["visa"][0] == 15 and "15 epochs: recipe 'vand' sets them for tuning on visa" in ran["visa"][1]
+    assert ran["visa explicit"][0] == 2 and "sets them" not in ran["visa explicit"][1]
+    assert ran["other"][0] == get_recipe("vand").epochs == 3 and "sets them" not in ran["other"][1]
+
+
+def test_a_dataset_is_known_by_its_table_name_key_folder_or_alias_in_any_case():
+    from anomclip.data.catalogue import DATASETS, named
+    from anomclip.engine.runner import tuned_for
+
+    for d in DATASETS:
+        for n in (d.name, d.key, d.folder.upper(), *d.aliases):
+            assert named(n) is d, n
+    assert named("textures") is None
+    vand = get_recipe("vand")
+    assert [tuned_for(vand, n).epochs for n in ("VisA", "visa", "MVTec AD", "mvtec", "textures")] == [15, 15, 3, 3, 3]

@@ -107,7 +107,8 @@ def test_a_folder_is_searched_recursively_and_its_tree_mirrored(tmp_path):
 
 
 def test_only_one_batch_of_images_is_held(tmp_path):
-    paths = [write_png(tmp_path / "in" / f"{i}.png", noise_image(i)) for i in range(10)]
+    for i in range(10):
+        write_png(tmp_path / "in" / f"{i}.png", noise_image(i))
     alive: list = []
     real_read = P.read_image
 

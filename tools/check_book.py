@@ -9,7 +9,12 @@ scrolled: ``scrollWidth > clientWidth``), any "(s)" plural in the text, and, on 
 page, any table of our numbers that names a paper dataset a smoke domain stands in for without
 saying "stands in for"; takes the README's screenshot.
 
-    python tools/check_book.py [--html book/_build/html] [--screenshot docs/book-screenshot.png]
+Before the browser, it reads the executed chapters (``book/chapters/*.ipynb``) and fails on any
+figure whose legend covers plotted data: every figure a chapter shows carries that check
+beside its PNG (:mod:`anomclip.book.figcheck`), and a book whose figures carry none fails too.
+
+    python tools/check_book.py [--html book/_build/html] [--notebooks book/chapters]
+                               [--screenshot docs/book-screenshot.png]
 """
 from __future__ import annotations
 
@@ -143,6 +148,28 @@ def load(d, url: str, timeout: float = 60.0) -> None:
         lambda d: d.execute_script("return document.readyState === 'complete' && !!document.body"))
 
 
+def figure_problems(notebooks: Path) -> list[str]:
+    """Legends covering data in the figures of the executed chapters under ``notebooks``."""
+    from anomclip.book.figcheck import figure_checks
+
+    problems, checked = [], 0
+    for nb in sorted(notebooks.glob("*.ipynb")):
+        for cell, check in figure_checks(json.loads(nb.read_text())):
+            checked += 1
+            if check.get("error"):
+                problems.append(f"{nb.name} cell {cell}: figure not checked ({check['error']})")
+            for hit in check.get("legend_overlaps", []):
+                entries = ", ".join(hit["legend"][:4]) + (", …" if len(hit["legend"]) > 4 else "")
+                n = hit.get("count", 1)
+                problems.append(f"{nb.name} cell {cell}: the legend ({entries}) covers {hit['kind']} "
+                                f"{hit['artist']!r}{f' ×{n}' if n > 1 else ''} in {hit['axes']!r}")
+    if not checked:
+        problems.append(f"no figure under {notebooks} carries the legend check (chapters executed before "
+                        "anomclip.book.figcheck? run `make book FORCE=1`)")
+    print(f"checked the legends of {checked} figures")
+    return problems
+
+
 def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
     pages = sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts
                    and p.name not in ("genindex.html", "search.html"))
@@ -203,8 +230,9 @@ def main() -> int:
     ap.add_argument("--html", default="book/_build/html", type=Path)
     ap.add_argument("--screenshot", default="docs/book-screenshot.png", type=Path)
     ap.add_argument("--shot-page", default="04_zero_shot")
+    ap.add_argument("--notebooks", default="book/chapters", type=Path, help="the executed chapters")
     args = ap.parse_args()
-    problems = check(args.html, args.screenshot, args.shot_page)
+    problems = figure_problems(args.notebooks) + check(args.html, args.screenshot, args.shot_page)
     for p in problems:
         print(f"FAIL {p}")
     print(f"book check: {len(problems)} {'problem' if len(problems) == 1 else 'problems'}")

@@ -26,6 +26,7 @@ from ..engine.models import resolve_device
 from ..engine.profiles import Profile, get_profile
 from ..engine.run_table import run_table
 from ..engine.runner import run_experiment
+from . import figcheck
 from .labels import NOT_RUN, caveat, is_smoke, ours_label, paper_dataset
 from .plots import book_style
 
@@ -101,6 +102,7 @@ def open_chapter(profile: str = "smoke", data_root: str = "data", device: str = 
     kernel runs in ``notebooks/`` (:func:`run_from_checkout`)."""
     run_from_checkout()
     book_style()
+    figcheck.install()  # every figure shown carries its legend check (tools/check_book.py reads it)
     warnings.simplefilter("ignore", UndefinedMetricWarning)  # recorded as notes in the results files
     P = get_profile(profile, data_root, results_dir=results_dir)
     overrides = {k: v for k, v in {"backbone": backbone, "pretrained": pretrained}.items() if v is not None}

@@ -102,6 +102,16 @@ def get_dataset(key: str) -> Dataset:
     return BY_KEY[key]
 
 
+def named(name: str) -> Dataset | None:
+    """The paper dataset a name stands for (its table name, layout key, folder or an alias, any
+    case: ``"VisA"``, ``"visa"``, ``"MVTec AD"``, ``"mvtec"``); None for any other name."""
+    want = name.strip().casefold()
+    for d in DATASETS:
+        if want in {n.casefold() for n in (d.name, d.key, d.folder, *d.aliases)}:
+            return d
+    return None
+
+
 def folder_of(key: str) -> str:
     """The DATA_ROOT folder of the paper dataset with layout ``key``."""
     return get_dataset(key).folder

@@ -94,16 +94,22 @@ def _image_undefined(y: np.ndarray) -> str | None:
     return None
 
 
+def _image_metric(name: str, fn, scores: object, labels: object) -> float:
+    """``fn(labels, scores)`` on image scores, NaN (with a warning named ``name``) when only one
+    class is present."""
+    s, y = _image_inputs(scores, labels)
+    if (why := _image_undefined(y)) is not None:
+        _undefined(name, why)
+        return float("nan")
+    return float(fn(y, s))
+
+
 def image_auroc(scores: object, labels: object) -> float:
     """Image-level AUROC: ``P(s_pos > s_neg) + 1/2 P(s_pos = s_neg)``.
 
     ``sklearn.metrics.roc_auc_score(labels, scores)``; NaN when only one class is present.
     """
-    s, y = _image_inputs(scores, labels)
-    if (why := _image_undefined(y)) is not None:
-        _undefined("image_auroc", why)
-        return float("nan")
-    return float(roc_auc_score(y, s))
+    return _image_metric("image_auroc", roc_auc_score, scores, labels)
 
 
 def image_ap(scores: object, labels: object) -> float:
@@ -112,11 +118,7 @@ def image_ap(scores: object, labels: object) -> float:
     ``sklearn.metrics.average_precision_score(labels, scores)``; NaN when only one class is
     present.
     """
-    s, y = _image_inputs(scores, labels)
-    if (why := _image_undefined(y)) is not None:
-        _undefined("image_ap", why)
-        return float("nan")
-    return float(average_precision_score(y, s))
+    return _image_metric("image_ap", average_precision_score, scores, labels)
 
 
 def f1_max(scores: object, labels: object) -> float:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.catalogue import named
 from ..data.dataset import load_index
 from ..data.fingerprint import content_key
 from ..data.index import is_synthetic
@@ -108,6 +109,13 @@ class Experiment:
                         keep_maps=True)
 
 
+def tuned_for(recipe: Recipe, dataset: str) -> Recipe:
+    """``recipe`` as run when tuned on the dataset named ``dataset`` — its table name or its
+    folder (``data/visa`` tunes with the ``VisA=…`` entry of ``epochs_by_tuning``)."""
+    known = named(dataset)
+    return recipe.for_tuning(known.name if known is not None else dataset)
+
+
 def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[DataSpec], out_dir: str | Path,
                    device: str | None = "auto", force: bool = False, progress: bool = True,
                    authors_checkpoint: str | None = None, init_prompts: str | None = None, batch_size: int = 16,
@@ -118,12 +126,16 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     The prompts start from their N(0, 0.02) initialisation, from the authors' released file
     (``authors_checkpoint``) or from one of our own checkpoints (``init_prompts``, e.g. prompts
     tuned with another template, re-evaluated as in the paper's Fig. 9). ``verify`` re-hashes
-    every data file even when its size and modification time are unchanged.
+    every data file even when its size and modification time are unchanged. A recipe with
+    epochs per tuning dataset (``epochs_by_tuning``: VAND's 3 on MVTec AD, 15 on VisA) runs the
+    entry of ``train_data`` (:func:`tuned_for`).
     """
     device = resolve_device(device)
     cache = cache or FeatureCache()
     if train_data is not None and not trains(recipe):
         train_data = None  # a zero-shot method (CLIP, CLIP-AC, WinCLIP): nothing to tune
+    if train_data is not None:
+        recipe = tuned_for(recipe, train_data.name)
     if authors_checkpoint and init_prompts:
         raise AnomclipError("give either authors_checkpoint or init_prompts, not both")
     eval_samples = {spec.name: spec.samples() for spec in eval_data}

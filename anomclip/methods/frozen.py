@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import AnomclipError
 from ..model.anomalyclip import AnomalyCLIP
+from ..model.backbone import OnBackbone
 from ..model.checkpoint import TrainedState, check_tensors
 from ..model.dpam import DualPathEncoder, VisualFeatures
 from ..recipes import Recipe, resolve_block
@@ -47,7 +48,7 @@ class FixedText:
         return torch.stack([self.class_text(n) for n in cls_names])
 
 
-class FrozenClipMethod(FixedText, TrainedState, nn.Module):
+class FrozenClipMethod(FixedText, OnBackbone, TrainedState, nn.Module):
     """A frozen open_clip model, a recipe, and (optionally) a small trainable module.
 
     Subclasses implement ``_encode(images) -> (global, {mode: {layer: tensor}})``,
@@ -71,14 +72,6 @@ class FrozenClipMethod(FixedText, TrainedState, nn.Module):
         self._fixed_text: dict = {}
 
     # ------------------------------------------------------------------ engine interface
-    @property
-    def device(self) -> torch.device:
-        return self.clip.visual.proj.device
-
-    @property
-    def image_size(self) -> int:
-        return self.info.image_size
-
     @property
     def prompt_learner(self) -> nn.Module:
         """The trainable part (the engine's name for it, whatever the method trains)."""

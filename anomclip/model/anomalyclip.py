@@ -38,7 +38,7 @@ class AnomalyOutput:
     layer_probs: dict[int, torch.Tensor] = field(default_factory=dict)  # {layer: [B, 2, H, W]}
 
 
-class AnomalyCLIP(TrainedState, nn.Module):
+class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
     """AnomalyCLIP around an open_clip model. Build with :meth:`create` or :meth:`from_open_clip`."""
 
     def __init__(self, clip_model: nn.Module, tokenizer, info: bb.BackboneInfo, recipe: Recipe):
@@ -95,14 +95,6 @@ class AnomalyCLIP(TrainedState, nn.Module):
         return cls(clip_model, tokenizer or open_clip.tokenizer.SimpleTokenizer(), info, r).to(device)
 
     # ------------------------------------------------------------------ encoders
-    @property
-    def device(self) -> torch.device:
-        return self.clip.visual.proj.device
-
-    @property
-    def image_size(self) -> int:
-        return self.info.image_size
-
     def feature_spec(self) -> dict:
         """Everything the frozen visual features depend on, except the data and storage dtype.
 

@@ -73,6 +73,19 @@ class BackboneInfo:
         return self.image_size // self.patch_size
 
 
+class OnBackbone:
+    """A method built on a loaded CLIP (``self.clip``, its :class:`BackboneInfo` ``self.info``):
+    the device it runs on and its input size, as the engine asks for them."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.visual.proj.device
+
+    @property
+    def image_size(self) -> int:
+        return self.info.image_size
+
+
 def _tiny_clip() -> nn.Module:
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
