@@ -149,6 +149,19 @@ def test_a_changed_training_image_retrains(synth, tmp_path, cache):
     assert b.key != a.key and not b.reused and b.checkpoint != a.checkpoint and b.checkpoint.is_file()
 
 
+def test_on_epoch_reports_each_epoch_of_a_training_and_none_of_a_stored_run(synth, tmp_path, cache):
+    train_root = bmp_copy(synth["textures"], tmp_path / "train", cls="weave")
+    tr, ev = DataSpec(str(train_root), "weave"), DataSpec(str(synth["objects"]), "objects")
+    seen = []
+    run_experiment(smoke("official", epochs=3), tr, [ev], tmp_path / "runs", cache=cache, progress=False,
+                   on_epoch=lambda e, n: seen.append((e, n)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    seen.clear()
+    again = run_experiment(smoke("official", epochs=3), tr, [ev], tmp_path / "runs", cache=cache, progress=False,
+                           on_epoch=lambda e, n: seen.append((e, n)))
+    assert again.reused and seen == []
+
+
 # ------------------------------------------------------------------ keys: content, not labels
 
 

@@ -34,7 +34,10 @@ def value(r, dataset, metric):
 class Chapter:
     smoke, ours = True, "ours (smoke)"
     P = SimpleNamespace(protocol={"textures": ["objects"], "objects": ["textures"]}, datasets={"textures": 1, "objects": 2})
-    def run(self, rows, datasets=None, train=True):
+    def run(self, rows, datasets=None, train=True, on_epoch=None):
+        for epoch in (1, 2):  # the progress bar's hook, as a two-epoch training calls it
+            if on_epoch is not None:
+                on_epoch(epoch, 2)
         return SimpleNamespace(frame=pd.DataFrame(
             [{"label": l, "dataset": t, "metric": m, "value": value(r, t, m)}
              for l, r in rows for t in (datasets or ["objects", "textures"]) for m in ("pixel_auroc", "image_auroc")]))
@@ -143,6 +146,13 @@ def test_workbench_and_explorer_answer_browser_messages(tmp_path):
             assert expect in shown["text/html"], (expect, shown["text/html"][:300])
             assert shown["image/png"] != before.get("image/png"), desc
             assert shown["text/html"] not in seen_tables, desc
+            bars = [st for st in models.values() if st.get("_model_name") == "FloatProgressModel"]
+            assert len(bars) == 1 and bars[0]["value"] == bars[0]["max"] == 2, bars  # two targets, run through
+            moved = [m["content"]["data"]["state"]["value"] for m in msgs if m["msg_type"] == "comm_msg"
+                     and m["content"]["data"].get("state", {}).get("value") is not None
+                     and models.get(m["content"]["comm_id"], {}).get("_model_name") == "FloatProgressModel"]
+            assert [v for v in moved if v] == [0.5, 1.0, 1.5, 2.0], moved  # by epochs, between the targets
+            assert bars[0]["description"] == "done" and bars[0]["bar_style"] == "success", bars
             before, seen_tables = shown, seen_tables + [shown["text/html"]]
         # the last table holds one row per run, plus the reference
         assert seen_tables[-1].count("yours:") >= len(changes)

@@ -34,8 +34,11 @@ class FakeChapter:
                                  datasets={"textures": 1, "objects": 2})
         self.calls = []
 
-    def run(self, rows, datasets=None, train=True):
+    def run(self, rows, datasets=None, train=True, on_epoch=None):
         self.calls.append(([l for l, _ in rows], datasets, train))
+        for epoch in (1, 2):  # a two-epoch training
+            if train and on_epoch is not None:
+                on_epoch(epoch, 2)
         targets = datasets or ["objects", "textures"]
         frame = pd.DataFrame([{"label": l, "dataset": t, "metric": m, "value": value(r, t, m)}
                               for l, r in rows for t in targets for m in METRICS])
@@ -80,7 +83,8 @@ def test_workbench_run_adds_a_row_with_the_difference_to_the_reference(chapter):
     steps = []
     label = wb.run(progress=lambda i, n: steps.append((i, n)), lam=2.0, use_focal_loss=False)
     assert label == "yours: λ=2.0, focal loss off"
-    assert steps == [(1, 2), (2, 2)] and [c[1] for c in ch.calls[-2:]] == [["objects"], ["textures"]]
+    # two targets, two epochs each: the bar moves by half a target per epoch
+    assert steps == [(0.5, 2), (1.0, 2), (1, 2), (1.5, 2), (2.0, 2), (2, 2)] and [c[1] for c in ch.calls[-2:]] == [["objects"], ["textures"]]
     t = wb.table()
     assert t.index.get_level_values(0)[-1] == label
     new = full.with_(lam=2.0, use_focal_loss=False)

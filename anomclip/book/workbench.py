@@ -210,16 +210,23 @@ class Workbench:
         return [t for t in ts if self.datasets is None or t in self.datasets]
 
     def run(self, progress=None, **settings) -> str:
-        """Run the reference recipe with ``settings`` (through the run store); returns the row's label."""
+        """Run the reference recipe with ``settings`` (through the run store); returns the row's
+        label. ``progress(done, total)``: ``total`` evaluation datasets, ``done`` advancing by
+        training epochs between them (a stored run jumps straight to the next)."""
         recipe = self.recipe(**settings)
         label = setting_label(self.reference, recipe, self.fields, self.reference_label)
         t0 = time.perf_counter()
         frames = []
         targets = self.targets()
+        n = len(targets)
         for i, t in enumerate(targets):
-            frames.append(self.ch.run([(label, recipe)], datasets=[t], train=self.train).frame)
+            on_epoch = None
             if progress is not None:
-                progress(i + 1, len(targets))
+                def on_epoch(epoch, epochs, i=i):
+                    progress(i + epoch / max(epochs, 1), n)
+            frames.append(self.ch.run([(label, recipe)], datasets=[t], train=self.train, on_epoch=on_epoch).frame)
+            if progress is not None:
+                progress(i + 1, n)
         self.runs[label] = pd.concat(frames, ignore_index=True)
         self.seconds[label] = time.perf_counter() - t0
         return label
@@ -274,7 +281,7 @@ class Workbench:
 
         self.widgets = {f: make_widget(CONTROLS[f], getattr(self.reference, f)) for f in self.fields}
         button = W.Button(description="Run", button_style="primary", icon="play")
-        bar = W.IntProgress(value=0, min=0, max=len(self.targets()), description="idle")
+        bar = W.FloatProgress(value=0, min=0, max=len(self.targets()), description="idle")
         status = W.HTML("")
         self.out = out = W.Output()
 

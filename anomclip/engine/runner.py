@@ -120,7 +120,7 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
                    device: str | None = "auto", force: bool = False, progress: bool = True,
                    authors_checkpoint: str | None = None, init_prompts: str | None = None, batch_size: int = 16,
                    cache: FeatureCache | None = None, skip_unreadable: bool = False,
-                   verify: bool = False) -> Experiment:
+                   verify: bool = False, on_epoch=None) -> Experiment:
     """Train (if ``train_data``) and evaluate ``recipe``; re-use what the store holds unless ``force``.
 
     The prompts start from their N(0, 0.02) initialisation, from the authors' released file
@@ -128,7 +128,8 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     tuned with another template, re-evaluated as in the paper's Fig. 9). ``verify`` re-hashes
     every data file even when its size and modification time are unchanged. A recipe with
     epochs per tuning dataset (``epochs_by_tuning``: VAND's 3 on MVTec AD, 15 on VisA) runs the
-    entry of ``train_data`` (:func:`tuned_for`).
+    entry of ``train_data`` (:func:`tuned_for`). ``on_epoch(epoch, epochs)`` is called after
+    each training epoch (a progress bar's hook; a stored run trains none).
     """
     device = resolve_device(device)
     cache = cache or FeatureCache()
@@ -190,7 +191,7 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
 
         model = exp.model() if train_data is None else build_model(recipe, device)
         if train_data is not None and exp.training is None:
-            exp.training = _train(model, exp, train_data, train_samples, train_fp, material, progress)
+            exp.training = _train(model, exp, train_data, train_samples, train_fp, material, progress, on_epoch)
         elif train_data is not None:
             model.load_prompts(exp.checkpoint)
         elif run_doc is None:
@@ -221,11 +222,12 @@ def _stored_results(path: Path, key: str) -> dict | None:
 
 
 def _train(model: Method, exp: Experiment, spec: DataSpec, samples, fingerprint: str, material: dict,
-           progress: bool) -> dict:
+           progress: bool, on_epoch=None) -> dict:
     t0 = time.perf_counter()
     feats = extract_features(model, samples, exp.cache, progress=progress, desc=f"features {spec.name}",
                              fingerprint=fingerprint)
-    tr: TrainResult = train(model, feats, checkpoint=exp.checkpoint, resume=True, progress=progress)
+    tr: TrainResult = train(model, feats, checkpoint=exp.checkpoint, resume=True, progress=progress,
+                            on_epoch=on_epoch)
     info = {"data": _data_info(spec, samples, fingerprint), "history": tr.history, "steps": tr.steps,
             "checkpoint": str(exp.checkpoint), "features_from_cache": feats.from_cache,
             "durations": {"train_features_s": feats.seconds, "train_s": tr.seconds,

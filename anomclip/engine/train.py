@@ -43,12 +43,13 @@ class TrainResult:
 def train(model: Method, features: FeatureSet, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, seed: int | None = None, checkpoint: str | Path | None = None,
           resume: bool = False, progress: bool = True, stop_after: int | None = None,
-          checkpoint_extra: dict | None = None) -> TrainResult:
+          checkpoint_extra: dict | None = None, on_epoch=None) -> TrainResult:
     """Train ``model``'s prompts on ``features``; settings default to ``model.recipe``.
 
     ``checkpoint``: file written (atomically) after every epoch; with ``resume=True`` an
     existing one is continued. ``stop_after``: stop after that many epochs of *this call*
     (to test resuming). ``checkpoint_extra``: entries stored in every checkpoint as well.
+    ``on_epoch(epoch, epochs)`` is called after each epoch (a progress bar's hook).
     """
     r = model.recipe
     epochs = r.epochs if epochs is None else epochs
@@ -106,6 +107,8 @@ def train(model: Method, features: FeatureSet, epochs: int | None = None, batch_
                 "history": result.history, "steps": result.steps,
             })
         done_here += 1
+        if on_epoch is not None:
+            on_epoch(epoch + 1, epochs)
         if stop_after is not None and done_here >= stop_after:
             break
     model.prompt_learner.eval()
