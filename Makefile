@@ -36,7 +36,7 @@ notebooks: env
 	$(BIN)/python -m anomclip.book execute --profile $(PROFILE) --data-root $(DATA_ROOT) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force) $(if $(BACKBONE),--backbone $(BACKBONE)) $(if $(PRETRAINED),--pretrained $(PRETRAINED))
 
 html: env
-	$(BIN)/python -m anomclip.book html
+	$(BIN)/python -m anomclip.book html $(if $(filter 1,$(FORCE)),--force)
 
 book: notebooks html
 	@echo "book: open book/_build/html/index.html"

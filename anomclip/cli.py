@@ -456,7 +456,7 @@ def cmd_book(args) -> int:
     try:
         book.execute_all(args.profile, args.data_root, args.device, args.force, only)
         if not args.no_html:
-            book.build_html()
+            book.build_html(force=args.force)
     except book.ChapterError as e:
         print(f"anomclip book: error: {e}", file=sys.stderr)
         return 1

@@ -154,3 +154,76 @@ def test_real_execution_stores_the_key_and_passes_live_false(tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "live is False" in text
     assert book.execute_all("smoke", "data", "cpu", **kw) == {}
+
+
+# ---------------------------------------------------------------- the rendering, keyed
+@pytest.fixture
+def book_dir(tmp_path, monkeypatch):
+    """A book folder with two executed chapters; jupyter-book replaced by a stand-in that writes
+    index.html (or fails) and counts its runs."""
+    b = tmp_path / "book"
+    (b / "chapters").mkdir(parents=True)
+    (b / "intro.md").write_text("# Intro\n")
+    (b / "_config.yml").write_text("title: t\n")
+    for name in ("01_a", "02_b"):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(name)]),
+                       b / "chapters" / f"{name}.ipynb")
+    runs = []
+
+    def fake_run(cmd, env=None):
+        runs.append(cmd)
+        if getattr(fake_run, "fail", False):
+            return book.subprocess.CompletedProcess(cmd, 1)
+        html = b / "_build" / "html"
+        html.mkdir(parents=True, exist_ok=True)
+        (html / "index.html").write_text(f"<p>build {len(runs)}</p>")
+        return book.subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(book.subprocess, "run", fake_run)
+    monkeypatch.setattr(book, "install_mathjax", lambda target: target)
+    return b, runs, fake_run
+
+
+def test_unchanged_book_is_not_rendered_again_and_any_change_or_force_is(book_dir):
+    b, runs, _ = book_dir
+    quiet = dict(echo=lambda s: None)
+    book.build_html(b, **quiet)
+    book.build_html(b, **quiet)
+    assert len(runs) == 1 and "--all" in runs[0]  # the second build found nothing changed
+    (b / "_build" / "html" / "extra.html").write_text("x")  # the build's own output does not count
+    book.build_html(b, **quiet)
+    assert len(runs) == 1
+    nb = b / "chapters" / "02_b.ipynb"
+    nb.write_bytes(nb.read_bytes().replace(b"02_b", b"02_c"))  # a re-executed chapter: new bytes
+    book.build_html(b, **quiet)
+    assert len(runs) == 2
+    (b / "intro.md").write_text("# Intro, edited\n")
+    book.build_html(b, **quiet)
+    book.build_html(b, **quiet, force=True)
+    assert len(runs) == 4
+
+
+def test_a_failed_render_is_never_taken_as_up_to_date(book_dir):
+    b, runs, fake_run = book_dir
+    book.build_html(b, echo=lambda s: None)
+    (b / "intro.md").write_text("# changed\n")
+    fake_run.fail = True
+    with pytest.raises(book.ChapterError, match="failed"):
+        book.build_html(b, echo=lambda s: None)
+    fake_run.fail = False
+    book.build_html(b, echo=lambda s: None)
+    assert len(runs) == 3  # the failed build left no key: rendered again
+
+
+def test_html_key_reads_every_source_file_and_the_renderers_versions(book_dir, monkeypatch):
+    b, _, _ = book_dir
+    k = book.html_key(b)
+    (b / "_static").mkdir()
+    (b / "_static" / "book.css").write_text("p {}")
+    k2 = book.html_key(b)
+    assert k2 != k
+    (b / "_mathjax").mkdir()
+    (b / "_mathjax" / "x.js").write_text("x")  # copied from the environment: its version counts instead
+    assert book.html_key(b) == k2
+    monkeypatch.setattr(book, "RENDERERS", book.RENDERERS + ("no-such-renderer-package",))
+    assert book.html_key(b) != k2

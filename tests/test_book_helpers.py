@@ -163,7 +163,18 @@ def test_compare_matches_hand_computed_rows():
     assert mpdd["ours"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
     assert "image F1-max" not in set(cmp["metric"])  # not a SHOWN metric
     assert list(dict.fromkeys(cmp["dataset"])) == ["VisA", "MPDD"]  # the paper's order, not the alphabet
-    assert list(labels.compare_table(cmp, "VisA").columns) == ["paper", "ours", "Δ", "ours on"]
+    # ours all computed on one domain: said once in the caption, not on every row
+    t = labels.compare_table(cmp, "VisA")
+    assert list(t.columns) == ["paper", "ours", "Δ"] and t.attrs["ours_on"] == "objects (stands in for VisA)"
+    html = labels.styled(t, "Table 1 — VisA").to_html()
+    assert "Table 1 — VisA — ours on objects (stands in for VisA)" in html
+    real = labels.compare(ours.assign(dataset=ours["dataset"].replace({"objects": "VisA"})), paper_rows,
+                          synthetic=False)
+    t = labels.compare_table(real, "VisA")  # ours on the dataset itself: nothing to say
+    assert list(t.columns) == ["paper", "ours", "Δ"] and "ours_on" not in t.attrs
+    mixed = cmp.copy()
+    mixed.loc[mixed.index[0], "ours on"] = "textures (stands in for MVTec AD)"
+    assert list(labels.compare_table(mixed, "VisA").columns) == ["paper", "ours", "Δ", "ours on"]
 
 
 def test_provenance_box_reads_weights_from_provenance_not_recipe():

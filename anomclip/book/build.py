@@ -31,7 +31,11 @@ keeps its previous seconds in ``book_timings.json`` (listed under ``cached``).
 root, the chapters under one part, "Chapters"), copies the MathJax installed with the
 environment (MathJax 3.2.2 with its fonts, from the ``sphinx-mathjax-offline`` package) into
 ``book/_mathjax/mathjax`` so that the book renders formulas offline, and runs ``jupyter-book build book/``; the notebooks are not
-executed again (``execute_notebooks: "off"``).
+executed again (``execute_notebooks: "off"``). The rendering is keyed too (:func:`html_key`: every
+file of ``book/`` but the build's own output, and the versions of the tools that render it):
+when nothing changed since the last build, the HTML is left as it is (``[book] HTML up to
+date``); any change renders every page again (``--all``: sidebars and links stay consistent).
+``html --force`` (``make book FORCE=1``) renders again in any case.
 """
 from __future__ import annotations
 
@@ -417,12 +421,48 @@ def install_mathjax(target: str | Path = MATHJAX_DIR) -> Path:
     return target / "tex-chtml.js"
 
 
-def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
-    """Regenerate the table of contents and run ``jupyter-book build``; raises on failure."""
+#: the tools whose versions are part of the HTML's key
+RENDERERS = ("jupyter-book", "sphinx", "myst-nb", "myst-parser", "sphinx-book-theme", "pydata-sphinx-theme",
+             "sphinx-mathjax-offline")
+HTML_KEY = Path("_build") / "anomclip-html-key"
+
+
+def html_key(book_dir: str | Path = BOOK) -> str:
+    """sha256 of what the rendered book is made from: every file under ``book_dir`` (name and
+    bytes) except ``_build/`` and the MathJax copy, and the versions of :data:`RENDERERS`."""
+    import importlib.metadata as md
+
+    book_dir = Path(book_dir)
+    h = hashlib.sha256()
+    for p in sorted(book_dir.rglob("*")):
+        rel = p.relative_to(book_dir)
+        if rel.parts[0] in ("_build", "_mathjax") or not p.is_file():
+            continue
+        h.update(f"file {rel.as_posix()} {p.stat().st_size}\n".encode())
+        h.update(p.read_bytes())
+    for name in RENDERERS:
+        try:
+            version = md.version(name)
+        except md.PackageNotFoundError:
+            version = "-"
+        h.update(f"tool {name} {version}\n".encode())
+    return h.hexdigest()
+
+
+def build_html(book_dir: str | Path = BOOK, echo=None, force: bool = False) -> Path:
+    """Regenerate the table of contents and run ``jupyter-book build`` (unless the book's sources
+    are those of the last build: :func:`html_key`); raises on failure."""
     echo = echo or _say
     book_dir = Path(book_dir)
     toc = write_toc(book_dir)
     install_mathjax(book_dir / "_mathjax" / "mathjax")
+    index = book_dir / "_build" / "html" / "index.html"
+    key_file = book_dir / HTML_KEY
+    key = html_key(book_dir)
+    if not force and index.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+        echo(f"[book] HTML up to date (the book's sources are those of the last build): {index}")
+        return index
+    key_file.unlink(missing_ok=True)  # a build that fails half-way is never taken as up to date
     missing = [p.stem for p in chapters() if not (book_dir / "chapters" / f"{p.stem}.ipynb").is_file()]
     if missing:
         echo(f"[book] warning: not executed yet, left out of the book: {', '.join(missing)} "
@@ -433,9 +473,11 @@ def build_html(book_dir: str | Path = BOOK, echo=None) -> Path:
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "jupyter_book"]
     env = dict(os.environ, MPLBACKEND="Agg")
     proc = subprocess.run(cmd + ["build", str(book_dir), "--all"], env=env)
-    index = book_dir / "_build" / "html" / "index.html"
     if proc.returncode != 0 or not index.is_file():
         raise ChapterError("html", f"`jupyter-book build {book_dir}` failed (exit code {proc.returncode})")
+    from ..io import atomic_write_text
+
+    atomic_write_text(key_file, key + "\n")
     echo(f"[book] open {index}")
     return index
 
@@ -453,7 +495,8 @@ def main(argv=None) -> int:
     ex.add_argument("--pretrained", default=None, help="weights tag or file for --backbone (default: the profile's)")
     ex.add_argument("--only", action="append", default=None,
                     help="chapter number or name prefix (repeatable or comma-separated), e.g. --only 04")
-    sub.add_parser("html", help="regenerate _toc.yml and run jupyter-book build book/")
+    ht = sub.add_parser("html", help="regenerate _toc.yml and run jupyter-book build book/ (unless unchanged)")
+    ht.add_argument("--force", action="store_true", help="render again even when the book's sources are unchanged")
     args = ap.parse_args(argv)
     if find_checkout() is None:
         print(NEEDS_CHECKOUT, file=sys.stderr)
@@ -464,7 +507,7 @@ def main(argv=None) -> int:
             execute_all(args.profile, args.data_root, args.device, args.force, only, backbone=args.backbone,
                         pretrained=args.pretrained)
         else:
-            build_html()
+            build_html(force=args.force)
     except ChapterError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -111,7 +111,9 @@ def fmt_sig(value, sig: int = 3) -> str:
 
 
 def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
-    """A table for display: numbers with ``digits`` decimals, NaN as "–", text as is."""
+    """A table for display: numbers with ``digits`` decimals, NaN as "–", text as is; a table
+    whose numbers were all computed on one other dataset (``attrs["ours_on"]``, from
+    :func:`compare_table`) says it in the caption."""
     def f(v):
         if isinstance(v, (bool, np.bool_)):
             return "yes" if v else "no"
@@ -120,6 +122,9 @@ def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
         if isinstance(v, (float, np.floating)):
             return fmt(v, 0 if float(v).is_integer() and digits == 0 else digits)
         return MISSING if v is None else str(v)
+    on = df.attrs.get("ours_on")
+    if on:
+        caption = f"{caption} — ours on {on}" if caption else f"ours on {on}"
     s = df.style.format(f)
     return s.set_caption(caption) if caption else s
 
@@ -331,9 +336,16 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SH
 def compare_table(cmp: pd.DataFrame, dataset: str | None = None, labels=None) -> pd.DataFrame:
     """One dataset of :func:`compare` as a narrow table: rows = (label, metric), columns paper,
     ours, Δ and the dataset ours were computed on (fits the page whatever the number of
-    datasets: show one table per dataset)."""
+    datasets: show one table per dataset). When every row of ours was computed on one dataset,
+    that column is left out and said once in the caption instead (:func:`styled` reads it from
+    ``attrs["ours_on"]``; nothing when it is the table's own dataset)."""
     d = cmp if dataset is None else cmp[cmp["dataset"] == dataset]
     t = d.set_index(["label", "metric"])[["paper", "ours", "Δ", "ours on"]]
     if labels is not None:
         t = t.reindex([lb for lb in labels if lb in t.index.get_level_values(0)], level=0)
+    on = list(dict.fromkeys(t["ours on"].dropna()))
+    if len(on) <= 1:
+        t = t.drop(columns="ours on")
+        if on and on[0] != dataset:
+            t.attrs["ours_on"] = on[0]
     return t
