@@ -378,7 +378,7 @@ def test_book_command_runs_execute_then_html(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(book, "build_html", lambda *a, **k: calls.append(("html", a, k)))
     code, _, err = run(capsys, "book", "--profile", "paper", "--data-root", tmp_path, "--device", "cpu", "--force")
     assert code == 0, err
-    assert calls == [("execute", ("paper", str(tmp_path), "cpu", True, None), {}), ("html", (), {})]
+    assert calls == [("execute", ("paper", str(tmp_path), "cpu", True, None), {}), ("html", (), {"force": True})]  # --force renders again too
 
     def fail(*a, **k):
         raise book.ChapterError("04_zero_shot", "ValueError: boom")
