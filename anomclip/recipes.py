@@ -173,7 +173,7 @@ class Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise AnomclipError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
+            raise AnomclipError(f"unknown recipe setting{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
         d = dict(d)
         for key in ("layers", "betas", "windows", "own_settings", "epochs_by_tuning"):
             if key in d and d[key] is not None:
@@ -189,7 +189,7 @@ class Recipe:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = set(changes) - known
         if unknown:
-            raise AnomclipError(f"unknown recipe setting(s): {', '.join(sorted(unknown))}")
+            raise AnomclipError(f"unknown recipe setting{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
 
 

@@ -127,3 +127,26 @@ def test_static_workbench_draws_nothing_but_a_line(chapter, monkeypatch):
     ab = wbm.ablation(ch, ours, ["full"], metrics=METRICS, figure=False)
     assert wbm.Workbench(ch, ab, ("full", full), ["lam", "dpam"]).show(live=True) is None  # no kernel here
     assert len(shown) == 1 and "λ, DPAM" in shown[0].data and ch.calls == [(["full", "global only"], None, True)]
+
+
+def test_warm_up_loads_the_reference_backbone_in_the_background(chapter, monkeypatch):
+    """While the reader sets the controls, the reference recipe's backbone loads in a thread,
+    once: the first Run then finds it (models keeps one backbone per process)."""
+    from anomclip.engine import models
+    from anomclip.recipes import smoke
+
+    ch, _, _ = chapter
+    loads = []
+    real = models.bb.load_clip
+    monkeypatch.setattr(models.bb, "load_clip", lambda *a, **k: loads.append(a) or real(*a, **k))
+    monkeypatch.setattr(models, "_BACKBONES", {})
+    ref = smoke("paper")
+    wb = wbm.Workbench(ch, None, ("full", ref), ["lam"])
+    assert wb.warm_up() is None  # a stand-in chapter without a device: nothing to load
+    ch.device = "cpu"
+    thread = wb.warm_up()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(loads) == 1
+    models.build_model(ref.with_(lam=2.0), "cpu")  # the Run's model: same backbone, not loaded again
+    assert len(loads) == 1
+    assert list(models._BACKBONES) == [(ref.backbone, ref.pretrained, ref.image_size, ref.pos_interpolation, "cpu")]

@@ -190,7 +190,7 @@ class Workbench:
         self.reference_label, self.reference = reference
         unknown = [f for f in fields if f not in CONTROLS]
         if unknown:
-            raise ValueError(f"no control for recipe field(s) {unknown}: choose among {sorted(CONTROLS)}")
+            raise ValueError(f"no control for recipe field{'s' if len(unknown) > 1 else ''} {unknown}: choose among {sorted(CONTROLS)}")
         self.fields = list(fields)
         self.datasets, self.train = datasets, train
         self.runs: dict[str, pd.DataFrame] = {}  # shown label → our long frame
@@ -319,4 +319,25 @@ class Workbench:
         display(W.VBox([W.HBox(controls[:3]), *([W.HBox(controls[3:])] if controls[3:] else []),
                         W.HBox([button, bar, status]), out]))
         redraw()
+        self.warm_up()
         return self
+
+    def warm_up(self):
+        """Load the reference recipe's backbone in a background thread while the reader sets the
+        controls (open_clip's import and the weights: seconds on the smoke profile, more for
+        ViT-L), so that the first Run does not wait for it; a failure is left for Run to report."""
+        import threading
+
+        def load():
+            try:
+                from ..engine.models import build_model
+
+                build_model(self.reference, self.ch.device)
+            except Exception:  # Run builds the model again and reports the error in its status line
+                pass
+
+        if getattr(self.ch, "device", None) is None:  # a stand-in chapter: nothing to load
+            return None
+        self._warming = threading.Thread(target=load, name="workbench-warm-up", daemon=True)
+        self._warming.start()
+        return self._warming

@@ -78,7 +78,7 @@ def index_visa(root: str | os.PathLike) -> dict:
         needed = {"object", "split", "label", "image", "mask"}
         missing = needed - set(reader.fieldnames or [])
         if missing:
-            raise AnomclipError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}")
+            raise AnomclipError(f"{csv_path} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(sorted(missing))}")
         for line, row in enumerate(reader, start=2):
             split, label = row["split"].strip(), row["label"].strip()
             if split not in SPLITS or label not in ("normal", "anomaly"):

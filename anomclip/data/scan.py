@@ -141,7 +141,7 @@ def anomalous_pairs(root: Path, img_dir: Path, mask_dir: Path | None, cls_name: 
 def note_unmasked(items: list[dict], notes: list, where: Path) -> None:
     n = sum(1 for it in items if it["anomaly"] and not it["mask_path"])
     if n:
-        notes.append(f"{n} anomalous image(s) in {where} have no mask")
+        notes.append(f"{n} anomalous image{'s' if n > 1 else ''} in {where} {'have' if n > 1 else 'has'} no mask")
 
 
 def has_child(root: Path, names: Sequence[str]) -> bool:
