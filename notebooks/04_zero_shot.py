@@ -91,9 +91,10 @@ t = paper_main.assign(metric=paper_main["metric"].map(metric_name)).pivot_table(
 styled(t[[n for n in names.values() if n in t.columns]], "paper, Tables 1–2: zero-shot (%)")
 
 # %% [markdown]
-# Tables 15–26: AnomalyCLIP per category, for the three datasets the appendix details.
+# Tables 15–26: AnomalyCLIP per category, for the three datasets the appendix details (folded:
+# click to show).
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "hide-output"]
 per_cat = pd.concat([paper_long(t, category=None) for t in range(15, 27)], ignore_index=True)
 for ds, d in per_cat.groupby("dataset", sort=False):
     tab = d.assign(metric=d["metric"].map(metric_name)).pivot_table(
@@ -115,11 +116,12 @@ docs = {(lbl, t): doc for (lbl, _), e in table.experiments.items() for t, doc in
 provenance_box(next(iter(docs.values())))
 
 # %% [markdown]
-# Per category and mean, for each evaluated dataset (values in %).
+# Per category and mean, for each method and evaluated dataset (values in %; folded: click to
+# show; the means are in the comparison below).
 # **In the smoke profile these categories are synthetic** (discs, rings, weaves…), *not* the
 # paper's categories: there is nothing to compare category by category.
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "hide-output"]
 for (lbl, ds), doc in docs.items():
     t = pd.DataFrame(doc["categories"]).T
     t.loc[mean_categories(doc, SHOWN)] = pd.Series(doc["mean"])  # the mean row says its categories
