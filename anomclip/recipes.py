@@ -243,7 +243,8 @@ DESCRIPTIONS: dict[str, str] = {
     "state_word": "the word of the abnormal prompt ('damaged')",
     "prompt_depth": "deep prompts are inserted in text blocks 2..depth",
     "prompt_length": "number of learnable tokens of each deep prompt",
-    "fp16_quirk": "cast the deep prompts to float16 on insertion, as the authors' code does",
+    "fp16_quirk": "cast the deep prompts to float16 on insertion and run the text tower on all 77 positions, "
+                  "as the authors' code does (their arithmetic, bit for bit)",
     "use_global_loss": "train with the global (image-level cross-entropy) loss",
     "use_focal_loss": "train with the focal loss on the maps",
     "use_dice_loss": "train with the dice loss on the maps",

@@ -181,7 +181,7 @@ def full_length_text(clip_model, emb, ids, learner):
     mask = torch.full((x.shape[1], x.shape[1]), float("-inf")).triu(1)
     for j, blk in enumerate(clip_model.transformer.resblocks, start=1):
         if 2 <= j <= learner.depth:
-            d = learner.deep_prompts[j - 2]
+            d = learner.deep(j - 2)  # the deep prompt as inserted (fp16-rounded with the authors' quirk)
             x = torch.cat([x[:, :1], d.expand(x.shape[0], -1, -1), x[:, 1 + d.shape[0]:]], dim=1)
         x = blk(x, attn_mask=mask) if clip_model.transformer.batch_first else \
             blk(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
@@ -208,6 +208,17 @@ def test_text_tower_on_the_positions_up_to_end_of_text_equals_the_full_length_pa
     for a, b in zip(g_ours, g_ref):
         scale = float(b.abs().max())  # float32 round-off through twelve blocks, relative to the gradient
         assert torch.allclose(a, b, atol=1e-5 * scale, rtol=1e-5), ((a - b).abs().max(), scale)
+
+
+def test_the_authors_arithmetic_recipe_runs_all_77_positions_bit_for_bit(tiny_clip):
+    """official-fp16-quirk reproduces the authors' code bit for bit: its text tower is their
+    77-position pass, not the shortened one (equal only to round-off)."""
+    clip_model, tokenizer, _ = tiny_clip
+    learner = PromptLearner(clip_model.token_embedding, tokenizer, n_ctx=12, depth=9, length=4, seed=3,
+                            fp16_quirk=True)
+    emb, ids = learner()
+    with torch.no_grad():
+        assert torch.equal(encode_prompts(clip_model, emb, ids, learner), full_length_text(clip_model, emb, ids, learner))
 
 
 def test_each_learnable_tensor_changes_the_text_and_gets_gradients(tiny_clip):

@@ -143,12 +143,15 @@ def encode_prompts(clip_model: nn.Module, embeddings: torch.Tensor, ids: torch.T
     positions up to the last end-of-text token of the batch only (about 20 of 77 for
     AnomalyCLIP's prompts). That is the same function; the sums it makes are shorter by exact
     zeros, so it equals the full-length pass to float round-off (tested), at a quarter of the
-    cost — training on cached features is mostly this tower.
+    cost — training on cached features is mostly this tower. A learner with the authors' fp16
+    quirk (the ``official-fp16-quirk`` recipe, which reproduces their arithmetic bit for bit)
+    runs all 77 positions, as their code does (tested bit for bit).
     """
     transformer = clip_model.transformer
     x = embeddings + clip_model.positional_embedding.to(embeddings.dtype)
     mask = clip_model.attn_mask
-    if mask is not None:  # causal: drop the positions after the last end-of-text token
+    authors_arithmetic = learner is not None and learner.fp16_quirk
+    if mask is not None and not authors_arithmetic:  # causal: drop the positions after the last end-of-text token
         n = int(ids.argmax(dim=-1).max()) + 1
         x, mask = x[:, :n], mask[:n, :n]
     n_deep = len(learner.deep_prompts) if learner is not None else 0
