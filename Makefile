@@ -13,7 +13,7 @@ FORCE ?= 0
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: env test test-fast book notebooks html lab check-book check-lab bench clean distclean
+.PHONY: env test test-fast book notebooks html lab check-book check-lab check-deps bench clean distclean
 
 env: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ check-book: env
 
 check-lab: env
 	$(BIN)/python tools/check_lab.py --screenshot docs/lab-screenshot.png
+
+# the fast tests on the lowest declared versions (a scratch venv in .cache/check-deps) and, given
+# OPEN_CLIP_SRC=/path/to/a/checkout, on that open_clip (its development branch); docs/dependencies.md
+check-deps: env
+	$(BIN)/python tools/check_deps.py --floors $(if $(OPEN_CLIP_SRC),--open-clip-src $(OPEN_CLIP_SRC))
 
 bench: env
 	$(BIN)/anomclip bench --out results/bench.json

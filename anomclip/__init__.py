@@ -34,7 +34,7 @@ _LAZY = {name: "anomclip.engine" for name in (
     "DataSpec", "Experiment", "FeatureCache", "Profile", "RunTable", "build_model", "get_profile", "run_experiment",
     "run_table")}
 _LAZY.update({"evaluate": "anomclip.engine.evaluate", "train": "anomclip.engine.train"})
-_LAZY.update({"load_index": "anomclip.data", "prepare_dataset": "anomclip.data", "make_synthetic": "anomclip.data.synth"})
+_LAZY.update({"load_index": "anomclip.data", "prepare": "anomclip.data", "make_synthetic": "anomclip.data.synth"})
 
 __all__ = ["AnomalyCLIP", "AnomalyOutput", "AnomclipError", "METHODS", "MethodInfo", "OFFICIAL", "PAPER", "RECIPES",
            "Recipe", "VisualFeatures", "get_recipe", "smoke", "__version__", *_LAZY]

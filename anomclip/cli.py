@@ -255,7 +255,7 @@ def _read_own_checkpoint(path) -> dict:
 
 # ----------------------------------------------------------------------------- commands
 def cmd_synth(args) -> None:
-    from .data.standins import WRITERS, write_all, write_standin
+    from .data.mock_releases import WRITERS, write_all, write_mock_release
     from .data.synth import make_synthetic
 
     t0 = time.perf_counter()
@@ -265,19 +265,19 @@ def cmd_synth(args) -> None:
             print(f"{name}: {root}")
     elif args.layout == "all":
         for key, s in write_all(args.out, seed=args.seed, size=64 if args.size is None else args.size).items():
-            print(f"{key}: {s.root} (stand-in of the release layout; synthetic)")
+            print(f"{key}: {s.root} (mock release: synthetic images in the release layout)")
     elif args.layout in WRITERS:
-        s = write_standin(args.layout, args.out, seed=args.seed, size=64 if args.size is None else args.size)
-        print(f"{args.layout}: {s.root} (stand-in of the release layout; synthetic)")
+        s = write_mock_release(args.layout, args.out, seed=args.seed, size=64 if args.size is None else args.size)
+        print(f"{args.layout}: {s.root} (mock release: synthetic images in the release layout)")
     else:
         raise AnomclipError(f"unknown --layout {args.layout!r} (choose from all, {', '.join(WRITERS)})")
     print(f"synthetic data written in {time.perf_counter() - t0:.1f} s")
 
 
 def cmd_prepare(args) -> None:
-    from .data.layouts import prepare_dataset
+    from .data.releases import prepare
 
-    prepared = prepare_dataset(args.root, layout=args.layout)
+    prepared = prepare(args.root, layout=args.layout)
     for line in prepared.summary():
         print(line)
     print(f"wrote {prepared.path}" if prepared.layout != "meta" else f"kept {prepared.path}")
@@ -285,7 +285,7 @@ def cmd_prepare(args) -> None:
 
 def cmd_train(args) -> None:
     from .engine.features import extract_features
-    from .engine.models import build_model, resolve_device
+    from .engine.loading import build_model, resolve_device
     from .engine.runner import tuned_for
     from .engine.train import train
     from .io import check_writable
@@ -354,7 +354,7 @@ def _eval_recipe(args):
 
 def _load_for_eval(args, recipe, device):
     """The model of ``recipe`` with the prompts of ``--checkpoint`` / ``--authors-checkpoint``."""
-    from .engine.models import build_model
+    from .engine.loading import build_model
 
     model = build_model(recipe, device)
     init = "untrained prompts (N(0, 0.02) init)"
@@ -368,7 +368,7 @@ def _load_for_eval(args, recipe, device):
 
 
 def cmd_eval(args) -> None:
-    from .engine.models import resolve_device
+    from .engine.loading import resolve_device
     from .engine.runner import evaluate_dataset
     from .io import check_writable
 
@@ -399,7 +399,7 @@ def _percent(value) -> str:
 
 
 def cmd_predict(args) -> None:
-    from .engine.models import resolve_device
+    from .engine.loading import resolve_device
     from .engine.predict import predict_images
     from .io import check_writable
 
@@ -415,21 +415,112 @@ def cmd_predict(args) -> None:
                    args.class_name, echo=print, batch_size=args.batch_size, progress=_progress())
 
 
+def _whole_numbers(flag: str, text: str) -> list[int]:
+    """Comma-separated whole numbers ≥ 1, or an error naming ``flag``."""
+    items = [b.strip() for b in str(text).split(",") if b.strip()]
+    if not items or not all(b.isdigit() and int(b) > 0 for b in items):
+        raise AnomclipError(f"{flag} {text!r}: give comma-separated whole numbers ≥ 1")
+    return [int(b) for b in items]
+
+
+def _at_least(*checks) -> None:
+    """``(flag, value, low)`` triples: each value must be ≥ its low."""
+    for flag, value, low in checks:
+        if value < low:
+            raise AnomclipError(f"{flag} {value} must be ≥ {low}")
+
+
+def _report(out, report: dict, lines=()) -> None:
+    """Print ``lines`` and write ``report`` as JSON to ``out`` (atomically)."""
+    from .io import atomic_write_text
+
+    for line in lines:
+        print(line, flush=True)
+    atomic_write_text(out, json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
 def cmd_bench(args) -> None:
-    from .engine.bench import run_bench
-    from .engine.models import resolve_device
+    """``anomclip bench`` without a sub-choice: one recipe's model (forward, text, training, AUPRO)."""
+    from .engine.loading import resolve_device
     from .io import check_writable
 
     check_writable(args.out, "file")
-    sizes = [b.strip() for b in str(args.batch_sizes).split(",") if b.strip()]
-    if not sizes or not all(b.isdigit() and int(b) > 0 for b in sizes):
-        raise AnomclipError(f"--batch-sizes {args.batch_sizes!r}: give comma-separated whole numbers ≥ 1")
-    for flag, value, low in (("--repeats", args.repeats, 1), ("--aupro-maps", args.aupro_maps, 0),
-                             ("--aupro-size", args.aupro_size, 1)):
-        if value < low:
-            raise AnomclipError(f"{flag} {value} must be ≥ {low}")
-    run_bench(recipe_from_args(args), resolve_device(args.device), args.out, [int(b) for b in sizes],
-              args.repeats, args.bf16, args.skip_train, args.aupro_maps, args.aupro_size)
+    sizes = _whole_numbers("--batch-sizes", args.batch_sizes)
+    _at_least(("--repeats", args.repeats, 1), ("--aupro-maps", args.aupro_maps, 0),
+              ("--aupro-size", args.aupro_size, 1))
+    from .bench import model
+
+    report = model.bench_model(recipe_from_args(args), resolve_device(args.device), sizes, args.repeats, args.bf16,
+                               args.skip_train, args.aupro_maps, args.aupro_size)
+    _report(args.out, report, model.summary(report))
+
+
+def cmd_bench_aupro(args) -> None:
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    _at_least(("--maps", args.maps, 1), ("--size", args.size, 1), ("--repeats", args.repeats, 1))
+    from .bench import metrics
+
+    report = metrics.bench_aupro(args.maps, args.size, repeats=args.repeats, baseline=not args.no_baseline,
+                                 naive=args.naive)
+    _report(args.out, report, metrics.summary(report))
+
+
+def cmd_bench_methods(args) -> None:
+    from .engine.loading import resolve_device
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    _at_least(("--images", args.images, 1), ("--repeats", args.repeats, 1), ("--paper-images", args.paper_images, 1))
+    from .bench import methods
+
+    report = methods.bench_methods(resolve_device(args.device), args.images, args.repeats, args.paper,
+                                   args.paper_images, on_row=lambda *row: print(methods.row_summary(*row), flush=True))
+    _report(args.out, report)
+
+
+def cmd_bench_workbench(args) -> None:
+    from .engine.loading import resolve_device
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    from .bench import workbench
+
+    chapters = [c for c in (args.chapters or ",".join(workbench.CHAPTERS)).split(",") if c]
+    unknown = [c for c in chapters if c not in workbench.CHAPTERS]
+    if unknown:
+        raise AnomclipError(f"--chapters: unknown {', '.join(unknown)} (choose among {', '.join(workbench.CHAPTERS)})")
+    report = workbench.bench_workbench(args.profile, args.data_root, resolve_device(args.device), chapters,
+                                       on_row=lambda row: print(workbench.row_summary(row), flush=True))
+    _report(args.out, report)
+
+
+def cmd_bench_predict(args) -> None:
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    counts = _whole_numbers("--counts", args.counts)
+    _at_least(("--size", args.size, 1), ("--batch-size", args.batch_size, 1))
+    from .bench import predict
+
+    report = predict.bench_predict(counts, args.size, args.batch_size, args.predict_args, args.work,
+                                   on_row=lambda r: print(predict.row_summary(r, args.size), flush=True))
+    _report(args.out, report)
+
+
+def cmd_bench_fingerprint(args) -> None:
+    from .io import check_writable
+
+    check_writable(args.out, "file")
+    _at_least(("--files", args.files, 1))
+    if not args.gib > 0:
+        raise AnomclipError(f"--gib {args.gib} must be > 0")
+    from .bench import fingerprint
+
+    report = fingerprint.bench_fingerprint(args.gib, args.files, args.dir, args.drop_caches)
+    _report(args.out, report, fingerprint.summary(report))
 
 
 def cmd_recipes(args) -> None:
@@ -491,13 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=f"{DEFAULT_DATA}/synthetic", help="folder to write (default: %(default)s)")
     s.add_argument("--seed", type=int, default=0, help="random seed of the generator (default: %(default)s)")
     s.add_argument("--size", type=int, default=None,
-                   help="image size in pixels (default: 128; 64 for --layout stand-ins)")
+                   help="image size in pixels (default: 128; 64 for --layout mock releases)")
     s.add_argument("--layout", default=None,
-                   help="instead, write a small stand-in of a dataset's release layout: a layout name "
+                   help="instead, write a small mock release of a dataset's release layout: a layout name "
                         "of anomclip prepare, or all (one folder per dataset under --out)")
     s.set_defaults(func=cmd_synth)
 
-    from .data.layouts import LAYOUT_NAMES
+    from .data.releases import LAYOUT_NAMES
 
     s = sub.add_parser("prepare", help="detect a dataset's layout (the paper's 17 datasets or your own "
                                        "folders), write its meta.json and say what was found")
@@ -548,16 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(≥ 1) plays no part in predict")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("bench", help="time DPAM vs plain CLIP, the feature cache and AUPRO; writes JSON")
-    s.add_argument("--out", default="results/bench.json", help="JSON file to write (default: %(default)s)")
-    s.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes to time (default: %(default)s)")
-    s.add_argument("--repeats", type=int, default=3, help="timed repeats per measure; the median is kept")
-    s.add_argument("--aupro-maps", type=int, default=100, help="number of maps of the AUPRO timing (0: skip it)")
-    s.add_argument("--aupro-size", type=int, default=518, help="side of the AUPRO timing's maps in pixels")
-    s.add_argument("--skip-train", action="store_true", help="do not time training epochs")
-    s.add_argument("--bf16", action="store_true", help="also time bf16 autocast (GPU)")
-    add_recipe_args(s)
-    s.set_defaults(func=cmd_bench)
+    add_bench_parser(sub)
 
     s = sub.add_parser("recipes", help="list the named recipes, or print one as JSON")
     s.add_argument("name", nargs="?", default=None, help="a recipe name: print its settings as JSON")
@@ -574,6 +656,74 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-html", action="store_true", help="execute the chapters without rendering the HTML")
     s.set_defaults(func=cmd_book)
     return p
+
+
+def add_bench_parser(sub) -> None:
+    """``anomclip bench`` (one recipe's model) and its sub-choices aupro, methods, workbench, predict, fingerprint."""
+    s = sub.add_parser("bench", help="benchmarks: DPAM vs plain CLIP, the feature cache and AUPRO (or a sub-choice); "
+                                     "each prints a summary and writes JSON",
+                       description="Without a sub-choice: time one recipe's model (DPAM vs plain CLIP vs a naive "
+                                   "two-pass forward, the text side, training with the feature cache, AUPRO). "
+                                   "Benchmarks measure; they never assert a time.")
+    s.add_argument("--out", default="results/bench.json", help="JSON file to write (default: %(default)s)")
+    s.add_argument("--batch-sizes", default="1,4", help="comma-separated batch sizes to time (default: %(default)s)")
+    s.add_argument("--repeats", type=int, default=3, help="timed repeats per measure; the median is kept")
+    s.add_argument("--aupro-maps", type=int, default=100, help="number of maps of the AUPRO timing (0: skip it)")
+    s.add_argument("--aupro-size", type=int, default=518, help="side of the AUPRO timing's maps in pixels")
+    s.add_argument("--skip-train", action="store_true", help="do not time training epochs")
+    s.add_argument("--bf16", action="store_true", help="also time bf16 autocast (GPU)")
+    add_recipe_args(s)
+    s.set_defaults(func=cmd_bench)
+    what = s.add_subparsers(dest="bench", metavar="WHAT", required=False,
+                            title="sub-choices (each with its own options; see anomclip bench WHAT --help)",
+                            help="what to time instead of one recipe's model")
+
+    b = what.add_parser("aupro", help="exact AUPRO and the pixel metrics on many large maps, beside the "
+                                      "implementation they replaced (largest difference of each metric)")
+    b.add_argument("--out", default="results/bench_aupro.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--maps", type=int, default=100, help="number of maps (default: %(default)s)")
+    b.add_argument("--size", type=int, default=518, help="side of the maps in pixels (default: %(default)s)")
+    b.add_argument("--repeats", type=int, default=1, help="timed repeats; the median is kept (default: %(default)s)")
+    b.add_argument("--no-baseline", action="store_true", help="do not time the implementation before issue 27")
+    b.add_argument("--naive", action="store_true", help="also extrapolate a naive per-threshold AUPRO")
+    b.set_defaults(func=cmd_bench_aupro)
+
+    b = what.add_parser("methods", help="images/s of each of the six methods and what the shared feature cache saves")
+    b.add_argument("--out", default="results/methods-bench.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    b.add_argument("--images", type=int, default=8, help="images per batch on the tiny backbone (default: %(default)s)")
+    b.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is kept (default: %(default)s)")
+    b.add_argument("--paper", action="store_true", help="also each method's paper backbone, random weights")
+    b.add_argument("--paper-images", type=int, default=2, help="images per batch with --paper (default: %(default)s)")
+    b.set_defaults(func=cmd_bench_methods)
+
+    b = what.add_parser("workbench", help="seconds from a workbench's Run to its new row, per ablation chapter "
+                                          "(run it from the checkout, alone on the machine)")
+    b.add_argument("--out", default="results/bench_workbench.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--profile", default="smoke", choices=["smoke", "paper"], help="the book's profile")
+    b.add_argument("--data-root", default="data", help="folder of the datasets (default: %(default)s)")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    b.add_argument("--chapters", default=None, help="comma-separated chapter names, e.g. 06_object_aware,09_dpam "
+                                                    "(default: all six ablation chapters)")
+    b.set_defaults(func=cmd_bench_workbench)
+
+    b = what.add_parser("predict", help="anomclip predict's peak memory and speed on folders of N random images")
+    b.add_argument("--out", default="results/bench_predict.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--counts", default="40,400", help="comma-separated numbers of images (default: %(default)s)")
+    b.add_argument("--size", type=int, default=512, help="side of the images in pixels (default: %(default)s)")
+    b.add_argument("--batch-size", type=int, default=8, help="anomclip predict's --batch-size (default: %(default)s)")
+    b.add_argument("--work", default=None, help="folder for the images and outputs (default: a temporary one)")
+    b.add_argument("predict_args", nargs="*", metavar="-- PREDICT_FLAGS",
+                   help="after --: flags for anomclip predict, e.g. -- --backbone ViT-L-14-336 --device cuda")
+    b.set_defaults(func=cmd_bench_predict)
+
+    b = what.add_parser("fingerprint", help="hashing a dataset: first hash, re-check by stat, full verify")
+    b.add_argument("--out", default="results/bench_fingerprint.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--gib", type=float, default=5.0, help="total size of the tree in GiB (default: %(default)s)")
+    b.add_argument("--files", type=int, default=5000, help="number of files (default: %(default)s)")
+    b.add_argument("--dir", default=None, help="where to write the tree (default: a temporary folder)")
+    b.add_argument("--drop-caches", action="store_true", help="drop the page cache before each full read (root)")
+    b.set_defaults(func=cmd_bench_fingerprint)
 
 
 def _reissue_warnings(caught, command: str) -> None:

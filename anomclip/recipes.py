@@ -53,18 +53,18 @@ class Recipe:
     name: str = "official"
     #: which model the recipe builds (anomclip.methods): anomalyclip | clip | clip-ac | winclip | vand | coop
     method: str = "anomalyclip"
-    # --- backbone (docs/method.md §1)
+    # --- backbone (docs/anomalyclip.md §1)
     backbone: str = "ViT-L-14-336"
     pretrained: str | None = "openai"
     image_size: int = 518
     pos_interpolation: str = "bilinear"  # "bilinear" (authors) | "bicubic" | "bicubic-antialias" (open_clip)
     global_ln_post: bool = False  # authors: no ln_post on the global feature
-    # --- DPAM (docs/method.md §2)
+    # --- DPAM (docs/anomalyclip.md §2)
     dpam: str = "vv"  # "vv" | "qq" | "kk" | "qk" | "none", or an ensemble "qq+kk+vv"
     dpam_start: float | int = 0.25  # ¼ depth = block 6 of 24
     layers: tuple[float | int, ...] = (1.0,)  # official: last block only (×λ=4)
     lam: float = 4.0  # weight of the local loss (official: 4 × layer 24)
-    # --- prompt learner (docs/method.md §3)
+    # --- prompt learner (docs/anomalyclip.md §3)
     n_ctx: int = 12
     shared_ctx: bool = False
     object_aware: bool = False  # "X.. damaged bottle." instead of "X.. damaged object."
@@ -72,11 +72,11 @@ class Recipe:
     prompt_depth: int = 9
     prompt_length: int = 4
     fp16_quirk: bool = False  # authors cast deep prompts to fp16 on insertion
-    # --- losses (docs/method.md §5)
+    # --- losses (docs/anomalyclip.md §5)
     use_global_loss: bool = True
     use_focal_loss: bool = True
     use_dice_loss: bool = True
-    # --- training (docs/method.md §6)
+    # --- training (docs/anomalyclip.md §6)
     epochs: int = 15
     #: epochs by tuning dataset, as the method's own script sets them ("MVTec AD=3", "VisA=15");
     #: a profile's protocol picks the entry of the dataset it tunes on (Recipe.for_tuning)
@@ -85,10 +85,10 @@ class Recipe:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.999)
     seed: int = 111
-    # --- scoring (docs/method.md §4)
+    # --- scoring (docs/anomalyclip.md §4)
     temperature: float = 0.07
     sigma: float = 4.0
-    # --- baselines (docs/methods.md)
+    # --- baselines (docs/compared-methods.md)
     windows: tuple[int, ...] = ()  # WinCLIP: sliding-window sizes in patches (2, 3 = 32, 48 px at patch 16)
     #: settings the method's own paper fixes; a real-data profile keeps them (smoke follows the tiny backbone)
     own_settings: tuple[str, ...] = ()
@@ -261,7 +261,7 @@ DESCRIPTIONS: dict[str, str] = {
     "own_settings": "settings the method's own paper fixes, kept by a real-data profile (comma-separated)",
 }
 
-# --- the baselines of Tables 1–3 (docs/methods.md says where each setting comes from)
+# --- the baselines of Tables 1–3 (docs/compared-methods.md says where each setting comes from)
 #: CLIP: "A photo of a normal/anomalous [cls].", CLIP's own image embedding (ln_post), the last
 #: block's patch tokens through ln_post/proj (DPAM off), AnomalyCLIP's scoring; no training.
 CLIP = Recipe(name="clip", method="clip", dpam="none", layers=(1.0,), global_ln_post=True, lam=0.0,
@@ -278,7 +278,7 @@ WINCLIP = Recipe(name="winclip", method="winclip", backbone="ViT-B-16-plus-240",
 #: logits × 100, their released train.sh: batch 8 in both directions, 3 epochs when tuned on
 #: MVTec AD and 15 when tuned on VisA; the position embedding resized as their loader does
 #: (open_clip's resize_pos_embed: bicubic, antialiased). Their loader's nn.GELU at 518 px is
-#: not reproduced (docs/methods.md, VAND).
+#: not reproduced (docs/compared-methods.md, VAND).
 VAND = Recipe(name="vand", method="vand", dpam="none", layers=(0.25, 0.5, 0.75, 1.0), global_ln_post=True,
               lam=1.0, n_ctx=0, prompt_depth=1, prompt_length=0, use_global_loss=False, temperature=0.01,
               sigma=0.0, epochs=3, epochs_by_tuning=("MVTec AD=3", "VisA=15"), batch_size=8,

@@ -57,12 +57,12 @@ from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import batch_of, overview_samples
 from anomclip.book.failures import score_frame
 from anomclip.book.labels import fmt, mean_categories, notes_box, provenance_box, styled
-from anomclip.book.paper import paper_value
 from anomclip.book.plots import plot_distributions, show_maps, show_samples
+from anomclip.book.reference import paper_value
 from anomclip.data.dataset import load_index
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 recipe = ch.recipe("official")
 tune_on, evaluate_on = next(iter(P.protocol.items()))  # smoke: textures → objects
 

@@ -65,11 +65,11 @@ from anomclip.book.labels import (
 )
 from anomclip.book.plots import draw_maps, plot_prominence
 from anomclip.book.widgets import attention_explorer
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.methods import display_name
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 recipe = ch.recipe("paper")  # V-V DPAM, the full model (chapter 7's "full" run)
 src, targets = next(iter(P.protocol.items()))
 

@@ -52,10 +52,10 @@ from anomclip.book.chapter import open_chapter
 from anomclip.book.diagnostics import prompt_stats
 from anomclip.book.labels import fmt, provenance_box, styled
 from anomclip.book.plots import bars, loss_curves
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 recipe = ch.recipe("official")
 
 # %% tags=["remove-input"]

@@ -15,7 +15,7 @@
 #
 # **What this chapter reproduces.** The paper's main comparison — AnomalyCLIP against CLIP,
 # CLIP-AC, WinCLIP, VAND and CoOp in Table 1 (industrial datasets) and Table 2 (medical
-# datasets), each method run on the same engine (docs/methods.md) — and AnomalyCLIP's per-category
+# datasets), each method run on the same engine (docs/compared-methods.md) — and AnomalyCLIP's per-category
 # Tables 15–26 (MVTec AD, VisA and MPDD: pixel AUROC, pixel AUPRO, image AUROC, image AP).
 # It also measures what training buys: the same model with the *untrained* prompts.
 #
@@ -60,15 +60,15 @@ from anomclip.book.labels import (
     provenance_box,
     styled,
 )
-from anomclip.book.paper import DAGGER_NOTE, RERUN, daggered, paper_values, with_dagger, with_rerun
 from anomclip.book.plots import bars, plot_compare
+from anomclip.book.reference import DAGGER_NOTE, RERUN, daggered, paper_values, with_dagger, with_rerun
 from anomclip.book.tables import paper_long, wide
 from anomclip.data.synth import defect_pairs
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.methods import METHODS, display_name
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 recipe = ch.recipe("official")
 methods = methods or [m.recipe for m in METHODS.values()]
 names = {name: display_name(name) for name in methods}
@@ -86,8 +86,7 @@ ch.caveat()
 # %% tags=["remove-input"]
 paper_main = pd.concat([paper_long(t, method=None, label_by="method") for t in (1, 2)], ignore_index=True)
 paper_main = paper_main[paper_main["label"].isin(names.values())]
-t = paper_main.assign(metric=paper_main["metric"].map(metric_name)).pivot_table(
-    index=["dataset", "metric"], columns="label", values="value", sort=False)
+t = paper_main.pivot_table(index=["dataset", "metric"], columns="label", values="value", sort=False)
 styled(t[[n for n in names.values() if n in t.columns]], "paper, Tables 1–2: zero-shot (%)")
 
 # %% [markdown]
@@ -97,9 +96,8 @@ styled(t[[n for n in names.values() if n in t.columns]], "paper, Tables 1–2: z
 # %% tags=["remove-input", "hide-output"]
 per_cat = pd.concat([paper_long(t, category=None) for t in range(15, 27)], ignore_index=True)
 for ds, d in per_cat.groupby("dataset", sort=False):
-    tab = d.assign(metric=d["metric"].map(metric_name)).pivot_table(
-        index="category", columns="metric", values="value", sort=False)
-    tab = tab[[metric_name(k) for k in SHOWN if metric_name(k) in tab.columns]]
+    tab = d.pivot_table(index="category", columns="metric", values="value", sort=False)
+    tab = tab[[k for k in SHOWN if k in tab.columns]]
     tab = pd.concat([tab.drop(index="mean", errors="ignore"), tab.loc[["mean"]] if "mean" in tab.index else None])
     display(styled(tab, f"paper, Tables 15–26: {ds}, AnomalyCLIP per category (%)"))
 
@@ -125,7 +123,7 @@ provenance_box(next(iter(docs.values())))
 for (lbl, ds), doc in docs.items():
     t = pd.DataFrame(doc["categories"]).T
     t.loc[mean_categories(doc, SHOWN)] = pd.Series(doc["mean"])  # the mean row says its categories
-    t = (t[[k for k in SHOWN]] * 100).rename(columns=metric_name)
+    t = t[[k for k in SHOWN]] * 100
     tuned = (doc["provenance"].get("training") or {}).get("data", {}).get("name", "nothing (untrained)")
     display(styled(t, f"{ch.ours}, {lbl}: {ds} (prompts tuned on {tuned}), per category (%)"))
 notes_box(list(docs.values()), metrics=SHOWN)  # only the notes of the metrics shown
@@ -149,7 +147,7 @@ if rows:
 tuned = ch.run([("AnomalyCLIP", recipe)]).frame
 untrained = ch.run([("untrained prompts", recipe)], train=False).frame
 both = pd.concat([untrained, tuned], ignore_index=True)
-styled(wide(both, names=True), "untrained vs tuned prompts (%)")
+styled(wide(both), "untrained vs tuned prompts (%)")
 
 # %% tags=["remove-input"]
 d = both[both["metric"].isin(SHOWN)].assign(value=lambda x: 100 * x["value"],
@@ -160,7 +158,7 @@ plt.show()
 # %% [markdown]
 # ## Why the maps can transfer when the image score does not
 #
-# The image score reads the global feature alone; the map reads the patch features (docs/method.md §4).
+# The image score reads the global feature alone; the map reads the patch features (docs/anomalyclip.md §4).
 # Prompts tuned on one dataset can carry "damaged" to another only through a feature that a
 # defect moves *more* than two normal images of the same category differ. We measure both on
 # pairs of synthetic images that differ by the defect alone (`anomclip.data.synth.defect_pairs`,
@@ -206,7 +204,7 @@ cmp = compare(ours, paper_main, synthetic=ch.smoke, missing=ch.not_run(all_paper
 order = {n: i for i, n in enumerate(names.values())}  # methods in the paper's column order, datasets as listed
 cmp = cmp.assign(_d=cmp["dataset"].map({d: i for i, d in enumerate(dict.fromkeys(cmp["dataset"]))}),
                  _m=cmp["label"].map(order)).sort_values(["_d", "_m"], kind="stable").drop(columns=["_d", "_m"])
-ran = list(dict.fromkeys(cmp.loc[pd.to_numeric(cmp["ours"], errors="coerce").notna(), "dataset"]))
+ran = list(dict.fromkeys(cmp.loc[cmp["ours"].notna(), "dataset"]))
 for ds in ran:  # this run's rows beside the paper's, one narrow table per dataset it ran
     display(styled(with_dagger(compare_table(cmp, ds, labels=list(names.values())), ds),
                    f"{ch.ours} vs paper, Tables 1–2: {ds} (%)"))
@@ -214,7 +212,7 @@ if any(d in ran for d, _, _ in daggered(1)):  # the paper's † values were not 
     display(Markdown(DAGGER_NOTE + "."))
 rest = cmp[~cmp["dataset"].isin(ran)].drop_duplicates("dataset")
 if len(rest):  # the others in one line: their paper numbers are the tables above
-    why = rest.groupby(rest["ours"].where(rest["ours"].notna(), "no number").astype(str), sort=False)["dataset"].apply(list)
+    why = rest.groupby(rest["status"].where(rest["status"] != "", "no number"), sort=False)["dataset"].apply(list)
     display(Markdown("Not in this run (the paper's numbers for them are in the tables above): "
                      + "; ".join(f"{', '.join(v)} ({k})" for k, v in why.items()) + "."))
 
@@ -227,16 +225,15 @@ if len(rest):  # the others in one line: their paper numbers are the tables abov
 styled(with_rerun(cmp), f"AnomalyCLIP: paper, {RERUN} and {ch.ours} (%)")
 
 # %% tags=["remove-input"]
-have = cmp[pd.to_numeric(cmp["ours"], errors="coerce").notna()]
+have = cmp[cmp["ours"].notna()]
 plot_compare(have, metrics=("pixel_auroc", "image_auroc"), ours_label=ch.ours,
              title="Tables 1–2: zero-shot means, ours vs paper")
 plt.show()
 
 # %% tags=["remove-input"]
-num = have.assign(ours=pd.to_numeric(have["ours"]), Δ=pd.to_numeric(have["Δ"]))
-gap = num.groupby("metric")["Δ"].mean()
-per_method = num.pivot_table(index="label", columns="metric", values="Δ", aggfunc="mean", sort=False)
+gap = have.groupby("metric")["Δ"].mean()
+per_method = have.pivot_table(index="label", columns="metric", values="Δ", aggfunc="mean", sort=False)
 display(styled(per_method.reindex([n for n in names.values() if n in per_method.index]),
                f"mean Δ = {ch.ours} − paper per method, over the datasets this run covers (points)"))
-display(Markdown(conclusions.gap_to_paper(gap.to_dict(), num["dataset"].nunique(), num["label"].nunique(),
+display(Markdown(conclusions.gap_to_paper(gap.to_dict(), have["dataset"].nunique(), have["label"].nunique(),
                                           ch.smoke).text))

@@ -67,7 +67,7 @@ from anomclip.data.catalogue import MEDICAL_AUX
 from anomclip.methods import display_name
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 names = {n: display_name(n) for n in methods}
 AUX = MEDICAL_AUX.name
 

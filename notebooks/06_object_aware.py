@@ -61,7 +61,7 @@ from anomclip.book.plots import bars, plot_compare
 from anomclip.book.tables import paper_long
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 full = ch.recipe("paper")
 METRICS = ["pixel_auroc", "image_auroc"]
 
@@ -86,7 +86,7 @@ for (lbl, src), e in list(table.experiments.items()):
 provenance_box(next(iter(docs.values())))
 
 # %% tags=["remove-input"]
-ours = pd.DataFrame([{"prompts": name, "dataset": t, "category": c, "metric": metric_name(m), "value": 100 * v}
+ours = pd.DataFrame([{"prompts": name, "dataset": t, "category": c, "metric": m, "value": 100 * v}
                      for (name, t), doc in docs.items()
                      for c, vals in list(doc["categories"].items()) + [("mean", doc["mean"])]
                      for m, v in vals.items() if m in METRICS])
@@ -118,7 +118,7 @@ styled(ours[ours["category"] == "mean"].pivot_table(index="prompts", columns=["d
 gain = (ours.pivot_table(index=["dataset", "category", "metric"], columns="prompts", values="value", sort=False)
         .pipe(lambda t: t["object-agnostic"] - t["object-aware"]).rename("value").reset_index()
         .sort_values(["dataset", "category"], key=lambda c: c.map(lambda v: (v == "mean", v))))  # mean last
-bars(gain, x="category", hue="metric", col="dataset", chance=0.0, ylabel="agnostic − aware (points)",
+bars(gain.assign(metric=gain["metric"].map(metric_name)), x="category", hue="metric", col="dataset", chance=0.0, ylabel="agnostic − aware (points)",
      title=f"{ch.ours}: Fig. 5 analogue")
 plt.show()
 

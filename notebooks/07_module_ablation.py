@@ -55,12 +55,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import fmt, provenance_box, styled
+from anomclip.book.labels import provenance_box, styled
+from anomclip.book.tables import ours_difference, paper_on
 from anomclip.book.workbench import Workbench, ablation
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 full = ch.recipe("paper")
 single = ch.recipe("official")  # last layer only, λ = 4
 untuned = dict(object_aware=True, prompt_depth=1)
@@ -132,17 +134,7 @@ Workbench(ch, table7, ("full", full), ["dpam", "object_aware", "prompt_depth", "
           datasets=ch.ablation_datasets).show(live)
 
 # %% tags=["remove-input"]
-p7 = cmp7[(cmp7["dataset"] == "MVTec AD") & (cmp7["metric"] == "image AUROC")].set_index("label")["paper"]
-p4 = cmp4[(cmp4["dataset"] == "MVTec AD") & (cmp4["metric"] == "pixel AUROC")].set_index("label")["paper"]
-o7 = (cmp7[cmp7["metric"] == "image AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
-      .dropna(subset=["ours"]))
-# named by the dataset ours ran on (a smoke domain: "textures (stands in for MVTec AD)")
-drop = (o7[o7["label"] == "full"].set_index("ours on")["ours"]
-        - o7[o7["label"] == "without T2 object-agnostic prompts"].set_index("ours on")["ours"])
-display(Markdown(
-    "**What it means.** In the paper the big step is T2 (object-agnostic prompts that are *tuned*): removing it costs "
-    f"{fmt(p7['full'] - p7['without T2 object-agnostic prompts'])} points of image AUROC on MVTec AD "
-    f"({fmt(p7['full'])} → {fmt(p7['without T2 object-agnostic prompts'])}); in our reading the rows before it tune "
-    f"nothing, and DPAM alone fixes the segmentation (pixel AUROC {fmt(p4['base'])} → {fmt(p4['+T1 DPAM'])} on "
-    "MVTec AD, image level unchanged). T3 and T4 add about a point each. In this run, removing T2 changes image AUROC "
-    "by " + ", ".join(f"{-v:+.1f} points on {d}" for d, v in drop.items()) + "."))
+# our change of image AUROC without T2, named by the dataset ours ran on (a smoke domain:
+# "textures (stands in for MVTec AD)")
+removing_t2 = ours_difference(cmp7, "image_auroc", "without T2 object-agnostic prompts", "full")
+display(Markdown(conclusions.module_ablation(paper_on(cmp4), paper_on(cmp7), removing_t2).text))

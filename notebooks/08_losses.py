@@ -45,12 +45,13 @@ from IPython.display import Markdown, display
 
 from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import compare, compare_table, provenance_box, standin_label, styled
-from anomclip.book.plots import loss_curves, plot_compare
+from anomclip.book.labels import provenance_box, standin_label, styled
+from anomclip.book.plots import loss_curves
+from anomclip.book.tables import ours_by_run, paper_on
 from anomclip.book.workbench import Workbench, ablation
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 full = ch.recipe("paper")
 
 # %% tags=["remove-input"]
@@ -130,9 +131,5 @@ for term in ("global", "local"):
     plt.show()
 
 # %% tags=["remove-input"]
-p5 = cmp5[cmp5["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
-p11 = cmp11[cmp11["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
-o5 = cmp5[cmp5["metric"] == "pixel AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
-o5 = o5.dropna(subset=["ours"])
-ours5 = {on: dict(zip(g["label"], g["ours"])) for on, g in o5.groupby("ours on", sort=False)}
-display(Markdown(conclusions.loss_terms(p5, p11, ours5, ch.smoke).text))
+display(Markdown(conclusions.loss_terms(paper_on(cmp5), paper_on(cmp11), ours_by_run(cmp5, "pixel_auroc"),
+                                        ch.smoke).text))

@@ -42,21 +42,21 @@ live = True  # controls in Jupyter (mode, σ, threshold; the workbench); the boo
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from anomclip.book import conclusions
 from anomclip.book.attention import raw_maps_by_mode
 from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import anomalous_samples, batch_of
-from anomclip.book.labels import compare, compare_table, provenance_box, styled
-from anomclip.book.plots import plot_compare, plot_radar
-from anomclip.book.tables import paper_long, relabel
+from anomclip.book.labels import provenance_box
+from anomclip.book.plots import plot_radar
+from anomclip.book.tables import ours_by_run, paper_long, paper_on, relabel
 from anomclip.book.widgets import map_explorer
-from anomclip.engine.models import build_model
+from anomclip.book.workbench import Workbench, ablation
+from anomclip.engine.loading import build_model
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 full = ch.recipe("paper")  # V-V
 
 # %% tags=["remove-input"]
@@ -98,11 +98,8 @@ plt.show()
 paper10 = paper_long(10, variants={"Q-K": "Q-K (no DPAM)", "V-V": "V-V",
                                    "Q-Q+K-K+V-V ensemble": "Q-Q+K-K+V-V ensemble",
                                    "Q-K+Q-Q+K-K+V-V ensemble": "Q-K+Q-Q+K-K+V-V ensemble"})
-cmp = compare(ours, paper10, synthetic=ch.smoke)
-for ds in cmp["dataset"].unique():
-    display(styled(compare_table(cmp, ds, labels=order), f"Table 10 — {ds}"))
-plot_compare(cmp, order=order, ours_label=ch.ours, title="Table 10: DPAM modes and ensembles")
-plt.show()
+table10 = ablation(ch, ours, order, paper=paper10, title="Table 10: DPAM modes and ensembles", figure=False)
+table10.show("Table 10")
 
 # %% [markdown]
 # ### Your own row
@@ -113,10 +110,7 @@ plt.show()
 # new bar of its figure, with its difference to V-V.
 
 # %% tags=["remove-input"]
-from anomclip.book.workbench import Workbench, ablation
-
-Workbench(ch, ablation(ch, ours, order, paper=paper10, title="Table 10: DPAM modes and ensembles", figure=False),
-          ("V-V", full), ["dpam", "dpam_start"], datasets=ch.ablation_datasets).show(live)
+Workbench(ch, table10, ("V-V", full), ["dpam", "dpam_start"], datasets=ch.ablation_datasets).show(live)
 
 # %% [markdown]
 # ## Look at the maps: mode, σ and threshold
@@ -151,8 +145,4 @@ map_explorer(rgb, masks, {m: maps[m] for m in ("vv", "qq+kk+vv", "qk+qq+kk+vv")}
 map_explorer(rgb, masks, singles, live=False, sigma=1.0, threshold=0.5, title="σ = 1, map ≥ 0.5")
 
 # %% tags=["remove-input"]
-p = cmp[cmp["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
-o9 = cmp[cmp["metric"] == "pixel AUROC"].assign(ours=lambda d: pd.to_numeric(d["ours"], errors="coerce"))
-o9 = o9.dropna(subset=["ours"])
-ours9 = {on: dict(zip(g["label"], g["ours"])) for on, g in o9.groupby("ours on", sort=False)}
-display(Markdown(conclusions.dpam_modes(p, ours9, ch.smoke).text))
+display(Markdown(conclusions.dpam_modes(paper_on(table10.cmp), ours_by_run(table10.cmp, "pixel_auroc"), ch.smoke).text))

@@ -58,10 +58,10 @@ from anomclip.book.labels import (
     styled,
 )
 from anomclip.book.plots import plot_compare
-from anomclip.book.tables import deviations, paper_long
+from anomclip.book.tables import deviations, paper_long, paper_on
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 base = ch.recipe("official", **({"epochs": smoke_epochs} if ch.smoke else {}))
 only = ["objects"] if ch.smoke else None  # smoke: textures → objects only
 words = ["damaged", "anomalous", "flawed", "defective", "blemished"]
@@ -93,8 +93,8 @@ provenance_box(state.experiment("state word: damaged"))
 labels = [l for l, _ in state_rows]
 paper_words = pd.concat([paper_long(13, variants={l: l for l in labels}), paper_long(14, variants={l: l for l in labels})],
                         ignore_index=True)
-styled(paper_words.assign(metric=paper_words["metric"].map(metric_name)).pivot_table(
-    index=["dataset", "metric"], columns="label", values="value", sort=False)[labels], "paper, Tables 13–14 (%)")
+styled(paper_words.pivot_table(index=["dataset", "metric"], columns="label", values="value", sort=False)[labels],
+       "paper, Tables 13–14 (%)")
 
 # %% [markdown]
 # One number stands out of the paper's own table. For every dataset and metric, the word whose
@@ -102,7 +102,7 @@ styled(paper_words.assign(metric=paper_words["metric"].map(metric_name)).pivot_t
 
 # %% tags=["remove-input"]
 dev = deviations(paper_words)
-styled(dev.head(5).assign(metric=lambda d: d["metric"].map(metric_name)).set_index(["dataset", "metric"]),
+styled(dev.head(5).set_index(["dataset", "metric"]),
        "paper, Tables 13–14: the largest deviations (points)")
 
 # %% tags=["remove-input"]
@@ -122,7 +122,7 @@ display(Markdown(
 
 # %% tags=["remove-input"]
 cmp = compare(state.frame, paper_long(13, variants={l: l for l in labels}), synthetic=ch.smoke)
-ran = list(cmp.loc[pd.to_numeric(cmp["ours"], errors="coerce").notna(), "dataset"].unique())
+ran = list(cmp.loc[cmp["ours"].notna(), "dataset"].unique())
 have = cmp[cmp["dataset"].isin(ran)]
 for ds in ran:
     display(styled(compare_table(have, ds, labels=labels), f"Table 13 — {ds}"))
@@ -153,7 +153,7 @@ Workbench(ch, ablation(ch, state.frame, labels, table=13, paper_datasets=ran, ti
 # %% tags=["remove-input"]
 share_labels = ["unshared prompts", "shared prompts"]
 cmp9 = compare(share.frame, paper_long(9, variants={l: l for l in share_labels}), synthetic=ch.smoke)
-ran9 = list(cmp9.loc[pd.to_numeric(cmp9["ours"], errors="coerce").notna(), "dataset"].unique())
+ran9 = list(cmp9.loc[cmp9["ours"].notna(), "dataset"].unique())
 for ds in ran9:  # the datasets this run has numbers for; the others in one line
     display(styled(compare_table(cmp9, ds, labels=share_labels), f"Table 9 — {ds}"))
 others9 = [d for d in cmp9["dataset"].unique() if d not in ran9]
@@ -170,5 +170,4 @@ clean = paper_words.drop(index=paper_words[(paper_words["dataset"] == top["datas
 spread = clean.groupby(["dataset", "metric"])["value"].agg(lambda v: v.max() - v.min())
 ours_w = state.frame[state.frame["metric"].isin(["image_auroc", "pixel_auroc"])]
 ours_spread = 100 * ours_w.groupby(["dataset", "metric"])["value"].agg(lambda v: v.max() - v.min())
-p9 = cmp9[cmp9["dataset"] == "MVTec AD"].set_index(["label", "metric"])["paper"]
-display(Markdown(conclusions.state_words(spread, p9, ours_spread, base.epochs, ch.smoke).text))
+display(Markdown(conclusions.state_words(spread, paper_on(cmp9), ours_spread, base.epochs, ch.smoke).text))

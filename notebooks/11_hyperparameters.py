@@ -57,12 +57,12 @@ from IPython.display import Markdown, display
 
 from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import SHOWN, metric_name, provenance_box, styled
+from anomclip.book.labels import SHOWN, provenance_box, styled
 from anomclip.book.plots import plot_sweeps
 from anomclip.book.tables import wide
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 short = {"epochs": smoke_epochs} if ch.smoke else {}
 official = ch.recipe("official", **short)
 full = ch.recipe("paper", **short)  # 4 layers, λ = 1
@@ -104,13 +104,12 @@ provenance_box(table.experiment(label_of["E (prompt length, n_ctx)", 12]))
 # %% tags=["remove-input"]
 curves = pd.DataFrame([{"sweep": sw, "setting": v, "label": l} for (sw, v), l in label_of.items()]).merge(
     table.frame, on="label")
-t = wide(curves.assign(label=curves["label"]), names=True)
+t = wide(curves.assign(label=curves["label"]))
 styled(t.reindex(sorted(t.index, key=lambda s: (s.split(" = ")[0], int(s.split(" = ")[1])))), f"{ch.ours} (%)")
 
 # %% tags=["remove-input"]
-d = curves[curves["metric"].isin(SHOWN)].assign(score=lambda x: 100 * x["value"],
-                                               metric=lambda x: x["metric"].map(metric_name))
-for level, metrics in {"pixel": ["pixel AUROC", "pixel AUPRO"], "image": ["image AUROC", "image AP"]}.items():
+d = curves[curves["metric"].isin(SHOWN)].assign(score=lambda x: 100 * x["value"])
+for level, metrics in {"pixel": ["pixel_auroc", "pixel_aupro"], "image": ["image_auroc", "image_ap"]}.items():
     plot_sweeps(d, official_at, metrics, title=f"Fig. 8, {level} level — {ch.ours}; dotted: official value")
     plt.show()
 
@@ -150,21 +149,21 @@ Workbench(ch, ablation(ch, table.frame, [(label_of["E (prompt length, n_ctx)", 1
 # and from the official to the largest value, in points):
 
 # %% tags=["remove-input"]
-au = d[d["metric"].isin(["pixel AUROC", "image AUROC"])]
+au = d[d["metric"].isin(["pixel_auroc", "image_auroc"])]
 trend = []
 for sw, off in official_at.items():
     s = au[au["sweep"] == sw].pivot_table(index="setting", columns="metric", values="score")
     lo, hi = s.index.min(), s.index.max()
-    trend.append({"sweep": sw, "best pixel AUROC at": s["pixel AUROC"].idxmax(),
-                  "best image AUROC at": s["image AUROC"].idxmax(),
-                  "pixel Δ min→official": s.loc[off, "pixel AUROC"] - s.loc[lo, "pixel AUROC"],
-                  "pixel Δ official→max": s.loc[hi, "pixel AUROC"] - s.loc[off, "pixel AUROC"],
-                  "image Δ min→official": s.loc[off, "image AUROC"] - s.loc[lo, "image AUROC"],
-                  "image Δ official→max": s.loc[hi, "image AUROC"] - s.loc[off, "image AUROC"]})
+    trend.append({"sweep": sw, "best pixel AUROC at": s["pixel_auroc"].idxmax(),
+                  "best image AUROC at": s["image_auroc"].idxmax(),
+                  "pixel Δ min→official": s.loc[off, "pixel_auroc"] - s.loc[lo, "pixel_auroc"],
+                  "pixel Δ official→max": s.loc[hi, "pixel_auroc"] - s.loc[off, "pixel_auroc"],
+                  "image Δ min→official": s.loc[off, "image_auroc"] - s.loc[lo, "image_auroc"],
+                  "image Δ official→max": s.loc[hi, "image_auroc"] - s.loc[off, "image_auroc"]})
 trend = pd.DataFrame(trend).set_index("sweep")
 styled(trend, f"{ch.ours}: trends (points)")
 
 # %% tags=["remove-input"]
-span = d[d["metric"].isin(["pixel AUROC", "image AUROC"])].groupby(["sweep", "metric"])["score"].agg(
+span = au.groupby(["sweep", "metric"])["score"].agg(
     lambda v: v.max() - v.min())
 display(Markdown(conclusions.hyperparameter_sweeps(span, official.epochs, ch.smoke).text))

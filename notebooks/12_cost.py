@@ -23,7 +23,7 @@
 # paper's numbers (Table 8) are in the first table below.
 #
 # **Experiment.** With the profile's backbone and the `official` recipe we time, on the current
-# device (functions of `anomclip.engine.bench`, which only measure and never assert):
+# device (functions of `anomclip.bench`, which measure and return data, and never assert):
 #
 # | what | how |
 # |---|---|
@@ -48,30 +48,28 @@ methods = None  # recipe names; None: Table 8's six methods (anomclip.METHODS)
 method_images = 4  # images per batch when timing each method
 
 # %% tags=["remove-cell"]
-import contextlib
-import io
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from anomclip.bench.forward import bench_forward
+from anomclip.bench.methods import throughput
+from anomclip.bench.text import bench_text
 from anomclip.book import conclusions
 from anomclip.book.build import read_timings
 from anomclip.book.chapter import open_chapter
 from anomclip.book.labels import fmt, fmt_sig, model_provenance, provenance_box, styled
-from anomclip.book.paper import paper_values
 from anomclip.book.plots import COLUMN_WIDTH_IN, colour
+from anomclip.book.reference import paper_values
 from anomclip.book.tables import training_cost
-from anomclip.engine.bench import bench_forward, bench_text
-from anomclip.engine.bench_methods import throughput
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.engine.results import device_name
 from anomclip.methods import METHODS, display_name, trains
 
 methods = methods or [m.recipe for m in METHODS.values()]
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 recipe = ch.recipe("official")
 model = build_model(recipe, ch.device)
 
@@ -96,9 +94,8 @@ styled(paper8, "paper, Table 8 (RTX 3090)", digits=2)
 # Inference: images per second per batch size (median of the repeats after one warm-up).
 
 # %%
-with contextlib.redirect_stdout(io.StringIO()):  # the bench functions also print for the CLI
-    fwd = pd.DataFrame(bench_forward(model, batch_sizes, repeats, ch.device))
-    text = bench_text(model, ch.device)
+fwd = pd.DataFrame(bench_forward(model, batch_sizes, repeats, ch.device))
+text = bench_text(model, ch.device)
 provenance_box(model_provenance(model, ch.device, synthetic=ch.smoke), title="Provenance of the timings")
 
 # %% tags=["remove-input"]
@@ -142,9 +139,9 @@ styled(pd.Series({"epochs": len(hist), "seconds per epoch, cached features (medi
 # ## The six methods
 #
 # Each method of Table 8 (and CLIP-AC) with the profile's backbone (WinCLIP: its own, see
-# docs/methods.md): images/s of the visual encoder (what feature extraction costs: WinCLIP runs
+# docs/compared-methods.md): images/s of the visual encoder (what feature extraction costs: WinCLIP runs
 # the ViT once per window), of scoring cached features (text features, maps), and of both, on
-# a batch of `method_images` random images (`anomclip.engine.bench_methods.throughput`, medians of
+# a batch of `method_images` random images (`anomclip.bench.methods.throughput`, medians of
 # `repeats` after one warm-up). Training: the runs of chapter 4, read back from the run store
 # (tuned on the first tuning dataset of the protocol) with the durations and per-epoch seconds
 # their provenance records; the methods that train nothing have none ("–").

@@ -63,11 +63,11 @@ from anomclip.book.failures import (
 from anomclip.book.labels import fmt, provenance_box, styled
 from anomclip.book.plots import draw_maps, plot_distributions
 from anomclip.book.widgets import failure_explorer
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.methods import display_name
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 recipe = ch.recipe("official")  # exactly chapter 4's run
 THRESHOLD = 0.5  # a pixel is flagged when the map says "anomalous" is more likely than "normal"
 

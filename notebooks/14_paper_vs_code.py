@@ -54,7 +54,7 @@ from anomclip.book.tables import paired_means, score_differences, wide
 from anomclip.engine import metrics
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
-P = ch.P
+P = ch.profile
 official = ch.recipe("official")
 src, targets = next(iter(P.protocol.items()))  # one direction keeps the smoke book short
 
@@ -78,7 +78,7 @@ run = ch.run(rows, datasets=targets)
 table = run.frame
 METRICS = ["image_auroc", "image_ap", "pixel_auroc", "pixel_aupro", "pixel_aupro_official"]
 exp_official = run.experiment("official (released code)", src)
-display(styled(wide(table, metrics=METRICS, names=True), f"{ch.ours}: every variant (%)"))
+display(styled(wide(table, metrics=METRICS), f"{ch.ours}: every variant (%)"))
 # every mean states its categories (the authors' AUPRO is undefined for some: its mean has fewer)
 display(Markdown("Means over categories, per dataset: " + "; ".join(dict.fromkeys(
     f"{t}: {mean_categories(doc_, METRICS)}" for e in run.experiments.values() for t, doc_ in e.results.items()))
@@ -95,7 +95,7 @@ def delta_plot(labels, metrics_, title):
 
 
 def deltas(label, metrics_=("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")):
-    w = wide(table, metrics=list(metrics_), names=True)
+    w = wide(table, metrics=list(metrics_))
     return (w.loc[label] - w.loc["official (released code)"]).rename(f"{label} − official (points)")
 
 # %% [markdown]
@@ -197,7 +197,7 @@ styled(summary, f"{ch.ours}: Δ vs official (points)")
 
 # %% tags=["remove-input"]
 flat = summary.copy()
-flat.columns = [f"{m} on {d}" for d, m in flat.columns]
+flat.columns = [f"{metric_name(m)} on {d}" for d, m in flat.columns]
 display(Markdown(conclusions.largest_code_change(flat, diff["max |Δ score|"].max(), ch.smoke).text))
 
 # %% [markdown]
@@ -211,7 +211,7 @@ display(Markdown(conclusions.largest_code_change(flat, diff["max |Δ score|"].ma
 
 # %% tags=["remove-input"]
 from anomclip.book.labels import compare  # noqa: E402
-from anomclip.book.paper import RERUN, with_rerun  # noqa: E402
+from anomclip.book.reference import RERUN, with_rerun  # noqa: E402
 from anomclip.book.tables import paper_long  # noqa: E402
 from anomclip.methods import display_name  # noqa: E402
 

@@ -19,3 +19,11 @@ def tiny_clip():
 def images():
     g = torch.Generator().manual_seed(0)
     return torch.randn(2, 3, 96, 96, generator=g)
+
+
+@pytest.fixture
+def toy_chapter():
+    """A fresh :class:`toy_chapter.ToyChapter` (runs computed from the recipe, no training)."""
+    from toy_chapter import ToyChapter
+
+    return ToyChapter()

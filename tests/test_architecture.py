@@ -13,7 +13,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "anomclip"
 
 #: each module's layer; a module may import its own layer and the layers below it
-LAYERS = {"foundation": 0, "data": 1, "model": 1, "methods": 2, "engine": 3, "book": 4, "cli": 5, "api": 5}
+LAYERS = {"foundation": 0, "data": 1, "model": 1, "methods": 2, "engine": 3, "book": 4, "bench": 5, "cli": 6, "api": 6}
 FOUNDATION = {"anomclip.errors", "anomclip.io", "anomclip.recipes"}
 #: the entry points: the public API (the package root, lazy for the engine) and ``python -m anomclip``
 API = {"anomclip", "anomclip.__main__"}
@@ -91,7 +91,7 @@ def test_every_module_belongs_to_a_layer():
 
 
 def test_layers_import_only_downwards(graph):
-    """model ← methods ← engine ← book ← CLI, with data beside the model, all on the foundation."""
+    """model ← methods ← engine ← book ← bench ← CLI, with data beside the model, all on the foundation."""
     wrong = []
     for mod, deps in graph.items():
         for dep in deps:
@@ -106,7 +106,7 @@ def test_layers_import_only_downwards(graph):
 def test_the_foundation_and_the_core_import_nothing_above_them(graph):
     for mod, deps in graph.items():
         if layer_of(mod) in ("foundation", "data", "model"):
-            above = {d for d in deps if layer_of(d) in ("methods", "engine", "book", "cli", "api")}
+            above = {d for d in deps if layer_of(d) in ("methods", "engine", "book", "bench", "cli", "api")}
             assert not above, f"{mod} imports {sorted(above)}"
 
 
@@ -151,7 +151,7 @@ def test_one_catalogue_of_datasets_and_one_of_methods():
     """Every list of datasets or methods is derived from the catalogue (checked by content)."""
     from anomclip.book import labels, plots
     from anomclip.data.catalogue import DATASET_ORDER, DATASETS
-    from anomclip.data.layouts import LAYOUTS
+    from anomclip.data.releases import LAYOUTS
     from anomclip.methods.registry import CLASSES
     from anomclip.recipes import METHODS, RECIPES
 

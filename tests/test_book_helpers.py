@@ -22,8 +22,8 @@ from anomclip.book import (
     examples,
     failures,
     labels,
-    paper,
     plots,
+    reference,
     tables,
     widgets,
 )
@@ -155,14 +155,29 @@ def test_compare_matches_hand_computed_rows():
         {"label": "AnomalyCLIP", "dataset": "MPDD", "metric": "image_auroc", "value": 77.0},
     ])
     cmp = labels.compare(ours, paper_rows, synthetic=True, missing={"MPDD": "not in the smoke run"})
+    assert list(cmp.columns) == ["label", "dataset", "metric", "paper", "ours", "Δ", "status", "ours on"]
+    assert all(cmp[c].dtype == float for c in ("paper", "ours", "Δ"))  # numbers only: words live in "status"
     visa = cmp[(cmp["dataset"] == "VisA")].set_index("metric")
-    assert visa.loc["image AUROC", "paper"] == 82.1 and visa.loc["image AUROC", "ours"] == 60.0
-    assert visa.loc["image AUROC", "Δ"] == pytest.approx(60.0 - 82.1, abs=0.05)
-    assert visa.loc["pixel AUROC", "ours on"] == "objects (stands in for VisA)"
+    assert visa.loc["image_auroc", "paper"] == 82.1 and visa.loc["image_auroc", "ours"] == 60.0
+    assert visa.loc["image_auroc", "Δ"] == pytest.approx(60.0 - 82.1, abs=0.05)
+    assert visa.loc["pixel_auroc", "ours on"] == "objects (stands in for VisA)"
+    assert list(visa["status"]) == ["", ""]
     mpdd = cmp[cmp["dataset"] == "MPDD"].iloc[0]
-    assert mpdd["ours"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
-    assert "image F1-max" not in set(cmp["metric"])  # not a SHOWN metric
+    assert math.isnan(mpdd["ours"]) and mpdd["status"] == "not in the smoke run" and math.isnan(mpdd["Δ"])
+    assert "image_f1_max" not in set(cmp["metric"])  # not a SHOWN metric
     assert list(dict.fromkeys(cmp["dataset"])) == ["VisA", "MPDD"]  # the paper's order, not the alphabet
+    # as shown: the status in the ours cell, the metric by its display name, the numbers as they are
+    t = labels.compare_table(cmp, "MPDD")
+    assert list(t.columns) == ["paper", "ours", "Δ", "status"]
+    shown = labels.words(t)
+    assert list(shown.columns) == ["paper", "ours", "Δ"] and list(shown.index) == [("AnomalyCLIP", "image AUROC")]
+    assert shown.iloc[0]["ours"] == "not in the smoke run" and shown.iloc[0]["paper"] == 77.0
+    html = labels.styled(t).to_html()
+    assert "not in the smoke run" in html and "77.0" in html and "image AUROC" in html and "image_auroc" not in html
+    assert "status" not in html
+    missing = labels.compare(ours, paper_rows, synthetic=True)  # no reason given: NaN, shown "–"
+    assert list(missing.loc[missing["dataset"] == "MPDD", "status"]) == [""]
+    assert labels.words(labels.compare_table(missing, "MPDD")).iloc[0]["ours"] != labels.words(t).iloc[0]["ours"]
     # ours all computed on one domain: said once in the caption, not on every row
     t = labels.compare_table(cmp, "VisA")
     assert list(t.columns) == ["paper", "ours", "Δ"] and t.attrs["ours_on"] == "objects (stands in for VisA)"
@@ -201,7 +216,7 @@ def test_notes_box_lists_each_note_once():
 
 # --------------------------------------------------------------------------- paper numbers and tables
 def _csv_rows():
-    with resources.files("anomclip.book").joinpath("reference/paper_results.csv").open() as f:
+    with resources.files("anomclip.book.reference").joinpath("paper_results.csv").open() as f:
         return list(csv.DictReader(f))
 
 
@@ -210,11 +225,11 @@ def test_paper_long_equals_the_csv_read_by_hand():
     expected = {(r["dataset"], (r["level"], r["metric"])): float(r["value"]) for r in rows}
     got = tables.paper_long(1)
     assert len(got) > 0
-    key_of = paper.METRIC_KEYS
+    key_of = reference.METRIC_KEYS
     for r in got.itertuples():
         assert r.value == pytest.approx(expected[(r.dataset, key_of[r.metric])])
     visa = next(v for (d, (lvl, m)), v in expected.items() if d == "VisA" and (lvl, m) == ("image", "AUROC"))
-    assert paper.paper_value(1, "VisA", "image_auroc") == pytest.approx(visa / 100)
+    assert reference.paper_value(1, "VisA", "image_auroc") == pytest.approx(visa / 100)
 
 
 def test_the_papers_dagger_marks_the_16_values_of_table_1_taken_from_original_papers():
@@ -236,13 +251,13 @@ def test_the_papers_dagger_marks_the_16_values_of_table_1_taken_from_original_pa
     assert marked == expected  # every mark in table 1, none elsewhere, on the printed values
     assert {r["table"] for r in rows if r["dagger"] == "1"} == {"1"}
     assert all(r["dagger"] in ("0", "1") for r in rows)
-    df = paper.reference_table()
+    df = reference.reference_table()
     assert df["dagger"].dtype == bool and int(df["dagger"].sum()) == 16 and set(df["source"]) == {"paper"}
     keys = {("image", "AUROC"): "image_auroc", ("image", "AP"): "image_ap",
             ("pixel", "AUROC"): "pixel_auroc", ("pixel", "AUPRO"): "pixel_aupro"}
-    assert paper.daggered(1) == {(d, m, keys[(lvl, met)]) for d, m, lvl, met in expected}
-    assert paper.daggered(2) == set()
-    assert ("MVTec AD", "AnomalyCLIP", "image_auroc") not in paper.daggered(1)
+    assert reference.daggered(1) == {(d, m, keys[(lvl, met)]) for d, m, lvl, met in expected}
+    assert reference.daggered(2) == set()
+    assert ("MVTec AD", "AnomalyCLIP", "image_auroc") not in reference.daggered(1)
 
 
 def test_the_authors_rerun_is_its_own_reference_with_its_provenance():
@@ -251,10 +266,10 @@ def test_the_authors_rerun_is_its_own_reference_with_its_provenance():
                 ("MVTec AD", "pixel_auroc"): 91.1, ("MVTec AD", "pixel_aupro"): 81.4,
                 ("VisA", "image_auroc"): 82.0, ("VisA", "image_ap"): 85.3,
                 ("VisA", "pixel_auroc"): 95.5, ("VisA", "pixel_aupro"): 86.7}
-    long = paper.rerun_long()
+    long = reference.rerun_long()
     assert {(r.dataset, r.metric): r.value for r in long.itertuples()} == expected and len(long) == 8
     assert set(long["label"]) == {"AnomalyCLIP"}
-    df = paper.authors_rerun()
+    df = reference.authors_rerun()
     assert set(df["source"]) == {"authors' re-run"} and set(df["repo"]) == {"zqhang/AnomalyCLIP"}
     assert set(df["commit"]) == {"ff7ca4770dea3ecd187daf8b911cb12ca7630ecd"} and set(df["commit_date"]) == {"2024-03-19"}
     # trained on VisA, tested on MVTec AD (checkpoint 9_12_4_multiscale) and the other way round
@@ -263,7 +278,7 @@ def test_the_authors_rerun_is_its_own_reference_with_its_provenance():
         "VisA": "results/9_12_4_multiscale_visa/zero_shot/log.txt"}
     assert dict(zip(df["dataset"], df["tuned_on"])) == {"MVTec AD": "VisA", "VisA": "MVTec AD"}
     # a reference of its own: the paper's numbers are not these (e.g. VisA image AUROC 82.1 vs 82.0)
-    assert paper.paper_value(1, "VisA", "image_auroc") == pytest.approx(0.821)
+    assert reference.paper_value(1, "VisA", "image_auroc") == pytest.approx(0.821)
     assert "paper" not in set(df["source"])
 
 
@@ -272,28 +287,69 @@ def test_comparison_tables_carry_the_dagger_and_the_rerun_beside_the_paper():
                          {"label": "AnomalyCLIP", "dataset": "objects", "metric": "image_auroc", "value": 0.5}])
     main = pd.concat([tables.paper_long(1, method=None, label_by="method")], ignore_index=True)
     cmp = labels.compare(ours, main, synthetic=True)  # smoke: objects stands in for VisA
-    t = paper.with_dagger(labels.compare_table(cmp, "VisA", labels=["VAND", "AnomalyCLIP"]), "VisA")
-    assert t.loc[("VAND", "image AUROC"), "paper"] == "78.0 †" and t.loc[("VAND", "pixel AUPRO"), "paper"] == "86.8 †"
-    assert t.loc[("AnomalyCLIP", "image AUROC"), "paper"] == pytest.approx(82.1)  # not marked
-    assert t.loc[("VAND", "image AUROC"), "ours"] == pytest.approx(60.0)
-    t = paper.with_dagger(labels.compare_table(cmp, "MPDD", labels=["VAND"]), "MPDD")
-    assert not t["paper"].astype(str).str.contains("†").any()  # Table 1 marks MVTec AD and VisA only
-    r = paper.with_rerun(cmp)
-    assert list(r.columns) == ["paper", "authors' re-run", "ours", "ours on"]
+    t = reference.with_dagger(labels.compare_table(cmp, "VisA", labels=["VAND", "AnomalyCLIP"]), "VisA")
+    assert t.loc[("VAND", "image_auroc"), "paper"] == pytest.approx(78.0) and t["paper"].dtype == float
+    assert t.loc[("VAND", "image_auroc"), "dagger"] and t.loc[("VAND", "pixel_aupro"), "dagger"]
+    assert not t.loc[("AnomalyCLIP", "image_auroc"), "dagger"]  # not marked
+    shown = labels.words(t)
+    assert shown.loc[("VAND", "image AUROC"), "paper"] == "78.0 †" and shown.loc[("VAND", "pixel AUPRO"), "paper"] == "86.8 †"
+    assert shown.loc[("AnomalyCLIP", "image AUROC"), "paper"] == pytest.approx(82.1) and "dagger" not in shown.columns
+    assert t.loc[("VAND", "image_auroc"), "ours"] == pytest.approx(60.0)
+    t = reference.with_dagger(labels.compare_table(cmp, "MPDD", labels=["VAND"]), "MPDD")
+    assert not t["dagger"].any()  # Table 1 marks MVTec AD and VisA only
+    assert not labels.words(t)["paper"].astype(str).str.contains("†").any()
+    r = reference.with_rerun(cmp)
+    assert list(r.columns) == ["paper", "authors' re-run", "ours", "status", "ours on"]
     assert set(r.index.get_level_values("label")) == {"AnomalyCLIP"} and len(r) == 8
-    assert r.loc[("VisA", "AnomalyCLIP", "image AUROC"), "authors' re-run"] == pytest.approx(82.0)
-    assert r.loc[("VisA", "AnomalyCLIP", "image AUROC"), "paper"] == pytest.approx(82.1)
-    assert r.loc[("VisA", "AnomalyCLIP", "image AUROC"), "ours"] == pytest.approx(50.0)
-    assert r.loc[("MVTec AD", "AnomalyCLIP", "pixel AUPRO"), "authors' re-run"] == pytest.approx(81.4)
+    assert r.loc[("VisA", "AnomalyCLIP", "image_auroc"), "authors' re-run"] == pytest.approx(82.0)
+    assert r.loc[("VisA", "AnomalyCLIP", "image_auroc"), "paper"] == pytest.approx(82.1)
+    assert r.loc[("VisA", "AnomalyCLIP", "image_auroc"), "ours"] == pytest.approx(50.0)
+    assert r.loc[("MVTec AD", "AnomalyCLIP", "pixel_aupro"), "authors' re-run"] == pytest.approx(81.4)
+    assert list(labels.words(r).columns) == ["paper", "authors' re-run", "ours", "ours on"]
 
 
-def test_wide_pivots_in_percent_and_renames_metrics():
+def _hand_built_comparison():
+    """A comparison as labels.compare returns it, written by hand: two runs (ours on two smoke
+    domains), a paper-only dataset, a row without a number of ours."""
+    nan = float("nan")
+    rows = [  # label, dataset, metric, paper, ours, ours on
+        ("full", "MVTec AD", "pixel_auroc", 91.1, 60.0, "textures (stands in for MVTec AD)"),
+        ("full", "MVTec AD", "image_auroc", 91.5, 55.0, "textures (stands in for MVTec AD)"),
+        ("w/o T2", "MVTec AD", "pixel_auroc", 90.0, 58.5, "textures (stands in for MVTec AD)"),
+        ("w/o T2", "MVTec AD", "image_auroc", 86.0, 57.5, "textures (stands in for MVTec AD)"),
+        ("full", "VisA", "image_auroc", 82.1, 51.0, "objects (stands in for VisA)"),
+        ("w/o T2", "VisA", "image_auroc", 80.0, nan, nan),
+        ("full", "MPDD", "image_auroc", 77.0, nan, nan),
+    ]
+    d = pd.DataFrame(rows, columns=["label", "dataset", "metric", "paper", "ours", "ours on"])
+    return d.assign(**{"Δ": d["ours"] - d["paper"], "status": ["", "", "", "", "", "", "not run: dataset not found"]})
+
+
+def test_paper_and_ours_of_a_comparison_by_label():
+    cmp = _hand_built_comparison()
+    p = tables.paper_on(cmp)  # MVTec AD by default
+    assert p.to_dict() == {("full", "pixel_auroc"): 91.1, ("full", "image_auroc"): 91.5,
+                           ("w/o T2", "pixel_auroc"): 90.0, ("w/o T2", "image_auroc"): 86.0}
+    assert tables.paper_on(cmp, "MPDD").to_dict() == {("full", "image_auroc"): 77.0}
+    assert tables.ours_by_run(cmp, "image_auroc") == {"textures (stands in for MVTec AD)": {"full": 55.0, "w/o T2": 57.5},
+                                                      "objects (stands in for VisA)": {"full": 51.0}}
+    assert list(tables.ours_by_run(cmp, "image_auroc")) == ["textures (stands in for MVTec AD)",
+                                                             "objects (stands in for VisA)"]  # the frame's order
+    assert tables.ours_by_run(cmp, "pixel_aupro") == {}
+    # without T2 − full: 57.5 − 55.0 on textures; objects has no "w/o T2" number: left out
+    assert tables.ours_difference(cmp, "image_auroc", "w/o T2", "full") == {"textures (stands in for MVTec AD)": 2.5}
+    assert tables.ours_difference(cmp, "pixel_auroc", "w/o T2", "full") == \
+        {"textures (stands in for MVTec AD)": pytest.approx(-1.5)}
+
+
+def test_wide_pivots_in_percent_and_its_display_renames_metrics():
     df = pd.DataFrame([{"label": "a", "dataset": "x", "metric": "image_auroc", "value": 0.5},
                        {"label": "a", "dataset": "x", "metric": "pixel_auroc", "value": float("nan")},
                        {"label": "b", "dataset": "x", "metric": "image_auroc", "value": 0.25}])
-    w = tables.wide(df, names=True)
-    assert w.loc["a", ("x", "image AUROC")] == 50.0 and w.loc["b", ("x", "image AUROC")] == 25.0
-    assert ("x", "pixel AUROC") in w.columns and math.isnan(w.loc["a", ("x", "pixel AUROC")])
+    w = tables.wide(df)
+    assert w.loc["a", ("x", "image_auroc")] == 50.0 and w.loc["b", ("x", "image_auroc")] == 25.0
+    assert ("x", "pixel_auroc") in w.columns and math.isnan(w.loc["a", ("x", "pixel_auroc")])
+    assert list(labels.words(w).columns) == [("x", "pixel AUROC"), ("x", "image AUROC")]  # names when shown
     r = tables.relabel(df, {"b": "B"})
     assert list(r["label"]) == ["B"]
 
@@ -570,6 +626,7 @@ def test_chapter_recipe_keeps_backbone_override_on_every_recipe(tmp_path):
 
     P = Profile("smoke", smoke("official"), {}, {}, tmp_path, synthetic=True)
     ch = Chapter(P, "cpu", overrides={"backbone": "ViT-B-16", "pretrained": "/w.pt"})
+    assert ch.profile is P
     for name in ("official", "paper"):
         r = ch.recipe(name, dpam="qk")
         assert (r.backbone, r.pretrained, r.dpam) == ("ViT-B-16", "/w.pt", "qk")
@@ -768,7 +825,7 @@ def test_training_cost_of_an_untrained_method_is_undefined(training):
 
 @pytest.mark.parametrize("method", ["clip", "vand"])
 def test_method_maps_are_the_models_maps_image_by_image_and_resize_by_block_means(method):
-    from anomclip.engine.models import build_model
+    from anomclip.engine.loading import build_model
     from anomclip.recipes import smoke
 
     torch.manual_seed(0)

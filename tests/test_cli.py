@@ -197,7 +197,7 @@ def test_out_in_a_read_only_folder_fails_before_any_work(synth, tmp_path, capsys
     ro.mkdir()
     (ro / "old.json").write_text('{"old": 1}')
     deny_writes(ro)
-    monkeypatch.setattr("anomclip.engine.models.build_model", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("anomclip.engine.loading.build_model", lambda *a, **k: pytest.fail("work started"))
     img = sorted(synth["objects"].rglob("*.png"))[0]
     for argv in (["eval", "--data", synth["objects"], "--out", ro / "r.json"],
                  ["train", "--data", synth["textures"], "--out", ro / "p.pt"],
@@ -366,7 +366,7 @@ def test_third_party_warnings_do_not_spill_into_an_error(tmp_path, capsys, monke
         warnings.warn("some library: QuickGELU mismatch", UserWarning)
         raise AnomclipError("device 'tpu' is not available")
 
-    monkeypatch.setattr("anomclip.engine.models.resolve_device", chatty)
+    monkeypatch.setattr("anomclip.engine.loading.resolve_device", chatty)
     assert_one_line_error(run(capsys, "eval", "--out", tmp_path / "r.json"), "tpu")
 
 

@@ -32,7 +32,7 @@ def test_defect_shift_quotes_its_numbers():
 
 
 def test_gap_to_paper_says_a_smoke_gap_means_nothing_and_lists_every_metric():
-    gap = {"image AUROC": -30.04, "pixel AUROC": -12.0}
+    gap = {"image_auroc": -30.04, "pixel_auroc": -12.0}
     smoke = conclusions.gap_to_paper(gap, 2, 6, smoke=True)
     real = conclusions.gap_to_paper(gap, 1, 1, smoke=False)
     assert smoke.case == "smoke" and "says nothing about the method" in smoke.text
@@ -75,7 +75,7 @@ def test_diagonal_attention_names_a_best_mode_only_beyond_the_noise():
 
 def test_object_agnostic_gain_lists_the_paper_and_ours_per_dataset_and_metric():
     paper = pd.Series({("MVTec AD", "pixel_auroc"): 1.23, ("VisA", "image_auroc"): -0.4})
-    ours = pd.DataFrame({"dataset": ["objects", "VisA"], "metric": ["pixel AUROC", "image AUROC"],
+    ours = pd.DataFrame({"dataset": ["objects", "VisA"], "metric": ["pixel_auroc", "image_auroc"],
                          "value": [2.5, -3.25]})
     smoke = conclusions.object_agnostic_gain(paper, ours, "ours (smoke run)", smoke=True)
     real = conclusions.object_agnostic_gain(paper, ours, "ours", smoke=False)
@@ -86,9 +86,25 @@ def test_object_agnostic_gain_lists_the_paper_and_ours_per_dataset_and_metric():
     assert "by -0.4 to 1.2 points over its datasets" in real.text
 
 
-P5 = pd.Series({("global only", "pixel AUROC"): 80.1, ("local only", "pixel AUROC"): 90.2,
-                ("local only", "image AUROC"): 88.0, ("local + global", "image AUROC"): 91.5})
-P11 = pd.Series({("focal only", "pixel AUROC"): 89.9, ("dice only", "pixel AUROC"): 85.0})
+def test_module_ablation_quotes_the_paper_and_each_run_of_ours():
+    p4 = pd.Series({("base", "pixel_auroc"): 47.26, ("+T1 DPAM", "pixel_auroc"): 89.0, ("base", "image_auroc"): 1.0})
+    p7 = pd.Series({("full", "image_auroc"): 91.5, ("without T2 object-agnostic prompts", "image_auroc"): 86.25})
+    none = conclusions.module_ablation(p4, p7, {})
+    ran = conclusions.module_ablation(p4, p7, {"textures (stands in for MVTec AD)": -1.24,
+                                              "objects (stands in for VisA)": 2.0})
+    assert (none.case, ran.case) == ("not-run", "ran")
+    # 91.5 − 86.25 = 5.25 → "5.2" (round half to even of the float 5.25), 86.25 → "86.2"
+    assert "removing it costs 5.2 points of image AUROC on MVTec AD (91.5 → 86.2)" in none.text
+    assert "(pixel AUROC 47.3 → 89.0 on MVTec AD, image level unchanged)" in none.text
+    assert none.text.endswith("T3 and T4 add about a point each.") and "In this run" not in none.text
+    assert ran.text.startswith(none.text)
+    assert ran.text.endswith(" In this run, removing T2 changes image AUROC by -1.2 points on textures (stands in "
+                             "for MVTec AD), +2.0 points on objects (stands in for VisA).")
+
+
+P5 = pd.Series({("global only", "pixel_auroc"): 80.1, ("local only", "pixel_auroc"): 90.2,
+                ("local only", "image_auroc"): 88.0, ("local + global", "image_auroc"): 91.5})
+P11 = pd.Series({("focal only", "pixel_auroc"): 89.9, ("dice only", "pixel_auroc"): 85.0})
 
 
 def test_loss_terms_quotes_the_paper_and_each_run_of_ours():
@@ -106,9 +122,9 @@ def test_loss_terms_quotes_the_paper_and_each_run_of_ours():
 
 
 def test_dpam_modes_quotes_the_paper_gains_and_each_single_mode_of_ours():
-    p = pd.Series({("V-V", "pixel AUROC"): 91.1, ("Q-K (no DPAM)", "pixel AUROC"): 80.0,
-                   ("V-V", "image AUROC"): 91.5, ("Q-K (no DPAM)", "image AUROC"): 85.0,
-                   ("V-V", "pixel AUPRO"): 81.4, ("Q-Q+K-K+V-V ensemble", "pixel AUPRO"): 82.0})
+    p = pd.Series({("V-V", "pixel_auroc"): 91.1, ("Q-K (no DPAM)", "pixel_auroc"): 80.0,
+                   ("V-V", "image_auroc"): 91.5, ("Q-K (no DPAM)", "image_auroc"): 85.0,
+                   ("V-V", "pixel_aupro"): 81.4, ("Q-Q+K-K+V-V ensemble", "pixel_aupro"): 82.0})
     ours = {"textures": {"Q-K (no DPAM)": 50.0, "Q-Q": 52.0, "K-K": 53.0, "V-V": 66.6}}
     none = conclusions.dpam_modes(p, {}, smoke=False)
     smoke = conclusions.dpam_modes(p, ours, smoke=True)
@@ -123,7 +139,7 @@ def test_dpam_modes_quotes_the_paper_gains_and_each_single_mode_of_ours():
 
 def test_state_words_quotes_the_spreads_and_the_cost_of_sharing():
     spread = pd.Series({("MVTec AD", "pixel_auroc"): 0.4, ("VisA", "image_auroc"): 1.7, ("VisA", "pixel_auroc"): 0.9})
-    p9 = pd.Series({("unshared prompts", "image AUROC"): 91.5, ("shared prompts", "image AUROC"): 90.2})
+    p9 = pd.Series({("unshared prompts", "image_auroc"): 91.5, ("shared prompts", "image_auroc"): 90.2})
     ours = pd.Series({("objects", "image_auroc"): 3.33, ("textures", "pixel_auroc"): 0.14})
     smoke = conclusions.state_words(spread, p9, ours, 2, smoke=True)
     real = conclusions.state_words(spread, p9, ours, 1, smoke=False)

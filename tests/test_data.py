@@ -215,30 +215,31 @@ def test_index_folder(tmp_path):
         ("nut/normal/n.png", 0, ""), ("nut/abnormal/x.png", 1, "")]
 
 
-def test_detect_layout(tmp_path):
+def test_detect(tmp_path):
     mvtec, visa, folder, meta = (tmp_path / n for n in ("mvtec", "visa", "folder", "meta"))
     make_mvtec(mvtec)
     write_visa(visa)
     save(folder / "c" / "normal" / "a.png", rgb(4, 4))
     meta.mkdir()
     data.write_meta(meta, example_meta())
-    assert data.detect_layout(mvtec) == "mvtec"
-    assert data.detect_layout(visa) == "visa"
-    assert data.detect_layout(folder) == "folder"
-    assert data.detect_layout(meta) == "meta"
+    assert data.detect(mvtec).key == "mvtec"
+    assert data.detect(visa).key == "visa"
+    assert data.detect(folder).key == "folder"
+    kept = data.prepare(meta)  # an existing meta.json is kept as it is
+    assert kept.layout == "meta" and json.loads((meta / "meta.json").read_text()) == example_meta()
     (tmp_path / "empty").mkdir()
     with pytest.raises(AnomclipError) as exc:
-        data.detect_layout(tmp_path / "empty")
+        data.detect(tmp_path / "empty")
     assert_one_line_error(exc, "empty", "no meta.json")
 
 
 def test_prepare_writes_meta(tmp_path):
     make_mvtec(tmp_path)
-    path = data.prepare(tmp_path)
-    assert path == tmp_path / "meta.json"
-    written = json.loads(path.read_text())
+    prepared = data.prepare(tmp_path)
+    assert prepared.path == tmp_path / "meta.json" and prepared.layout == "mvtec"
+    written = json.loads(prepared.path.read_text())
     assert len(written["test"]["widget"]) == 7
-    assert data.detect_layout(tmp_path) == "meta"
+    assert data.prepare(tmp_path).layout == "meta"
     with pytest.raises(AnomclipError) as exc:
         data.prepare(tmp_path, layout="kitti")
     assert_one_line_error(exc, "kitti")
@@ -607,7 +608,7 @@ def test_sdd_split_reproduces_table6_counts_and_follows_its_seed(tmp_path, monke
 
 
 def test_sdd_normal_test_count():
-    from anomclip.data.sdd import normal_test_count
+    from anomclip.data.releases.kolektorsdd import normal_test_count
 
     assert [normal_test_count(n) for n in (724, 10, 3, 1, 0)] == [181, 3, 1, 1, 0]
     assert normal_test_count(9, 1.0) == 9 and normal_test_count(9, 0.0) == 0

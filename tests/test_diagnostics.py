@@ -9,7 +9,7 @@ from PIL import Image
 from anomclip.book.diagnostics import defect_shift
 from anomclip.data.preprocess import CLIP_MEAN, CLIP_STD
 from anomclip.data.synth import defect_pairs
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.recipes import smoke
 
 

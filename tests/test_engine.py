@@ -14,7 +14,7 @@ from anomclip.data.dataset import load_index
 from anomclip.data.synth import make_synthetic
 from anomclip.engine.evaluate import evaluate
 from anomclip.engine.features import FeatureCache, extract_features
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.engine.runner import DataSpec, run_experiment
 from anomclip.engine.train import train
 from anomclip.recipes import smoke

@@ -352,3 +352,52 @@ def test_bad_input_raises_user_error():
         metrics.aupro(np.full((1, 2, 2), np.nan), np.eye(2)[None])
     with pytest.raises(AnomclipError):
         metrics.aupro(np.zeros((1, 2, 2)), np.eye(2)[None], fpr_limit=0.0)
+
+
+# ----------------------------------------------------------------------------- one pass, threads, the floor
+
+
+def test_pixel_metrics_in_one_pass_equal_the_separate_functions():
+    masks = blob_masks()
+    for maps in (tied_maps(masks, seed=4), (np.random.default_rng(5).random(masks.shape) + 0.4 * masks)):
+        together = metrics.pixel_metrics(maps, masks, fpr_limit=0.2)
+        separate = {
+            "pixel_auroc": metrics.pixel_auroc(maps, masks),
+            "pixel_ap": metrics.pixel_ap(maps, masks),
+            "pixel_f1_max": metrics.pixel_f1_max(maps, masks),
+            "pixel_aupro": metrics.aupro(maps, masks, fpr_limit=0.2),
+            "pixel_aupro_official": metrics.aupro_official(maps, masks),
+        }
+        assert list(together) == list(separate)
+        for key, value in separate.items():
+            assert together[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_a_million_pixels_sorted_on_threads_match_sklearn_and_the_earlier_engine():
+    """Above a million pixels the normal scores are sorted in parts on threads."""
+    from anomclip.bench.metrics import blob_data
+    from anomclip.bench.metrics_baseline import baseline_pixel_metrics
+
+    maps, masks = blob_data(20, 240, seed=1)  # 1,152,000 pixels
+    maps[:, :4] = np.round(maps[:, :4], 2)  # and some ties
+    out = metrics.pixel_metrics(maps, masks)
+    assert out["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-9)
+    assert out["pixel_ap"] == pytest.approx(average_precision_score(masks.ravel(), maps.ravel()), abs=1e-9)
+    before = baseline_pixel_metrics(maps, masks)
+    for key in metrics.PIXEL_KEYS:
+        assert out[key] == pytest.approx(before[key], abs=1e-9), key
+    assert metrics.aupro(maps, masks) == pytest.approx(before["pixel_aupro"], abs=1e-9)
+
+
+@pytest.mark.parametrize("floor", ["highest", "lowest", "median"])
+def test_aupro_is_exact_whatever_floor_the_sample_gives(monkeypatch, floor):
+    """AUPRO sorts only the normal scores at or above a sampled floor; a floor too high (too
+    few normal pixels above it) falls back to all of them, a low one only costs time."""
+    masks = blob_masks()
+    maps = tied_maps(masks, seed=2)
+    normal = maps[~masks]
+    value = {"highest": float(normal.max()), "lowest": float(normal.min()), "median": float(np.median(normal))}[floor]
+    monkeypatch.setattr(metrics, "_normal_floor", lambda *a: value)
+    for limit in (0.05, 0.3, 0.6):
+        assert metrics.aupro(maps, masks, fpr_limit=limit) == pytest.approx(bf_aupro(maps, masks, limit), abs=1e-10)
+    assert metrics.aupro_official(maps, masks) == pytest.approx(bf_aupro_official(maps, masks), abs=1e-10)

@@ -1,4 +1,4 @@
-"""The model half of AnomalyCLIP (docs/method.md §1–4, §9) against formulas written out here."""
+"""The model half of AnomalyCLIP (docs/anomalyclip.md §1–4, §9) against formulas written out here."""
 import math
 import warnings
 
@@ -72,7 +72,7 @@ def test_text_without_learnable_tokens_equals_open_clip_encode_text(tiny_clip):
 
 # ---------------------------------------------------------------- DPAM against the formula
 def reference_dpam(clip_model, images, mode, start, layers):
-    """docs/method.md §2 written out head by head with explicit softmax (no SDPA, no shared code)."""
+    """docs/anomalyclip.md §2 written out head by head with explicit softmax (no SDPA, no shared code)."""
     v_ = clip_model.visual
     x = embed_by_hand(v_, images)
     xs, out = None, {}
@@ -176,14 +176,15 @@ def test_deep_prompts_overwrite_positions_of_blocks_2_to_depth(tiny_clip):
 
 def full_length_text(clip_model, emb, ids, learner):
     """The text tower over all 77 positions with the whole causal mask, deep prompts inserted
-    by hand (docs/method.md §3): what the authors' code computes."""
+    by hand (docs/anomalyclip.md §3): what the authors' code computes."""
     x = emb + clip_model.positional_embedding
     mask = torch.full((x.shape[1], x.shape[1]), float("-inf")).triu(1)
     for j, blk in enumerate(clip_model.transformer.resblocks, start=1):
         if 2 <= j <= learner.depth:
             d = learner.deep(j - 2)  # the deep prompt as inserted (fp16-rounded with the authors' quirk)
             x = torch.cat([x[:, :1], d.expand(x.shape[0], -1, -1), x[:, 1 + d.shape[0]:]], dim=1)
-        x = blk(x, attn_mask=mask) if clip_model.transformer.batch_first else \
+        # open_clip 2.26–3.x say how their blocks run; the development branch runs batch-first only
+        x = blk(x, attn_mask=mask) if getattr(clip_model.transformer, "batch_first", True) else \
             blk(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
     x = clip_model.ln_final(x)[torch.arange(x.shape[0]), ids.argmax(dim=-1)]
     return F.normalize(x @ clip_model.text_projection, dim=-1)
@@ -372,6 +373,15 @@ def test_unreachable_openai_weights_say_what_to_download(monkeypatch, tmp_path):
         AnomalyCLIP.create(backbone="ViT-B-16", pretrained="openai", image_size=224, cache_dir=str(tmp_path))
     msg = str(e.value)
     assert "\n" not in msg and "HF_HUB_OFFLINE" in msg and "ViT-B-16" in msg
+    assert "ViT-B-16.pt" in msg and "ViT-L-14-336px.pt" not in msg  # the file of the model asked for
+
+
+def test_the_openai_file_to_download_is_named_after_the_model():
+    from anomclip.model.backbone import weights_file_hint
+
+    assert weights_file_hint("ViT-L-14-336", "openai").endswith(" ViT-L-14-336px.pt")  # OpenAI's own file names
+    assert weights_file_hint("ViT-B-16", "openai").endswith(" ViT-B-16.pt")
+    assert "OpenAI" not in weights_file_hint("ViT-B-16", "laion2b_s34b_b88k")
 
 
 # ---------------------------------------------------------------- checkpoints

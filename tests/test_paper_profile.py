@@ -1,8 +1,8 @@
-"""A dry run of the paper profile: its protocol end to end on the stand-ins of every release.
+"""A dry run of the paper profile: its protocol end to end on the mock releases of every dataset.
 
-The 17 stand-ins (anomclip.data.standins, synthetic images in each dataset's published layout)
+The 17 mock releases (anomclip.data.mock_releases, synthetic images in each dataset's published layout)
 are written under a DATA_ROOT, one folder is left out, and Table 3's medical auxiliary set is
-built from the ColonDB stand-in as docs/datasets.md says. ``get_profile("paper", root)``
+built from the ColonDB mock release as docs/datasets.md says. ``get_profile("paper", root)``
 must detect and prepare every dataset, report the missing one, and the protocol — tune on MVTec
 AD → evaluate the rest, tune on VisA → MVTec AD, tune on ColonDB+Endo → the medical sets —
 must give image metrics where they are defined, pixel metrics where they are defined and
@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
-from anomclip.data import standins
+from anomclip.data import mock_releases
 from anomclip.data.catalogue import DATASETS as PAPER_TABLE
 from anomclip.data.catalogue import MEDICAL_AUX
 from anomclip.engine.features import FeatureCache
@@ -32,16 +32,16 @@ LEFT_OUT = "tn3k"
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("DATA_ROOT")
-    standins.write_all(root)
+    mock_releases.write_all(root)
     shutil.rmtree(root / LEFT_OUT)
     # Table 3's auxiliary set, the folder layout of docs/datasets.md: ColonDB's polyps with their
-    # masks as anomalous, normal endoscopy images (here: the BrainMRI stand-in's no/ folder)
+    # masks as anomalous, normal endoscopy images (here: the BrainMRI mock release's no/ folder)
     aux = root / MEDICAL_AUX.folder / "colon"
-    colondb = root / "colondb" / standins.COLONDB_WRAPPER  # as PraNet's TestDataset unpacks
+    colondb = root / "colondb" / mock_releases.COLONDB_WRAPPER  # as PraNet's TestDataset unpacks
     shutil.copytree(colondb / "images", aux / "anomalous")
     shutil.copytree(colondb / "masks", aux / "masks")
-    shutil.copytree(root / "brainmri" / standins.BRAINMRI_WRAPPER / "no", aux / "normal")
-    (root / MEDICAL_AUX.folder / standins.SYNTHETIC_MARKER).write_text("synthetic\n")
+    shutil.copytree(root / "brainmri" / mock_releases.BRAINMRI_WRAPPER / "no", aux / "normal")
+    (root / MEDICAL_AUX.folder / mock_releases.SYNTHETIC_MARKER).write_text("synthetic\n")
     return root
 
 
@@ -67,14 +67,14 @@ def test_protocol_of_the_paper(data_root):
 
 
 def test_a_profile_with_a_subset_only(tmp_path):
-    standins.write_standin("isic", tmp_path / "isic")
+    mock_releases.write_mock_release("isic", tmp_path / "isic")
     (tmp_path / "btad" / "notes").mkdir(parents=True)  # a folder holding no dataset
     P = get_profile("paper", tmp_path)
     assert list(P.datasets) == ["ISIC"] and P.protocol == {} and len(P.missing) == 16
     assert "could not be prepared" in P.missing["BTAD"] and "matches none of the known layouts" in P.missing["BTAD"]
 
 
-def test_the_protocol_runs_end_to_end_on_every_standin(data_root, tmp_path):
+def test_the_protocol_runs_end_to_end_on_every_mock_release(data_root, tmp_path):
     P = get_profile("paper", data_root)
     recipe = smoke("official", image_size=64, epochs=1)
     cache = FeatureCache(tmp_path / "features")
@@ -101,7 +101,7 @@ def test_the_protocol_runs_end_to_end_on_every_standin(data_root, tmp_path):
                 assert math.isfinite(m["pixel_auroc"]) and math.isfinite(m["pixel_aupro"]), (src, name, cat)
         else:
             assert math.isnan(mean["pixel_auroc"]) and "pixel metrics are not defined" in notes
-        if d.pixel_metrics and d.key not in ("sdd", "visa"):  # every other stand-in lacks one mask
+        if d.pixel_metrics and d.key not in ("sdd", "visa"):  # every other mock release lacks one mask
             assert "without a mask left out" in notes, (src, name, notes)
 
 
@@ -156,9 +156,9 @@ def test_an_anomalous_image_without_mask_is_left_out_of_pixel_metrics(monkeypatc
 
 
 def test_the_profile_says_which_prepared_datasets_differ_from_table_6(tmp_path):
-    """A stand-in has a few images, not Table 6's counts: preparing it leaves one line in the profile."""
-    standins.write_standin("headct", tmp_path / "headct")
-    standins.write_standin("isic", tmp_path / "isic")
+    """A mock release has a few images, not Table 6's counts: preparing it leaves one line in the profile."""
+    mock_releases.write_mock_release("headct", tmp_path / "headct")
+    mock_releases.write_mock_release("isic", tmp_path / "isic")
     P = get_profile("paper", tmp_path, results_dir=tmp_path / "results")
     assert len(P.notes) == 2
     heads = {d.name: d for d in PAPER_TABLE}

@@ -21,7 +21,7 @@ from PIL import Image
 from anomclip.cli import main
 from anomclip.data.preprocess import image_to_tensor, read_image
 from anomclip.engine import predict as P
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.recipes import smoke
 
 
@@ -156,7 +156,7 @@ def test_a_bad_file_stops_before_anything_is_written(tmp_path, capsys, monkeypat
         write_png(src / "sub" / f"{i}.png", noise_image(i))
     bad = src / "sub" / "zz_broken.png"
     bad.write_bytes(noise_image(0).tobytes()[:100])
-    monkeypatch.setattr("anomclip.engine.models.build_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr("anomclip.engine.loading.build_model", lambda *a, **k: pytest.fail("model loaded"))
     out = tmp_path / "out"
     code = main(["predict", "--out", str(out), str(src)])
     err = capsys.readouterr().err

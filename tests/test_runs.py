@@ -16,7 +16,7 @@ from anomclip.data import fingerprint
 from anomclip.data.dataset import load_index
 from anomclip.data.synth import make_synthetic
 from anomclip.engine.features import FeatureCache, extract_features
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.engine.run_table import run_table
 from anomclip.engine.runner import DataSpec, run_experiment
 from anomclip.recipes import smoke
@@ -272,7 +272,7 @@ import shutil, sys
 import anomclip.engine.features as features
 from anomclip.data.dataset import load_index
 from anomclip.engine.features import FeatureCache, extract_features
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.errors import AnomclipError
 from anomclip.recipes import smoke
 
@@ -432,3 +432,9 @@ def test_a_damaged_run_record_or_edited_prompts_retrain(synth, tmp_path, cache, 
     assert again.results["objects"]["mean"] == true
     assert run_experiment(r, tr, [ev], tmp_path, cache=cache, progress=False).reused
     assert capsys.readouterr().err == ""
+    # prompts.pt deleted: said in one line like the others, trained again, the same numbers
+    (exp.folder / "prompts.pt").unlink()
+    again = run_experiment(r, tr, [ev], tmp_path, cache=cache, progress=False)
+    err = capsys.readouterr().err
+    assert not again.reused and err.count("\n") == 1 and "prompts.pt" in err and "missing" in err, err
+    assert again.results["objects"]["mean"] == true and (exp.folder / "prompts.pt").is_file()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel (about 30 s)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -84,7 +86,7 @@ def test_synth_train_eval_predict_and_the_api_run_from_the_installed_wheel(insta
     run([str(b / "anomclip"), "predict", "--checkpoint", "p.pt", "--out", "pred", str(image)], cwd=work, env=env)
     assert (work / "pred" / "scores.json").is_file()
     api = ("from anomclip import AnomalyCLIP, DataSpec, get_recipe, run_experiment, smoke\n"
-           "from anomclip.book.paper import paper_value\n"
+           "from anomclip.book.reference import paper_value\n"
            "exp = run_experiment(smoke('clip'), None, [DataSpec('data/objects', 'objects')], 'results',"
            " progress=False, device='cpu')\n"
            "print(round(exp.results['objects']['mean']['pixel_auroc'], 6), paper_value(1, 'MVTec AD', 'pixel_auroc'))")

@@ -3,14 +3,16 @@ a small notebook with ``live = True``, then every control is changed with the co
 browser front end sends (@jupyter-widgets/base, protocol 2.1) and Run is clicked; each click must
 bring new output (a table and a figure), different from the one before.
 
-The notebook's chapter is a stand-in whose runs are a known function of the recipe, so the test
-measures the widget plumbing, not training (the real run store is tested in test_runs.py).
+The notebook's chapter is the toy chapter (tests/toy_chapter.py), whose runs are a known
+function of the recipe, so the test measures the widget plumbing, not training (the real run
+store is tested in test_runs.py).
 Seconds per click are printed, never asserted.
 """
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,33 +22,19 @@ pytest.importorskip("ipywidgets")
 NOTEBOOK = r'''
 live = True
 
-from types import SimpleNamespace
-import pandas as pd
+import sys
+sys.path.insert(0, TESTS_DIR)  # the toy chapter, shared with tests/test_workbench.py
+from toy_chapter import ToyChapter
 from anomclip.book import workbench as wbm
 from anomclip.book.widgets import map_explorer
 from anomclip.recipes import get_recipe
 
-def value(r, dataset, metric):
-    v = (0.4 + 0.02 * r.lam + 0.05 * r.use_focal_loss + 0.01 * r.prompt_depth + 0.03 * len(r.layers)
-         + {"vv": 0.0, "qq": 0.04, "kk": 0.06, "qk": 0.08, "none": 0.1}.get(r.dpam, 0.12))
-    return min(v + (0.01 if metric == "image_auroc" else 0) + (0.02 if dataset == "objects" else 0), 0.99)
-
-class Chapter:
-    smoke, ours = True, "ours (smoke)"
-    P = SimpleNamespace(protocol={"textures": ["objects"], "objects": ["textures"]}, datasets={"textures": 1, "objects": 2})
-    def run(self, rows, datasets=None, train=True, on_epoch=None):
-        for epoch in (1, 2):  # the progress bar's hook, as a two-epoch training calls it
-            if on_epoch is not None:
-                on_epoch(epoch, 2)
-        return SimpleNamespace(frame=pd.DataFrame(
-            [{"label": l, "dataset": t, "metric": m, "value": value(r, t, m)}
-             for l, r in rows for t in (datasets or ["objects", "textures"]) for m in ("pixel_auroc", "image_auroc")]))
-
-ch = Chapter()
+ch = ToyChapter()
 full = get_recipe("paper")
 ab = wbm.ablation(ch, ch.run([("full", full)]).frame, [("full", "local + global")], table=5, figure=False,
                   metrics=("pixel_auroc", "image_auroc"))
-wb = wbm.Workbench(ch, ab, ("local + global", full), ["use_focal_loss", "dpam", "lam", "prompt_depth", "layers"])
+wb = wbm.Workbench(ch, ab, ("local + global", full), ["use_focal_loss", "dpam", "lam", "prompt_depth", "layers"],
+                   loader=lambda recipe, device: None)  # the toy chapter's runs need no model
 shown = wb.show(live)
 assert shown is wb, "the workbench fell back to its static line in a live kernel"
 
@@ -104,7 +92,7 @@ def test_workbench_and_explorer_answer_browser_messages(tmp_path):
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path), env=env)
     models: dict = {}
     try:
-        mid = kc.execute(NOTEBOOK)
+        mid = kc.execute(NOTEBOOK.replace("TESTS_DIR", repr(str(Path(__file__).parent))))
         msgs = _collect(kc, mid)
         reply = kc.get_shell_msg(timeout=60)
         assert reply["content"]["status"] == "ok", [m["content"] for m in msgs if m["msg_type"] == "error"]

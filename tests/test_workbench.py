@@ -1,53 +1,29 @@
-"""The ablation helper (compare → table → plot) and the workbench, on a stand-in chapter whose
-runs are a known function of the recipe (no training)."""
+"""The ablation helper (compare → table → plot) and the workbench, on a toy chapter whose runs
+are a known function of the recipe (no training: tests/toy_chapter.py)."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import matplotlib
 
 matplotlib.use("Agg")
-import pandas as pd
 import pytest
+from toy_chapter import METRICS
+from toy_chapter import toy_value as value
 
 from anomclip.book import workbench as wbm
-from anomclip.book.labels import metric_name
 from anomclip.book.tables import paper_long
 from anomclip.recipes import get_recipe
 
-METRICS = ("pixel_auroc", "image_auroc")
 
-
-def value(recipe, dataset, metric):
-    """The stand-in's number (a fraction) for a recipe: depends on λ, the loss terms and the dataset."""
-    v = 0.5 + 0.03 * recipe.lam + (0.05 if recipe.use_focal_loss else 0) + (0.02 if dataset == "objects" else 0)
-    return min(v + (0.01 if metric == "image_auroc" else 0), 0.99)
-
-
-class FakeChapter:
-    smoke = True
-    ours = "ours (smoke)"
-
-    def __init__(self):
-        self.P = SimpleNamespace(protocol={"textures": ["objects"], "objects": ["textures"]},
-                                 datasets={"textures": 1, "objects": 2})
-        self.calls = []
-
-    def run(self, rows, datasets=None, train=True, on_epoch=None):
-        self.calls.append(([l for l, _ in rows], datasets, train))
-        for epoch in (1, 2):  # a two-epoch training
-            if train and on_epoch is not None:
-                on_epoch(epoch, 2)
-        targets = datasets or ["objects", "textures"]
-        frame = pd.DataFrame([{"label": l, "dataset": t, "metric": m, "value": value(r, t, m)}
-                              for l, r in rows for t in targets for m in METRICS])
-        return SimpleNamespace(frame=frame)
+def no_loading(recipe, device):
+    """A workbench's loader that loads nothing (the toy chapter's runs need no model)."""
+    return None
 
 
 @pytest.fixture
-def chapter():
-    ch = FakeChapter()
+def chapter(toy_chapter):
+    ch = toy_chapter
     full = get_recipe("paper")
     rows = [("full", full), ("global only", full.with_(use_focal_loss=False, use_dice_loss=False))]
     return ch, full, ch.run(rows).frame
@@ -57,10 +33,9 @@ def test_ablation_pairs_our_rows_with_the_papers(chapter):
     ch, full, ours = chapter
     ab = wbm.ablation(ch, ours, [("full", "local + global"), "global only"], table=5, title="t", metrics=METRICS)
     tables, fig = ab
-    assert fig is not None and set(tables) == {"VisA", "MVTec AD"}  # the smoke domains' stand-ins
+    assert fig is not None and set(tables) == {"VisA", "MVTec AD"}  # the paper datasets of the smoke domains
     paper = paper_long(5)
-    for (label, metric), row in tables["VisA"].iterrows():
-        key = {v: k for k, v in {m: metric_name(m) for m in METRICS}.items()}[metric]
+    for (label, key), row in tables["VisA"].iterrows():
         ours_label = {"local + global": "full"}.get(label, label)
         want_paper = paper[(paper["label"] == label) & (paper["dataset"] == "VisA") & (paper["metric"] == key)]["value"]
         assert row["paper"] == pytest.approx(round(float(want_paper.iloc[0]), 1))
@@ -89,12 +64,12 @@ def test_workbench_run_adds_a_row_with_the_difference_to_the_reference(chapter):
     assert t.index.get_level_values(0)[-1] == label
     new = full.with_(lam=2.0, use_focal_loss=False)
     for metric in METRICS:
-        row = t.loc[(label, metric_name(metric))]
+        row = t.loc[(label, metric)]
         for ours_on, paper_ds in (("objects", "VisA"), ("textures", "MVTec AD")):
             want = round(100 * value(new, ours_on, metric), 1) - round(100 * value(full, ours_on, metric), 1)
             assert row[(paper_ds, "Δ ref")] == pytest.approx(want, abs=0.051)
             assert math.isnan(row[(paper_ds, "paper")])
-        assert t.loc[("local + global", metric_name(metric))][("VisA", "Δ ref")] == 0
+        assert t.loc[("local + global", metric)][("VisA", "Δ ref")] == 0
     fig = wb.figure()
     labels = {tl.get_text() for ax in fig.axes for tl in ax.get_yticklabels()}
     assert label in labels and "global only" in labels
@@ -131,22 +106,87 @@ def test_static_workbench_draws_nothing_but_a_line(chapter, monkeypatch):
 
 def test_warm_up_loads_the_reference_backbone_in_the_background(chapter, monkeypatch):
     """While the reader sets the controls, the reference recipe's backbone loads in a thread,
-    once: the first Run then finds it (models keeps one backbone per process)."""
-    from anomclip.engine import models
+    once: the first Run then finds it (the loader keeps one backbone per process)."""
+    from anomclip.engine import loading
     from anomclip.recipes import smoke
 
     ch, _, _ = chapter
     loads = []
-    real = models.bb.load_clip
-    monkeypatch.setattr(models.bb, "load_clip", lambda *a, **k: loads.append(a) or real(*a, **k))
-    monkeypatch.setattr(models, "_BACKBONES", {})
+    real = loading.bb.load_clip
+    monkeypatch.setattr(loading.bb, "load_clip", lambda *a, **k: loads.append(a) or real(*a, **k))
+    monkeypatch.setattr(loading, "_BACKBONES", {})
     ref = smoke("paper")
-    wb = wbm.Workbench(ch, None, ("full", ref), ["lam"])
-    assert wb.warm_up() is None  # a stand-in chapter without a device: nothing to load
-    ch.device = "cpu"
-    thread = wb.warm_up()
+    asked = []
+    thread = wbm.Workbench(ch, None, ("full", ref), ["lam"], loader=lambda r, d: asked.append((r, d))).warm_up()
+    thread.join(timeout=10)
+    assert asked == [(ref, "cpu")] and loads == []  # an injected loader is the one called, on the chapter's device
+    thread = wbm.Workbench(ch, None, ("full", ref), ["lam"]).warm_up()
     thread.join(timeout=120)
     assert not thread.is_alive() and len(loads) == 1
-    models.build_model(ref.with_(lam=2.0), "cpu")  # the Run's model: same backbone, not loaded again
+    loading.build_model(ref.with_(lam=2.0), "cpu")  # the Run's model: same backbone, not loaded again
     assert len(loads) == 1
-    assert list(models._BACKBONES) == [(ref.backbone, ref.pretrained, ref.image_size, ref.pos_interpolation, "cpu")]
+    assert list(loading._BACKBONES) == [(ref.backbone, ref.pretrained, ref.image_size, ref.pos_interpolation, "cpu")]
+
+
+def _values(options):
+    return [v for _, v in options]
+
+
+def test_dpam_controls_offer_only_settings_that_run(toy_chapter, tiny_clip):
+    """Chapter 9's workbench on the smoke profile: 8 visual blocks, feature layers ¼, ½, ¾, 1 =
+    blocks 2, 4, 6, 8. With a DPAM mode on, the surrogate path must start at or before block 2,
+    so "DPAM from" offers ¼ only and says why ½ and ¾ cannot run; every combination the
+    controls offer builds a dual-path encoder on the tiny backbone, every other one is refused
+    by it. Nothing is trained: the toy chapter's runs compute their numbers."""
+    from anomclip.errors import AnomclipError
+    from anomclip.model.dpam import DualPathEncoder
+    from anomclip.recipes import resolve_block, smoke
+
+    ref = smoke("paper")
+    visual = tiny_clip[0].visual
+    depth = len(visual.transformer.resblocks)
+    assert depth == 8 and ref.layers == (0.25, 0.5, 0.75, 1.0) and ref.dpam == "vv"
+
+    def encoder(recipe):  # the model's own check of the encoder settings
+        modes = () if recipe.dpam == "none" else recipe.dpam_modes
+        return DualPathEncoder(visual, modes, resolve_block(recipe.dpam_start, depth),
+                               [resolve_block(m, depth) for m in recipe.layers])
+
+    ab = wbm.ablation(toy_chapter, toy_chapter.run([("V-V", ref)]).frame, ["V-V"], metrics=METRICS, figure=False)
+    wb = wbm.Workbench(toy_chapter, ab, ("V-V", ref), ["dpam", "dpam_start"], loader=no_loading)
+    wb.build()
+    dpam, start = wb.widgets["dpam"], wb.widgets["dpam_start"]
+    assert wb.depth == 8
+    assert _values(start.options) == [0.25]  # ¼ of 8 = block 2, the first feature layer
+    assert wb.notes["dpam_start"].value == ("<small>cannot run with the other settings: "
+                                            "½ (feature layer 2 comes before the DPAM start block 4), "
+                                            "¾ (feature layer 2 comes before the DPAM start block 6)</small>")
+    assert _values(dpam.options) == _values(wbm.CONTROLS["dpam"].options) and wb.notes["dpam"].value == ""
+    dpam.value = "none"  # no surrogate path: it may start anywhere
+    assert _values(start.options) == [0.25, 0.5, 0.75] and wb.notes["dpam_start"].value == ""
+    start.value = 0.75  # block 6: now no DPAM mode can run (layer 2 comes before it)
+    assert _values(dpam.options) == ["none"] and "V-V (feature layer 2 comes before the DPAM start block 6)" \
+        in wb.notes["dpam"].value
+    assert start.value == 0.75 and dpam.value == "none"
+
+    offered, refused = [], []
+    for mode in _values(wbm.CONTROLS["dpam"].options):
+        for s in _values(wbm.CONTROLS["dpam_start"].options):
+            dpam.value = "none"  # always offered; then the start, then the mode, as a reader would
+            assert s in _values(start.options)
+            start.value = s
+            if mode not in _values(dpam.options):
+                refused.append(ref.with_(dpam=mode, dpam_start=s))
+                continue
+            dpam.value = mode
+            before = len(toy_chapter.recipes)
+            wb.button.click()
+            assert "error" not in wb.status.value, wb.status.value
+            offered.extend(toy_chapter.recipes[before:])
+    assert {(r.dpam, r.dpam_start) for r in offered} == \
+        {(m, s) for m in ("none",) for s in (0.25, 0.5, 0.75)} | {(m, 0.25) for m in ("vv", "qq", "kk", "qk", "qq+kk+vv")}
+    for recipe in offered:  # every offered combination builds
+        encoder(recipe)
+    for recipe in refused:  # and every other one is refused by the model itself
+        with pytest.raises(AnomclipError, match="comes before the DPAM start block"):
+            encoder(recipe)

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from anomclip.data.synth import make_synthetic
-from anomclip.engine.bench import bench_forward
+from anomclip.bench.forward import bench_forward
 from anomclip.engine.evaluate import evaluate
 from anomclip.engine.features import FeatureCache, extract_features
-from anomclip.engine.models import build_model
+from anomclip.engine.loading import build_model
 from anomclip.engine.results import device_name
 from anomclip.engine.runner import DataSpec
 from anomclip.engine.train import train

@@ -3,10 +3,10 @@
 Each page is opened in headless Chromium (the book check's browser: nothing leaves the
 machine), the window is made as tall as the page, and the page is saved as a JPEG at half size
 (``--scale``), with its height in CSS pixels printed and written to ``heights.json``. Used for
-the before/after pictures of a review (docs/review/).
+the before/after pictures of a review (kept out of the repository: results/pages/ by default).
 
     python tools/shoot_pages.py --html book/_build/html --pages 04_zero_shot,08_losses,12_cost \\
-        --out docs/review/book-19 --suffix after
+        --out results/pages --suffix after
 """
 from __future__ import annotations
 

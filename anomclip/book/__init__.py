@@ -1,5 +1,5 @@
 """The book layer: building the Jupyter Book (``build``), the chapter template (``chapter``),
-words and labels (``labels``), tables (``tables``, ``paper`` and its ``reference/`` data),
+words and labels (``labels``), tables (``tables``; ``reference``: the paper's numbers and the CSV files they are read from),
 figures (``plots``), live controls (``widgets``) and the analyses chapters draw
 (``attention``, ``diagnostics``, ``failures``, ``examples``).
 

@@ -292,7 +292,7 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
     params = {"profile": profile, "data_root": str(data_root), "device": device, "force": bool(force),
               "backbone": backbone, "pretrained": pretrained}
     try:
-        from ..engine.models import resolve_device
+        from ..engine.loading import resolve_device
         resolved = resolve_device(device)
     except Exception:
         resolved = device

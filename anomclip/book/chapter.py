@@ -9,7 +9,7 @@ through papermill parameters::
     table = ch.run([("AnomalyCLIP", ch.recipe("official"))])      # a RunTable
     exp = ch.experiment(ch.recipe("official"), "textures", ["objects"])
 
-Every run goes to the profile's one run store (``P.out``) with the profile's feature cache, so
+Every run goes to the profile's one run store (``ch.profile.out``) with the profile's feature cache, so
 the same experiment asked for by several chapters is trained once for the whole book. Opening
 a chapter also applies the book's figure style and keeps the library's undefined-metric
 warnings out of the page (the results files record them as notes, which chapters show).
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.metrics import UndefinedMetricWarning
-from ..engine.models import resolve_device
+from ..engine.loading import resolve_device
 from ..engine.profiles import Profile, get_profile
 from ..engine.run_table import run_table
 from ..engine.runner import run_experiment
@@ -35,37 +35,37 @@ from .plots import book_style
 class Chapter:
     """A chapter's profile, device and backbone overrides, and the runner calls it makes."""
 
-    P: Profile
+    profile: Profile
     device: str
     force: bool = False
     overrides: dict = field(default_factory=dict)
 
     def recipe(self, name: str = "official", **settings):
         """The profile's recipe ``name`` on this chapter's backbone, with ``settings`` changed."""
-        return self.P.recipe(name, **{**self.overrides, **settings})
+        return self.profile.recipe(name, **{**self.overrides, **settings})
 
     def run(self, rows, datasets=None, train: bool = True, **kwargs):
         """:func:`anomclip.engine.run_table.run_table` of ``rows`` (``[(label, recipe)]``) under the profile."""
-        return run_table(self.P, rows, datasets=datasets, train=train, force=self.force, device=self.device,
+        return run_table(self.profile, rows, datasets=datasets, train=train, force=self.force, device=self.device,
                          progress=False, **kwargs)
 
     def experiment(self, recipe, train_on: str | None, evaluate_on, **kwargs):
         """:func:`anomclip.engine.runner.run_experiment` on the profile's datasets (names), in its store."""
-        return run_experiment(recipe, self.P.datasets[train_on] if train_on else None,
-                              [self.P.datasets[t] for t in evaluate_on], self.P.out, device=self.device,
-                              force=self.force, progress=False, cache=self.P.cache, **kwargs)
+        return run_experiment(recipe, self.profile.datasets[train_on] if train_on else None,
+                              [self.profile.datasets[t] for t in evaluate_on], self.profile.out, device=self.device,
+                              force=self.force, progress=False, cache=self.profile.cache, **kwargs)
 
     @property
     def smoke(self) -> bool:
-        return is_smoke(self.P)
+        return is_smoke(self.profile)
 
     @property
     def ours(self) -> str:
         """The column label of this chapter's numbers."""
-        return ours_label(self.P)
+        return ours_label(self.profile)
 
     def caveat(self, what: str = "numbers"):
-        return caveat(self.P, what)
+        return caveat(self.profile, what)
 
     @property
     def ablation_datasets(self):
@@ -75,7 +75,7 @@ class Chapter:
 
     def not_run(self, paper_datasets) -> dict:
         """{paper dataset: why this run has no number for it} for the paper datasets it lacks."""
-        have = {paper_dataset(d, self.smoke) for d in self.P.datasets}
+        have = {paper_dataset(d, self.smoke) for d in self.profile.datasets}
         why = "not in the smoke run" if self.smoke else NOT_RUN
         return {d: why for d in paper_datasets if d not in have}
 

@@ -58,13 +58,13 @@ def defect_shift(n_categories: int, median_ratio: dict, below_one: dict, delta: 
 
 
 def gap_to_paper(mean_gap: dict, n_datasets: int, n_methods: int, smoke: bool) -> Conclusion:
-    """What the mean gap ours − paper (points, per metric display name) says (chapter 4).
+    """What the mean gap ours − paper (points, per metric key) says (chapter 4).
 
     Cases: ``smoke`` (a smoke run: far from the paper by construction) and ``real``.
     """
     said = (f"**What it means.** Over the {plural(n_datasets, 'dataset')} this run covers and the "
             f"{plural(n_methods, 'method')}, ours − paper is "
-            + ", ".join(f"{fmt(v)} points of {m}" for m, v in mean_gap.items()) + " on average. ")
+            + ", ".join(f"{fmt(v)} points of {metric_name(m)}" for m, v in mean_gap.items()) + " on average. ")
     if smoke:
         return Conclusion("smoke", said + (f"A smoke run is far from the paper by construction ([what a smoke run "
                                            f"can and cannot show]({SMOKE_ANCHOR})); the gap says nothing about "
@@ -136,13 +136,14 @@ def object_agnostic_gain(paper_gain, ours_mean, ours_label: str, smoke: bool) ->
     """What the gain of object-agnostic over object-aware prompts says (chapter 6).
 
     ``paper_gain``: Table 7's gain (points) per (dataset, metric key); ``ours_mean``: rows with
-    ``dataset``, ``metric`` (display name) and ``value`` (our mean gain, points). Cases:
+    ``dataset``, ``metric`` (key) and ``value`` (our mean gain, points). Cases:
     ``smoke`` (a random text encoder knows no class names) and ``real``.
     """
     text = ("**What it means.** Mean gain of object-agnostic prompts — paper (Table 7): "
             + ", ".join(f"{d} {metric_name(k)} {v:+.1f}" for (d, k), v in paper_gain.items())
             + f"; {ours_label}: "
-            + ", ".join(f"{standin_label(r.dataset)} {r.metric} {r.value:+.1f}" for r in ours_mean.itertuples())
+            + ", ".join(f"{standin_label(r.dataset)} {metric_name(r.metric)} {r.value:+.1f}"
+                        for r in ours_mean.itertuples())
             + " points. "
             "The paper's claim is one-sided: object-agnostic prompts are better or on par, never clearly worse, by "
             f"{fmt(paper_gain.min())} to {fmt(paper_gain.max())} points over its datasets and metrics. With a real "
@@ -153,6 +154,25 @@ def object_agnostic_gain(paper_gain, ours_mean, ours_label: str, smoke: bool) ->
         return Conclusion("smoke", text + "A random text encoder knows no class names, so here both templates are "
                           "two arbitrary token sequences.")
     return Conclusion("real", text)
+
+
+def module_ablation(p4, p7, removing_t2: dict) -> Conclusion:
+    """What the module ablations say (chapter 7, Tables 4 and 7).
+
+    ``p4`` / ``p7``: the paper's numbers on MVTec AD by (label, metric key); ``removing_t2``: per
+    dataset ours ran on, our image AUROC without T2 − with it (points). Cases: ``not-run`` (no
+    number of ours) and ``ran``.
+    """
+    full, without = p7[("full", "image_auroc")], p7[("without T2 object-agnostic prompts", "image_auroc")]
+    text = ("**What it means.** In the paper the big step is T2 (object-agnostic prompts that are *tuned*): "
+            f"removing it costs {fmt(full - without)} points of image AUROC on MVTec AD ({fmt(full)} → {fmt(without)}); "
+            "in our reading the rows before it tune nothing, and DPAM alone fixes the segmentation (pixel AUROC "
+            f"{fmt(p4[('base', 'pixel_auroc')])} → {fmt(p4[('+T1 DPAM', 'pixel_auroc')])} on MVTec AD, image level "
+            "unchanged). T3 and T4 add about a point each.")
+    if not removing_t2:
+        return Conclusion("not-run", text)
+    return Conclusion("ran", text + " In this run, removing T2 changes image AUROC by "
+                      + ", ".join(f"{v:+.1f} points on {on}" for on, v in removing_t2.items()) + ".")
 
 
 def _ours_in_this_run(ours: dict, smoke: bool, what: str, per_run) -> tuple[str, str]:
@@ -169,7 +189,7 @@ def _ours_in_this_run(ours: dict, smoke: bool, what: str, per_run) -> tuple[str,
 def loss_terms(p5, p11, ours5: dict, smoke: bool) -> Conclusion:
     """What the loss ablations say (chapter 8, Tables 5 and 11).
 
-    ``p5`` / ``p11``: the paper's numbers on MVTec AD by (label, metric display name);
+    ``p5`` / ``p11``: the paper's numbers on MVTec AD by (label, metric key);
     ``ours5``: per tuning set ("ours on"), our pixel AUROC per Table 5 label. Cases: ``not-run``
     (no number of ours), ``smoke``, ``real``.
     """
@@ -178,11 +198,11 @@ def loss_terms(p5, p11, ours5: dict, smoke: bool) -> Conclusion:
         lambda on, r: f"{fmt(r.get('global only'))} → {fmt(r.get('local only'))} → {fmt(r.get('local + global'))} "
                       f"on {on}")
     text = ("**What it means.** In the paper the local loss is what makes segmentation work (pixel AUROC on MVTec AD "
-            f"{fmt(p5[('global only', 'pixel AUROC')])} with the global loss alone, "
-            f"{fmt(p5[('local only', 'pixel AUROC')])} with the local loss alone) while the global loss adds "
-            f"image-level accuracy on top (image AUROC {fmt(p5[('local only', 'image AUROC')])} → "
-            f"{fmt(p5[('local + global', 'image AUROC')])}). Focal is the stronger half of the local loss (pixel "
-            f"AUROC {fmt(p11[('focal only', 'pixel AUROC')])} vs {fmt(p11[('dice only', 'pixel AUROC')])} for Dice), "
+            f"{fmt(p5[('global only', 'pixel_auroc')])} with the global loss alone, "
+            f"{fmt(p5[('local only', 'pixel_auroc')])} with the local loss alone) while the global loss adds "
+            f"image-level accuracy on top (image AUROC {fmt(p5[('local only', 'image_auroc')])} → "
+            f"{fmt(p5[('local + global', 'image_auroc')])}). Focal is the stronger half of the local loss (pixel "
+            f"AUROC {fmt(p11[('focal only', 'pixel_auroc')])} vs {fmt(p11[('dice only', 'pixel_auroc')])} for Dice), "
             "and the two together are best. ")
     if ours:
         text += "In this run, pixel AUROC with the global loss alone → the local loss alone → both: " + ours
@@ -192,7 +212,7 @@ def loss_terms(p5, p11, ours5: dict, smoke: bool) -> Conclusion:
 def dpam_modes(p, ours9: dict, smoke: bool) -> Conclusion:
     """What the DPAM ablation says (chapter 9, Table 4).
 
-    ``p``: the paper's numbers on MVTec AD by (label, metric display name); ``ours9``: per tuning
+    ``p``: the paper's numbers on MVTec AD by (label, metric key); ``ours9``: per tuning
     set ("ours on"), our pixel AUROC per single-mode label. Cases: ``not-run``, ``smoke``, ``real``.
     """
     single = ("Q-K (no DPAM)", "Q-Q", "K-K", "V-V")
@@ -201,10 +221,10 @@ def dpam_modes(p, ours9: dict, smoke: bool) -> Conclusion:
         lambda on, r: f"{on}: " + ", ".join(f"{lb} {fmt(r.get(lb))}" for lb in single))
     text = ("**What it means.** In the paper the choice of attention matters most for segmentation, and for "
             "image-level detection through the local loss: V-V beats Q-K (the model without DPAM) by "
-            f"{fmt(p[('V-V', 'pixel AUROC')] - p[('Q-K (no DPAM)', 'pixel AUROC')])} points of pixel AUROC and "
-            f"{fmt(p[('V-V', 'image AUROC')] - p[('Q-K (no DPAM)', 'image AUROC')])} of image AUROC on MVTec AD, "
-            f"and the Q-Q+K-K+V-V ensemble adds a little on top (pixel AUPRO {fmt(p[('V-V', 'pixel AUPRO')])} → "
-            f"{fmt(p[('Q-Q+K-K+V-V ensemble', 'pixel AUPRO')])}) at three times the surrogate-path cost. ")
+            f"{fmt(p[('V-V', 'pixel_auroc')] - p[('Q-K (no DPAM)', 'pixel_auroc')])} points of pixel AUROC and "
+            f"{fmt(p[('V-V', 'image_auroc')] - p[('Q-K (no DPAM)', 'image_auroc')])} of image AUROC on MVTec AD, "
+            f"and the Q-Q+K-K+V-V ensemble adds a little on top (pixel AUPRO {fmt(p[('V-V', 'pixel_aupro')])} → "
+            f"{fmt(p[('Q-Q+K-K+V-V ensemble', 'pixel_aupro')])}) at three times the surrogate-path cost. ")
     if ours:
         text += "In this run, pixel AUROC per single mode: " + ours
     return Conclusion(case, text)
@@ -214,7 +234,7 @@ def state_words(spread, p9, ours_spread, epochs: int, smoke: bool) -> Conclusion
     """What the state-word and shared-prompt ablations say (chapter 10, Tables 9 and 13).
 
     ``spread``: the paper's max − min over the five words per (dataset, metric key), points;
-    ``p9``: Table 9 on MVTec AD by (label, metric display name); ``ours_spread``: ours per
+    ``p9``: Table 9 on MVTec AD by (label, metric key); ``ours_spread``: ours per
     (dataset, metric key), points, after ``epochs`` epochs. Cases: ``smoke`` and ``real``.
     """
     worst = spread.idxmax()
@@ -222,7 +242,7 @@ def state_words(spread, p9, ours_spread, epochs: int, smoke: bool) -> Conclusion
             f"{fmt(spread.median())} points (median over datasets and metrics) and by {fmt(spread.max())} at most "
             f"({worst[0]}, {metric_name(worst[1])}): once the context is learned, the hand-written word "
             "hardly matters. Sharing the embeddings costs "
-            f"{fmt(p9[('unshared prompts', 'image AUROC')] - p9[('shared prompts', 'image AUROC')])} points of "
+            f"{fmt(p9[('unshared prompts', 'image_auroc')] - p9[('shared prompts', 'image_auroc')])} points of "
             "image AUROC on MVTec AD. In this run the words spread by "
             + ", ".join(f"{fmt(v)} points of {metric_name(m)} on {standin_label(d)}"
                         for (d, m), v in ours_spread.items())

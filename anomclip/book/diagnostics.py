@@ -1,7 +1,7 @@
 """What a defect changes in the frozen visual features: the global token vs the patch tokens.
 
 AnomalyCLIP scores an image from its global feature alone and draws its map from the patch
-features (docs/method.md §4). Prompts tuned on one dataset can only transfer to another through a
+features (docs/anomalyclip.md §4). Prompts tuned on one dataset can only transfer to another through a
 feature that moves when a defect appears — by more than it moves between two normal images of
 the same category. :func:`defect_shift` measures both on pairs of images that differ by the
 defect alone (:func:`anomclip.data.synth.defect_pairs`):

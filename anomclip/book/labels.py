@@ -3,7 +3,9 @@
 Every chapter shows numbers with the same names (``image AUROC``, never ``image_auroc``), the
 same column labels (``paper``, ``ours`` / ``ours (smoke run)``), one provenance box read from
 the results files themselves, one caveat box for smoke runs, and one comparison helper that
-puts our numbers beside the paper's. Nothing here trains, evaluates or draws.
+puts our numbers beside the paper's. Tables hold numbers and metric keys; the words (display
+names, why a number is missing, the paper's † marks) are put in only when a table is shown
+(:func:`words`, :func:`styled`). Nothing here trains, evaluates or draws.
 """
 from __future__ import annotations
 
@@ -110,10 +112,44 @@ def fmt_sig(value, sig: int = 3) -> str:
     return f"{round(v, decimals):.{decimals}f}"
 
 
+#: the column of a comparison that says why ``ours`` has no number ("" where it has one)
+STATUS = "status"
+#: the column of a comparison that marks the paper's values "taken from original papers" (True: †)
+DAGGER_COLUMN = "dagger"
+
+
+def words(df: pd.DataFrame) -> pd.DataFrame:
+    """A numeric table as a reader sees it: metric keys (in cells, index and column labels) by
+    their display names, the ``status`` of a missing number of ours written in its ``ours`` cell
+    (the ``status`` column then goes), the paper's values marked in the ``dagger`` column written
+    "91.8 †" (the ``dagger`` column then goes). Every other cell is left as it is."""
+    from .reference import DAGGER
+
+    d = df.copy()
+    if STATUS in d.columns:
+        if "ours" in d.columns:
+            why = d[STATUS].fillna("").astype(str)
+            d["ours"] = [w if w and pd.isna(v) else v for v, w in zip(d["ours"], why)]
+        d = d.drop(columns=STATUS)
+    if DAGGER_COLUMN in d.columns:
+        if "paper" in d.columns:
+            d["paper"] = [f"{float(v):.1f} {DAGGER}" if bool(mark) and pd.notna(v) else v
+                          for v, mark in zip(d["paper"], d[DAGGER_COLUMN].fillna(False))]
+        d = d.drop(columns=DAGGER_COLUMN)
+    for c in d.columns:
+        if d[c].dtype == object:
+            d[c] = [metric_name(v) if isinstance(v, str) else v for v in d[c]]
+    return d.rename(index=_label_name, columns=_label_name)
+
+
+def _label_name(label):
+    return metric_name(label) if isinstance(label, str) else label
+
+
 def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
-    """A table for display: numbers with ``digits`` decimals, NaN as "–", text as is; a table
-    whose numbers were all computed on one other dataset (``attrs["ours_on"]``, from
-    :func:`compare_table`) says it in the caption."""
+    """A table for display, in :func:`words`: numbers with ``digits`` decimals, NaN as "–", text
+    as is; a table whose numbers were all computed on one other dataset (``attrs["ours_on"]``,
+    from :func:`compare_table`) says it in the caption."""
     def f(v):
         if isinstance(v, (bool, np.bool_)):
             return "yes" if v else "no"
@@ -125,7 +161,7 @@ def styled(df: pd.DataFrame, caption: str | None = None, digits: int = 1):
     on = df.attrs.get("ours_on")
     if on:
         caption = f"{caption} — ours on {on}" if caption else f"ours on {on}"
-    s = df.style.format(f)
+    s = words(df).style.format(f)
     return s.set_caption(caption) if caption else s
 
 
@@ -298,13 +334,14 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SH
     table. ``paper``: long frame (label, dataset, metric, value in %), see
     :func:`anomclip.book.tables.paper_long`. Each of our datasets is matched with the paper's
     dataset it stands for (:func:`paper_dataset`). Every paper dataset in ``paper_datasets``
-    (default: all of ``paper``'s) gets a row even when we have no number for it: ``ours`` then
-    reads ``not run: dataset not found`` for the datasets in ``missing`` (or the reason
-    ``missing`` maps them to, a dict), "–" otherwise.
+    (default: all of ``paper``'s) gets a row even when we have no number for it.
 
-    Columns: label, dataset (the paper's), metric (display name), paper (%), ours (%), Δ
-    (ours − paper, points), ours on (our dataset; a smoke domain as "objects (stands in for VisA)",
-    :func:`standin_label`). Values rounded to 0.1.
+    Columns: label, dataset (the paper's), metric (key), paper (%), ours (%), Δ (ours − paper,
+    points) — numbers, NaN where missing, rounded to 0.1 —, status (why ``ours`` is missing:
+    ``not run: dataset not found`` for the datasets in ``missing``, or the reason ``missing`` maps
+    them to, a dict; "" otherwise) and ours on (our dataset; a smoke domain as "objects (stands
+    in for VisA)", :func:`standin_label`). :func:`styled` shows the metric by its display name
+    and the status in the ``ours`` cell.
     """
     o = ours[ours["metric"].isin(metrics)].copy()
     o["paper dataset"] = [paper_dataset(d, synthetic) for d in o["dataset"]]
@@ -320,32 +357,34 @@ def compare(ours: pd.DataFrame, paper: pd.DataFrame, synthetic: bool, metrics=SH
     for c in ("paper", "ours", "Δ"):
         d[c] = d[c].astype(float).round(1)
     gone = dict(missing) if isinstance(missing, dict) else {ds: NOT_RUN for ds in missing}
-    d["ours"] = [v if not (isinstance(v, float) and math.isnan(v)) else gone.get(ds, np.nan)
-                 for v, ds in zip(d["ours"], d["paper dataset"])]
-    d["metric"] = d["metric"].map(metric_name)
+    d[STATUS] = [gone.get(ds, "") if math.isnan(v) else "" for v, ds in zip(d["ours"], d["paper dataset"])]
     d = d.rename(columns={"paper dataset": "dataset"})
-    order = {m: i for i, m in enumerate(metric_name(m) for m in metrics)}
+    order = {m: i for i, m in enumerate(metrics)}
     ds_order = {ds: i for i, ds in enumerate(DATASET_ORDER)}
     key = {"metric": lambda s: s.map(order),
            "dataset": lambda s: s.map(lambda v: (ds_order.get(v, len(ds_order)), v)),
            "label": lambda s: s}
     d = d.sort_values(["dataset", "label", "metric"], key=lambda s: key[s.name](s), kind="stable")
-    return d[["label", "dataset", "metric", "paper", "ours", "Δ", "ours on"]].reset_index(drop=True)
+    return d[["label", "dataset", "metric", "paper", "ours", "Δ", STATUS, "ours on"]].reset_index(drop=True)
 
 
 def compare_table(cmp: pd.DataFrame, dataset: str | None = None, labels=None) -> pd.DataFrame:
-    """One dataset of :func:`compare` as a narrow table: rows = (label, metric), columns paper,
-    ours, Δ and the dataset ours were computed on (fits the page whatever the number of
-    datasets: show one table per dataset). When every row of ours was computed on one dataset,
-    that column is left out and said once in the caption instead (:func:`styled` reads it from
-    ``attrs["ours_on"]``; nothing when it is the table's own dataset)."""
+    """One dataset of :func:`compare` as a narrow table: rows = (label, metric key), columns
+    paper, ours, Δ, the status of a missing number of ours (only when one has a status) and the
+    dataset ours were computed on (fits the page whatever the number of datasets: show one
+    table per dataset). When every row of ours was computed on one dataset, that column is left
+    out and said once in the caption instead (:func:`styled` reads it from ``attrs["ours_on"]``;
+    nothing when it is the table's own dataset)."""
     d = cmp if dataset is None else cmp[cmp["dataset"] == dataset]
-    t = d.set_index(["label", "metric"])[["paper", "ours", "Δ", "ours on"]]
+    t = d.set_index(["label", "metric"])[["paper", "ours", "Δ", STATUS, "ours on"]]
     if labels is not None:
         t = t.reindex([lb for lb in labels if lb in t.index.get_level_values(0)], level=0)
+    if not (t[STATUS].fillna("") != "").any():
+        t = t.drop(columns=STATUS)
     on = list(dict.fromkeys(t["ours on"].dropna()))
     if len(on) <= 1:
         t = t.drop(columns="ours on")
         if on and on[0] != dataset:
             t.attrs["ours_on"] = on[0]
     return t
+

@@ -271,10 +271,6 @@ def loss_curves(history, x: str = "step", title: str | None = None, ax=None, log
 
 
 # --------------------------------------------------------------------------- ours vs paper
-def _numeric(s: pd.Series) -> pd.Series:
-    return pd.to_numeric(s, errors="coerce")
-
-
 @_styled
 def plot_compare(cmp: pd.DataFrame, order=None, metrics=("pixel_auroc", "image_auroc"), title: str | None = None,
                  ours_label: str = "ours"):
@@ -283,18 +279,17 @@ def plot_compare(cmp: pd.DataFrame, order=None, metrics=("pixel_auroc", "image_a
     colour of the dataset it stands in for). A missing number is a missing bar."""
     import seaborn as sns
 
-    names = [metric_name(m) for m in metrics]
-    d = cmp[cmp["metric"].isin(names)]
+    d = cmp[cmp["metric"].isin(metrics)]
     order = list(order or dict.fromkeys(d["label"]))
     datasets = [x for x in DATASET_ORDER if x in set(d["dataset"])] + sorted(set(d["dataset"]) - set(DATASET_ORDER))
     colors = dataset_colors(datasets)
-    h = 0.9 + len(names) * (0.55 + 0.28 * len(order) * max(1, len(datasets)) ** 0.5)
+    h = 0.9 + len(metrics) * (0.55 + 0.28 * len(order) * max(1, len(datasets)) ** 0.5)
     fig = _figure(h)
-    axes = fig.subplots(len(names), 2, squeeze=False, sharey=True)
-    for i, m in enumerate(names):
+    axes = fig.subplots(len(metrics), 2, squeeze=False, sharey=True)
+    for i, m in enumerate(metrics):
         for j, (col, label) in enumerate((("ours", ours_label), ("paper", PAPER_LABEL))):
             ax = axes[i, j]
-            sub = d[d["metric"] == m].assign(value=lambda x: _numeric(x[col])).dropna(subset=["value"])
+            sub = d[d["metric"] == m].assign(value=lambda x: x[col].astype(float)).dropna(subset=["value"])
             if len(sub):
                 sns.barplot(data=sub, y="label", x="value", hue="dataset", hue_order=datasets, order=order,
                             palette=colors, ax=ax, orient="h", legend=False)
@@ -302,7 +297,7 @@ def plot_compare(cmp: pd.DataFrame, order=None, metrics=("pixel_auroc", "image_a
                 ax.text(50, 0, "no numbers", ha="center", va="center")
             ax.axvline(50, color="grey", lw=0.8, ls=":")
             ax.set_xlim(0, 100)
-            ax.set_xlabel(f"{m} (%)")
+            ax.set_xlabel(f"{metric_name(m)} (%)")
             ax.set_ylabel("")
             ax.set_title(label if i == 0 else "")
     import matplotlib.patches as mpatches
@@ -590,17 +585,18 @@ def draw_cases(rgb, masks, raw, cases: pd.DataFrame, threshold: float, sigma: fl
 
 @_styled
 def plot_sweeps(frame: pd.DataFrame, marks: dict, metrics, title: str | None = None):
-    """One panel per sweep (long frame: sweep, setting, metric display name, score in %), one
-    line per metric; a dotted line marks each sweep's value in ``marks`` (the official one)."""
+    """One panel per sweep (long frame: sweep, setting, metric key, score in %), one line per
+    metric (named by its display name); a dotted line marks each sweep's value in ``marks`` (the
+    official one)."""
     sweeps = list(dict.fromkeys(frame["sweep"]))
     fig = _figure(3.0)
     axes = fig.subplots(1, len(sweeps), sharey=True, squeeze=False)[0]
-    colors = colours(metrics)
+    colors = {m: c for m, c in zip(metrics, colours([metric_name(m) for m in metrics]).values())}
     for ax, sw in zip(axes, sweeps):
         sub = frame[(frame["sweep"] == sw) & frame["metric"].isin(metrics)].sort_values("setting")
         for m in metrics:
             s = sub[sub["metric"] == m]
-            ax.plot(s["setting"], s["score"], marker="o", color=colors[m], label=m)
+            ax.plot(s["setting"], s["score"], marker="o", color=colors[m], label=metric_name(m))
         if sw in marks:
             ax.axvline(marks[sw], color="grey", lw=0.8, ls=":")
         ax.set_xticks(sorted(sub["setting"].unique()))
@@ -608,7 +604,7 @@ def plot_sweeps(frame: pd.DataFrame, marks: dict, metrics, title: str | None = N
     axes[0].set_ylabel("%")
     from matplotlib.lines import Line2D
 
-    fig.legend(handles=[Line2D([], [], color=colors[m], marker="o", label=m) for m in metrics],
+    fig.legend(handles=[Line2D([], [], color=colors[m], marker="o", label=metric_name(m)) for m in metrics],
                loc="outside lower center", ncol=len(metrics))
     if title:
         fig.suptitle(title)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .labels import SHOWN, metric_name
-from .paper import METRIC_KEYS, paper_values
+from .labels import SHOWN
+from .reference import METRIC_KEYS, paper_values
 
 
 def relabel(df: pd.DataFrame, rows: dict) -> pd.DataFrame:
@@ -23,20 +23,16 @@ def relabel(df: pd.DataFrame, rows: dict) -> pd.DataFrame:
     return d
 
 
-def wide(df: pd.DataFrame, metrics=SHOWN, percent: bool = True, names: bool = False) -> pd.DataFrame:
-    """Rows = label, columns = (dataset, metric); values in % (rounded to 0.1).
-
-    ``names=True`` shows the metrics by their display names (``image AUROC``)."""
+def wide(df: pd.DataFrame, metrics=SHOWN, percent: bool = True) -> pd.DataFrame:
+    """Rows = label, columns = (dataset, metric key); values in % (rounded to 0.1).
+    :func:`anomclip.book.labels.styled` shows the metrics by their display names (``image AUROC``)."""
     d = df[df["metric"].isin(metrics)].copy()
     if percent:
         d["value"] = (d["value"].astype(float) * 100).round(1)
     t = d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False, dropna=False)
     present = set(zip(d["dataset"], d["metric"]))
     cols = [(ds, m) for ds in dict.fromkeys(d["dataset"]) for m in metrics if (ds, m) in present]
-    t = t[cols]
-    if names:
-        t = t.rename(columns=metric_name, level=1)
-    return t
+    return t[cols]
 
 
 def paper_long(table: int | str, variants: dict | None = None, method: str | None = "AnomalyCLIP",
@@ -66,11 +62,31 @@ def paper_long(table: int | str, variants: dict | None = None, method: str | Non
 
 
 def paper_wide(table: int, variants: dict | None = None, method: str = "AnomalyCLIP",
-               metrics=SHOWN, names: bool = False) -> pd.DataFrame:
+               metrics=SHOWN) -> pd.DataFrame:
     """The paper's table in the same shape as :func:`wide` (labels renamed by ``variants``)."""
     d = paper_long(table, variants, method, metrics)
-    t = d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False)
-    return t.rename(columns=metric_name, level=1) if names else t
+    return d.pivot_table(index="label", columns=["dataset", "metric"], values="value", sort=False)
+
+
+def paper_on(cmp: pd.DataFrame, dataset: str = "MVTec AD") -> pd.Series:
+    """The paper's numbers (%) of one dataset of a comparison
+    (:func:`anomclip.book.labels.compare`), by (label, metric key)."""
+    return cmp[cmp["dataset"] == dataset].set_index(["label", "metric"])["paper"]
+
+
+def ours_by_run(cmp: pd.DataFrame, metric: str) -> dict:
+    """``{ours on: {label: ours}}``: our numbers (%) of one metric key of a comparison, per
+    dataset they were computed on, in the comparison's order; rows without a number of ours
+    are left out."""
+    d = cmp[(cmp["metric"] == metric) & cmp["ours"].notna()]
+    return {on: dict(zip(g["label"], g["ours"])) for on, g in d.groupby("ours on", sort=False)}
+
+
+def ours_difference(cmp: pd.DataFrame, metric: str, label: str, other: str) -> dict:
+    """``{ours on: ours of label − ours of other}`` (points) for one metric key of a comparison,
+    for every dataset ours were computed on that has both numbers."""
+    runs = ours_by_run(cmp, metric)
+    return {on: r[label] - r[other] for on, r in runs.items() if label in r and other in r}
 
 
 def deviations(frame: pd.DataFrame, group=("dataset", "metric")) -> pd.DataFrame:

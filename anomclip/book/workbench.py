@@ -8,9 +8,10 @@ paper's row name (``"base"``) or paired with it (``("full", "+T4 multi-layer fea
 :class:`Workbench` re-runs an ablation from controls: one control per recipe field the chapter
 exposes (:data:`CONTROLS`: checkboxes for the modules and loss terms, dropdowns for the DPAM mode
 and the state word, sliders for λ, the prompt length and depth, E, the DPAM start and the
-layers), a Run button with a progress bar, and the result: a new row in the chapter's table and
-a new bar in its figure, beside the paper's rows, with the difference to the chapter's reference
-setting. Runs go through the chapter's run store (:meth:`anomclip.book.chapter.Chapter.run`), so
+layers; a dropdown or step slider offers only the values that can run with the other controls'
+current values and says beside it which it leaves out), a Run button with a progress bar, and
+the result: a new row in the chapter's table and a new bar in its figure, beside the paper's
+rows, with the difference to the chapter's reference setting. Runs go through the chapter's run store (:meth:`anomclip.book.chapter.Chapter.run`), so
 a setting already run comes back at once. Outside a live Jupyter kernel (the built book) the
 workbench shows one line saying what it offers; the chapter's default table and figure are the
 ablation's.
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..errors import AnomclipError
+from ..recipes import TINY_BACKBONE, resolve_block
 from .labels import SHOWN, compare, compare_table, styled
 from .plots import plot_compare
 from .tables import paper_long, relabel
@@ -133,7 +136,7 @@ CONTROLS = {c.field: c for c in (
     Control("prompt_length", "int", "prompt length", lo=0, hi=8),
     Control("prompt_depth", "int", "prompt depth", lo=1, hi=12),
     Control("n_ctx", "int", "E", lo=0, hi=16),
-    Control("dpam_start", "steps", "DPAM from", (("0", 0.0), ("¼", 0.25), ("½", 0.5), ("¾", 0.75))),
+    Control("dpam_start", "steps", "DPAM from", (("¼", 0.25), ("½", 0.5), ("¾", 0.75))),
     Control("layers", "steps", "layers", LAYER_STEPS),
 )}
 
@@ -163,6 +166,37 @@ def make_widget(c: Control, value):
                          description=c.description)
 
 
+def visual_depth(recipe) -> int | None:
+    """The number of visual blocks of a recipe's backbone, read from its configuration (no
+    weights are loaded); None for a backbone open_clip has no configuration of."""
+    from ..model.backbone import TINY_CONFIG
+
+    if recipe.backbone == TINY_BACKBONE:
+        return int(TINY_CONFIG["vision"]["layers"])
+    import open_clip
+
+    config = open_clip.get_model_config(recipe.backbone)
+    return int(config["vision_cfg"]["layers"]) if config else None
+
+
+def why_not(reference, depth: int | None, **settings) -> str:
+    """Why the ``reference`` recipe with ``settings`` cannot run on a backbone of ``depth``
+    visual blocks ("" when it can): the recipe's own check of its settings, then DPAM's rule
+    that every feature layer lies at or after the block the surrogate path starts at (the
+    blocks resolved as the model resolves them; with ``depth`` None only the recipe's check)."""
+    try:
+        recipe = reference.with_(**settings)
+        if depth is None:
+            return ""
+        start = resolve_block(recipe.dpam_start, depth, setting="dpam_start")
+        layers = sorted({resolve_block(m, depth, setting="layers") for m in recipe.layers})
+    except AnomclipError as e:
+        return str(e)
+    if recipe.dpam != "none" and layers[0] < start:
+        return f"feature layer {layers[0]} comes before the DPAM start block {start}"
+    return ""
+
+
 def setting_label(reference, recipe, fields, reference_label: str) -> str:
     """A run's row name: what it changes from the reference recipe (``yours: λ=2, focal loss off``)."""
     parts = []
@@ -183,9 +217,16 @@ def setting_label(reference, recipe, fields, reference_label: str) -> str:
 # --------------------------------------------------------------------------- the workbench
 class Workbench:
     """Controls for ``fields`` of the ``reference`` recipe ((shown label, recipe): the chapter's
-    reference row), a Run button and the chapter's ablation with one more row per run."""
+    reference row), a Run button and the chapter's ablation with one more row per run.
 
-    def __init__(self, ch, base: Ablation, reference, fields, datasets=None, train: bool = True):
+    A dropdown or step slider offers only the values that can run with the other controls'
+    current values (:func:`why_not` on a backbone of ``depth`` visual blocks, default: the
+    reference's, :func:`visual_depth`); the note beside it says which values it leaves out and
+    why. ``loader(recipe, device)`` builds a recipe's model (default
+    :func:`anomclip.engine.loading.build_model`; :meth:`warm_up` calls it)."""
+
+    def __init__(self, ch, base: Ablation, reference, fields, datasets=None, train: bool = True,
+                 depth: int | None = None, loader=None):
         self.ch, self.base = ch, base
         self.reference_label, self.reference = reference
         unknown = [f for f in fields if f not in CONTROLS]
@@ -196,7 +237,10 @@ class Workbench:
         self.runs: dict[str, pd.DataFrame] = {}  # shown label → our long frame
         self.seconds: dict[str, float] = {}
         self.widgets: dict = {}
+        self.notes: dict = {}  # field → the note beside its control (values left out, and why)
         self.out = None
+        self._depth, self._loader = depth, loader
+        self._refreshing = False
 
     # -- the numbers
     def recipe(self, **settings):
@@ -204,7 +248,7 @@ class Workbench:
 
     def targets(self) -> list:
         """The evaluation datasets, one run step each (the progress bar's steps)."""
-        P = self.ch.P
+        P = self.ch.profile
         seen = [t for ts in P.protocol.values() for t in ts if t in P.datasets]
         ts = list(dict.fromkeys(seen))
         return [t for t in ts if self.datasets is None or t in self.datasets]
@@ -240,9 +284,8 @@ class Workbench:
             extra = compare(mine, self.base.paper.iloc[0:0], synthetic=self.ch.smoke, metrics=self.base.metrics)
             extra = extra[extra["label"].isin(self.runs)]
             cmp = pd.concat([cmp, extra], ignore_index=True)
-        ours = pd.to_numeric(cmp["ours"], errors="coerce")
-        ref = cmp.assign(o=ours)[cmp["label"] == self.reference_label].set_index(["dataset", "metric"])["o"]
-        delta = [o - ref.get((d, m), float("nan")) for o, d, m in zip(ours, cmp["dataset"], cmp["metric"])]
+        ref = cmp[cmp["label"] == self.reference_label].set_index(["dataset", "metric"])["ours"]
+        delta = [o - ref.get((d, m), float("nan")) for o, d, m in zip(cmp["ours"], cmp["dataset"], cmp["metric"])]
         return cmp.assign(**{"Δ ref": pd.Series(delta, index=cmp.index).round(1)})
 
     def table(self, cmp: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -265,24 +308,66 @@ class Workbench:
         return plot_compare(cmp, order=order, ours_label=self.ch.ours,
                             title=(self.base.title or "ablation") + " + your runs")
 
-    # -- the display
-    def show(self, live: bool = False):
-        """Controls, Run, progress and result in a live kernel; one line elsewhere (the static book)."""
-        from IPython.display import Markdown, display
+    # -- the controls
+    @property
+    def depth(self) -> int | None:
+        """The number of visual blocks the settings are checked against."""
+        if self._depth is None:
+            self._depth = visual_depth(self.reference)
+        return self._depth
 
-        names = ", ".join(CONTROLS[f].description for f in self.fields)
-        if not live_ok(live):
-            display(Markdown(f"*Workbench: in JupyterLab (`make lab`) this cell shows controls for {names}, "
-                             f"a Run button and the table and figure above with your runs added, "
-                             f"with the difference to \"{self.reference_label}\".*"))
-            return None
+    def settings(self) -> dict:
+        """The controls' current values, ``{field: value}``."""
+        return {f: w.value for f, w in self.widgets.items()}
+
+    def offered(self, field: str, settings: dict) -> tuple[tuple, dict]:
+        """The options ((shown, value) pairs) of ``field``'s control that can run with the other
+        fields at ``settings``, and ``{shown: why not}`` for the options it leaves out (the
+        current value is always offered)."""
+        c = CONTROLS[field]
+        ok, left_out = [], {}
+        for shown, v in _option(c, getattr(self.reference, field)):
+            why = why_not(self.reference, self.depth, **{**settings, field: v})
+            if why and v != settings.get(field):
+                left_out[shown] = why
+            else:
+                ok.append((shown, v))
+        return tuple(ok), left_out
+
+    def refresh(self, change=None) -> None:
+        """Offer on every dropdown and step slider only the values that can run with the others'
+        current values, and say beside it which it leaves out."""
+        if self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            settings = self.settings()
+            for f, note in self.notes.items():
+                ok, left_out = self.offered(f, settings)
+                w = self.widgets[f]
+                if tuple(w.options) != ok:
+                    w.options = ok
+                    w.value = settings[f]
+                note.value = ("" if not left_out else "<small>cannot run with the other settings: "
+                              + ", ".join(f"{shown} ({why})" for shown, why in left_out.items()) + "</small>")
+        finally:
+            self._refreshing = False
+
+    def build(self):
+        """The controls, the Run button, its progress bar and status line and the output area, as
+        one widget (:meth:`show` displays it in a live kernel)."""
         import ipywidgets as W
         import matplotlib.pyplot as plt
+        from IPython.display import display
 
         self.widgets = {f: make_widget(CONTROLS[f], getattr(self.reference, f)) for f in self.fields}
+        self.notes = {f: W.HTML("") for f in self.fields if CONTROLS[f].kind in ("choice", "steps")}
+        for w in self.widgets.values():
+            w.observe(self.refresh, names="value")
+        self.refresh()
         button = W.Button(description="Run", button_style="primary", icon="play")
         bar = W.FloatProgress(value=0, min=0, max=len(self.targets()), description="idle")
-        status = W.HTML("")
+        self.status = status = W.HTML("")
         self.out = out = W.Output()
 
         def redraw():
@@ -298,12 +383,10 @@ class Workbench:
             button.disabled = True
             bar.value, bar.bar_style, bar.description = 0, "info", "running"
             try:
-                settings = {f: w.value for f, w in self.widgets.items()}
-
                 def step(i, n):
                     bar.value = i
 
-                label = self.run(progress=step, **settings)
+                label = self.run(progress=step, **self.settings())
                 bar.bar_style, bar.description = "success", "done"
                 status.value = f"<b>{label}</b>: {self.seconds[label]:.1f} s"
                 redraw()
@@ -314,11 +397,24 @@ class Workbench:
                 button.disabled = False
 
         button.on_click(on_run)
-        self.button = button
-        controls = list(self.widgets.values())
-        display(W.VBox([W.HBox(controls[:3]), *([W.HBox(controls[3:])] if controls[3:] else []),
-                        W.HBox([button, bar, status]), out]))
-        redraw()
+        self.button, self.redraw = button, redraw
+        controls = [W.VBox([w, self.notes[f]]) if f in self.notes else w for f, w in self.widgets.items()]
+        return W.VBox([W.HBox(controls[:3]), *([W.HBox(controls[3:])] if controls[3:] else []),
+                       W.HBox([button, bar, status]), out])
+
+    # -- the display
+    def show(self, live: bool = False):
+        """Controls, Run, progress and result in a live kernel; one line elsewhere (the static book)."""
+        from IPython.display import Markdown, display
+
+        names = ", ".join(CONTROLS[f].description for f in self.fields)
+        if not live_ok(live):
+            display(Markdown(f"*Workbench: in JupyterLab (`make lab`) this cell shows controls for {names}, "
+                             f"a Run button and the table and figure above with your runs added, "
+                             f"with the difference to \"{self.reference_label}\".*"))
+            return None
+        display(self.build())
+        self.redraw()
         self.warm_up()
         return self
 
@@ -330,14 +426,13 @@ class Workbench:
 
         def load():
             try:
-                from ..engine.models import build_model
-
-                build_model(self.reference, self.ch.device)
+                loader = self._loader
+                if loader is None:
+                    from ..engine.loading import build_model as loader
+                loader(self.reference, self.ch.device)
             except Exception:  # Run builds the model again and reports the error in its status line
                 pass
 
-        if getattr(self.ch, "device", None) is None:  # a stand-in chapter: nothing to load
-            return None
         self._warming = threading.Thread(target=load, name="workbench-warm-up", daemon=True)
         self._warming.start()
         return self._warming

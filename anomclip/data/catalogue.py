@@ -3,9 +3,9 @@
 One :class:`Dataset` per dataset of Tables 1–3, in the order of the paper's tables (industrial
 Table 1, then medical Table 2: image-level first, pixel-level after). Each entry says its name
 in the tables, its folder under ``DATA_ROOT``, the layout that reads it
-(:mod:`anomclip.data.layouts`), which metrics it defines, its test-set size in the paper's
-Table 6 and where it is published. The profiles, the layout titles, the stand-ins, the book's
-order and colours all read this list (docs/datasets.md, docs/method.md §7b).
+(:mod:`anomclip.data.releases`), which metrics it defines, its test-set size in the paper's
+Table 6 and where it is published. The profiles, the layout titles, the mock releases, the book's
+order and colours all read this list (docs/datasets.md, docs/anomalyclip.md §7b).
 """
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """A dataset's samples and the torch ``Dataset`` that preprocesses them.
 
 :func:`load_index` reads the samples of one split per category from ``meta.json`` or, for a
-root without one, from its release layout (:mod:`anomclip.data.layouts`, looking through the
-wrapper folders an archive unpacks below the root, paths relative to the root as ``meta.json``
-would list them), checking that every listed file exists. :class:`AnomalyDataset` decodes and preprocesses them
-(:mod:`anomclip.data.preprocess`).
+root without one, from its release layout (:func:`anomclip.data.releases.read_layout`, looking
+through the wrapper folders an archive unpacks below the root, paths relative to the root as
+``meta.json`` would list them), checking that every listed file exists. :class:`AnomalyDataset`
+decodes and preprocesses them (:mod:`anomclip.data.preprocess`). Detecting a layout and writing
+``meta.json`` are :func:`anomclip.data.releases.detect` and :func:`anomclip.data.releases.prepare`.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from PIL import Image
 
 from ..errors import AnomclipError
 from .index import META_NAME, SPLITS, Sample, check_root, read_meta, validate_meta
-from .layouts import detect, prepare_dataset, read_layout
 from .preprocess import image_to_tensor, mask_to_tensor, read_image, read_mask
+from .releases import read_layout
 
 
 def _resolve_meta(root: Path) -> dict:
@@ -183,19 +184,3 @@ class AnomalyDataset(torch.utils.data.Dataset):
             "path": str(sample.img_path),
         }
 
-
-def detect_layout(root: str | os.PathLike) -> str:
-    """``"meta"`` when ``root/meta.json`` exists, else the layout :mod:`anomclip.data.layouts` finds."""
-    root = check_root(root)
-    if (root / META_NAME).is_file():
-        return "meta"
-    return detect(root).key
-
-
-def prepare(root: str | os.PathLike, layout: str = "auto") -> Path:
-    """Write ``root/meta.json`` from the layout (``auto`` detects it) and return its path.
-
-    With ``auto`` an existing ``meta.json`` is validated and kept; an explicit layout always
-    (re)writes it. :func:`anomclip.data.layouts.prepare_dataset` also says what it found.
-    """
-    return prepare_dataset(root, layout).path

@@ -12,7 +12,7 @@ format of AnomalyCLIP / APRIL-GAN / AdaCLIP::
 :func:`read_meta` validates it (one line naming the entry for: duplicate images, a mask on a
 normal image, ``anomaly`` not 0/1, a non-string ``cls_name``, a path that leaves the root) and
 keeps the top-level ``"synthetic": true`` marker of generated data (:func:`is_synthetic`).
-Readers of the release layouts (:mod:`anomclip.data.layouts`) produce this dict; the
+Readers of the release layouts (:mod:`anomclip.data.releases`) produce this dict; the
 samples of a split are loaded by :func:`anomclip.data.dataset.load_index`.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ META_NAME = "meta.json"
 SYNTHETIC_KEY = "synthetic"
 
 
-#: A file a generated stand-in leaves in its root; :func:`prepare` turns it into the marker.
+#: A file a generated mock release leaves in its root; :func:`prepare` turns it into the marker.
 SYNTHETIC_MARKER = ".anomclip-synthetic"
 
 
@@ -170,7 +170,7 @@ def write_meta(root: str | os.PathLike, meta: dict) -> Path:
 
 def is_synthetic(root: str | os.PathLike) -> bool:
     """True when ``root/meta.json`` carries ``"synthetic": true`` (or, before ``prepare``, when
-    the root holds the :data:`SYNTHETIC_MARKER` file a generated stand-in leaves)."""
+    the root holds the :data:`SYNTHETIC_MARKER` file a generated mock release leaves)."""
     root = check_root(root)
     if (root / META_NAME).is_file():
         return bool(read_meta(root).get(SYNTHETIC_KEY, False))

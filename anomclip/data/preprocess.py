@@ -1,4 +1,4 @@
-"""Preprocessing, exactly as the authors' code does it (docs/method.md §7).
+"""Preprocessing, exactly as the authors' code does it (docs/anomalyclip.md §7).
 
 Equal to the authors' ``dataset.py`` + ``test.py``:
 

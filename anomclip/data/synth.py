@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 
 from ..errors import AnomclipError
 from .index import write_meta
-from .readers import index_mvtec
+from .releases.mvtec import index_mvtec
 
 DOMAINS = ("textures", "objects")
 TEXTURES = ("weave", "marble", "grid", "dots")

@@ -5,7 +5,7 @@ Imports the model, the methods and the data; never the book or the CLI.
 """
 from .evaluate import EvalResult
 from .features import FeatureCache, FeatureSet, extract_features
-from .models import build_model, resolve_device
+from .loading import build_model, resolve_device
 from .profiles import Profile, get_profile
 from .run_table import RunTable, run_table
 from .runner import DataSpec, Experiment, evaluate_dataset, run_experiment

@@ -1,4 +1,4 @@
-"""Zero-shot evaluation: scores and maps for every image, metrics per category (docs/method.md §4, §8).
+"""Zero-shot evaluation: scores and maps for every image, metrics per category (docs/anomalyclip.md §4, §8).
 
 Categories are evaluated one at a time so only one category's maps are in memory. The
 dataset-level number of each metric is the unweighted mean over categories, NaNs (undefined

@@ -1,4 +1,4 @@
-"""Frozen visual features, computed once and reused (docs/method.md §6).
+"""Frozen visual features, computed once and reused (docs/anomalyclip.md §6).
 
 The visual encoder is frozen and there is no augmentation, so the global feature and the
 patch features of every requested layer are the same at every epoch and in every run that

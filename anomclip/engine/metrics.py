@@ -5,16 +5,19 @@ undefined for its input (one class only, no anomalous pixel, no ground-truth reg
 ``float('nan')`` and emits an :class:`UndefinedMetricWarning`; it never raises for that. Bad
 input (mismatched shapes, non-binary labels, NaN scores) raises :class:`AnomclipError`.
 
-Pixel metrics share one engine: all pixel scores are sorted once (as 64-bit keys
-``float32 order bits << 32 | region id``, which ``np.sort`` handles much faster than an
-``argsort``), and cumulative sums over the descending order give the exact curves at every
-distinct score. Pixel scores are therefore compared at float32 precision.
+Pixel metrics share one engine. The anomalous pixels (few) are sorted by score as 64-bit keys
+``float32 order bits << 32 | region id``; the normal pixels are sorted once as float32 (on a few
+threads), and binary search counts them at or above every anomalous score. Between two
+anomalous scores only normal pixels enter, so these counts give the exact ROC, precision-recall
+and PRO curves at every distinct score. AUPRO alone sorts only the normal pixels that can score
+above its FPR limit. Pixel scores are compared at float32 precision.
 """
 from __future__ import annotations
 
-import time
+import os
 import warnings
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,11 +33,6 @@ from anomclip.errors import AnomclipError
 
 IMAGE_KEYS = ("image_auroc", "image_ap", "image_f1_max")
 PIXEL_KEYS = ("pixel_auroc", "pixel_ap", "pixel_f1_max", "pixel_aupro", "pixel_aupro_official")
-
-# 8-connectivity inside each image, none across images of an [N, H, W] stack.
-_STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
-_STRUCTURE[1] = True
-
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for its input and was returned as NaN."""
@@ -78,7 +76,7 @@ def _pixel_inputs(maps: object, masks: object) -> tuple[np.ndarray, np.ndarray]:
         raise AnomclipError(
             f"anomaly maps {tuple(np.shape(maps))} and masks {tuple(np.shape(masks))} must both be [N, H, W]"
         )
-    if not np.isfinite(m).all():
+    if m.size and not (np.isfinite(m.min()) and np.isfinite(m.max())):  # NaN propagates to both
         raise AnomclipError("anomaly maps contain NaN or infinity")
     return m, g
 
@@ -164,6 +162,11 @@ def image_metrics(scores: object, labels: object) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- pixel engine
 
+#: 8-connectivity inside one image
+_EIGHT = np.ones((3, 3), dtype=bool)
+#: normal scores drawn to place the floor of an AUPRO curve (see :func:`_normal_floor`)
+_FLOOR_SAMPLE = 1 << 16
+
 
 def _order_bits(x: np.ndarray) -> np.ndarray:
     """uint32 keys whose unsigned order is the order of the float32 values (-0.0 == +0.0)."""
@@ -176,82 +179,226 @@ def _from_order_bits(k: np.ndarray) -> np.ndarray:
     return np.where(k >> 31 == 1, k & np.uint32(0x7FFFFFFF), ~k).view(np.float32)
 
 
+def _region_ids(g: np.ndarray) -> tuple[np.ndarray, int]:
+    """The ground-truth region (1..R) of every anomalous pixel, in the order of ``g[g]``, and R.
+
+    Regions are the 8-connected components of each image's mask, numbered image by image. Each
+    image is labelled on the bounding box of its anomalous pixels only.
+    """
+    ids, offset = [], 0
+    rows = g.any(axis=2)
+    for i in np.flatnonzero(rows.any(axis=1)):
+        r = np.flatnonzero(rows[i])
+        box = g[i, r[0] : r[-1] + 1]
+        c = np.flatnonzero(box.any(axis=0))
+        box = box[:, c[0] : c[-1] + 1]
+        labels, n = ndimage.label(box, structure=_EIGHT)
+        ids.append(labels[box].astype(np.int64) + offset)  # row-major in the box = row-major in the image
+        offset += n
+    return (np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)), offset
+
+
+def _parts(size: int) -> list[slice]:
+    """A few slices covering ``range(size)``: the pixels each thread sorts and counts (one slice
+    below a million pixels, where threads cost more than they save)."""
+    n = max(1, min(4, os.cpu_count() or 1, size >> 20))
+    bounds = np.linspace(0, size, n + 1).astype(int)
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _sorted(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    out = values[keep]
+    out.sort()
+    return out
+
+
+def _searchsorted(p: np.ndarray, v: np.ndarray, side: str, block: int = 4096) -> np.ndarray:
+    """``np.searchsorted(p, v, side)`` for ascending ``v``, block by block: each block of ``v``
+    searches only the stretch of ``p`` between its first and last value (which stays in cache)."""
+    out = np.empty(v.size, dtype=np.int64)
+    firsts = np.searchsorted(p, v[::block], side).tolist()
+    lasts = np.searchsorted(p, v[np.minimum(np.arange(block - 1, v.size + block - 1, block), v.size - 1)],
+                            side).tolist()
+    for b, (lo, hi) in enumerate(zip(firsts, lasts)):
+        s = slice(b * block, (b + 1) * block)
+        out[s] = np.searchsorted(p[lo:hi], v[s], side)
+        out[s] += lo
+    return out
+
+
+def _at_and_above(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per ascending value of ``v``: the values of the sorted ``p`` that are ``>= v`` and ``> v``
+    (the second search only for the values of ``v`` that ``p`` holds)."""
+    i = _searchsorted(p, v, "left")
+    right = i.copy()
+    if p.size:
+        tied = np.flatnonzero(p[np.minimum(i, p.size - 1)] == v)
+        right[tied] = np.searchsorted(p, v[tied], "right")
+    return p.size - i, p.size - right
+
+
+def _count(parts: tuple[np.ndarray, ...], v: np.ndarray, side: str) -> np.ndarray:
+    """Per ascending value of ``v``: the sorted values ``>= v`` (side "left") or ``> v`` ("right")."""
+    return sum(p.size - np.searchsorted(p, v, side) for p in parts)
+
+
+def _float32_below(x: np.ndarray) -> np.ndarray:
+    """The largest float32 ``<= x``, so that for a float32 s: ``s > x`` exactly when ``s > result``."""
+    f = x.astype(np.float32)
+    return np.where(f.astype(np.float64) > x, np.nextafter(f, np.float32(-np.inf)), f)
+
+
+def _normal_floor(m: np.ndarray, normal: np.ndarray, n_neg: int, fpr_limit: float) -> float:
+    """A score ``t`` with more than ``fpr_limit * n_neg`` normal pixels ``>= t``, near that count.
+
+    An AUPRO curve beyond ``fpr_limit`` is never integrated, so only the normal pixels at or above
+    such a ``t`` need sorting. ``t`` comes from a seeded sample of the normal scores (a quantile
+    two per cent below); the caller checks the count and sorts everything if the sample misled.
+    """
+    need = _beyond(n_neg, fpr_limit)
+    q = 1.0 - need / max(n_neg, 1) - 0.02
+    if need > n_neg or q <= 0.0:
+        return -np.inf
+    idx = np.random.default_rng(0).integers(0, m.size, _FLOOR_SAMPLE)
+    sample = np.sort(m[idx][normal[idx]])
+    if sample.size < 1000:
+        return -np.inf
+    return float(sample[int(q * sample.size)])
+
+
+def _beyond(n_neg: int, fpr_limit: float) -> int:
+    """The smallest count c of normal pixels with ``c / n_neg > fpr_limit`` (computed in floats)."""
+    c = int(np.floor(fpr_limit * n_neg)) + 1
+    while c <= n_neg and c / n_neg <= fpr_limit:
+        c += 1
+    return c
+
+
 @dataclass(frozen=True)
 class _Curve:
-    """Cumulative counts at every distinct score ``thresholds[k]`` (descending)."""
+    """Exact cumulative counts at every distinct score ``scores[j]`` of the anomalous pixels.
 
-    thresholds: np.ndarray  # float64, distinct pixel scores, descending
-    fp: np.ndarray  # int64, normal pixels with score >= thresholds[k]
-    tp: np.ndarray  # int64, anomalous pixels with score >= thresholds[k]
-    pro: np.ndarray | None  # float64, mean over regions of the covered fraction
+    Between two of these scores only normal pixels enter, so the ROC, precision-recall and PRO
+    curves at every distinct score of all pixels follow from these points. Normal pixels are
+    counted exactly at scores ``>= floor``; below ``floor`` (where FPR exceeds the AUPRO limit
+    the curve was built for) they are capped at the number of normal pixels ``>= floor``.
+    """
+
+    scores: np.ndarray  # float32, distinct anomalous scores, descending
+    tp: np.ndarray  # int64, anomalous pixels with score >= scores[j]
+    fp: np.ndarray  # int64, normal pixels with score >= scores[j]
+    fp_above: np.ndarray  # int64, normal pixels with score > scores[j]
+    pro: np.ndarray | None  # float64, mean over regions of the fraction with score >= scores[j]
+    n_neg: int
+    normal: tuple[np.ndarray, ...]  # float32, the normal scores >= floor, ascending, in parts
+    floor: float
 
     @property
     def n_pos(self) -> int:
         return int(self.tp[-1])
 
-    @property
-    def n_neg(self) -> int:
-        return int(self.fp[-1])
+    def normal_above(self, x: np.ndarray) -> np.ndarray:
+        """Normal pixels with score ``> x`` for each float64 ``x`` (capped below ``floor``)."""
+        order = np.argsort(x)
+        out = np.empty(x.size, dtype=np.int64)
+        out[order] = _count(self.normal, _float32_below(x[order]), "right")
+        return out
 
 
-def _curve(m: np.ndarray, g: np.ndarray, regions: bool) -> _Curve:
-    """Sort all pixels once by descending score and accumulate FP, TP and PRO per pixel.
+def _curve(m: np.ndarray, g: np.ndarray, regions: bool, fpr_limit: float | None = None) -> _Curve:
+    """Sort the anomalous pixels (few) and count the normal pixels at each of their scores.
 
-    A normal pixel adds 1 to FP; a pixel of ground-truth region r adds 1 to TP and
-    ``1 / (num_regions * area_r)`` to PRO. Ties are collapsed by keeping the last pixel of
-    each group of equal scores, so entry k counts every pixel with score >= thresholds[k].
+    Anomalous pixels are sorted by descending score as 64-bit keys ``float32 order bits << 32 |
+    region id`` (ties: descending region id); a pixel of region r adds ``1 / (R * area_r)`` to
+    PRO. The normal scores are sorted once (all of them, or with ``fpr_limit`` only those at or
+    above a floor past which the curve's FPR exceeds the limit) and counted at or above each
+    anomalous score by binary search.
     """
-    if regions:
-        labels, n_regions = ndimage.label(g, structure=_STRUCTURE)
-        codes = labels.reshape(-1)
-        area = np.bincount(codes, minlength=n_regions + 1)
-        del labels
+    flat, labels = m.reshape(-1), g.reshape(-1)
+    normal = ~labels
+    n_neg = int(np.count_nonzero(normal))
+    floor, keep = -np.inf, normal
+    if fpr_limit is not None:
+        floor = _normal_floor(flat, normal, n_neg, fpr_limit)
+    if floor > -np.inf:
+        keep = flat >= np.float32(floor)
+        keep &= normal
+        if np.count_nonzero(keep) < _beyond(n_neg, fpr_limit):  # the sample misled: sort them all
+            floor, keep = -np.inf, normal
+    slices = _parts(flat.size)
+    if len(slices) == 1:
+        scores, tp, pro = _anomalous_side(flat[labels], g, regions)
+        parts = (_sorted(flat, keep),)
+        counts = [_at_and_above(parts[0], np.ascontiguousarray(scores[::-1]))]
     else:
-        codes = g.reshape(-1).view(np.uint8)
-    keys = _order_bits(m.reshape(-1)).astype(np.uint64)
+        with ThreadPoolExecutor(len(slices)) as pool:  # numpy sorts and searches without the GIL
+            sorting = [pool.submit(_sorted, flat[s], keep[s]) for s in slices]
+            scores, tp, pro = _anomalous_side(flat[labels], g, regions)  # meanwhile, on this thread
+            ascending = np.ascontiguousarray(scores[::-1])
+            parts = tuple(f.result() for f in sorting)
+            counts = list(pool.map(lambda p: _at_and_above(p, ascending), parts))
+    fp = sum(c[0] for c in counts)[::-1]
+    fp_above = sum(c[1] for c in counts)[::-1]
+    return _Curve(scores, tp, fp, fp_above, pro, n_neg, parts, floor)
+
+
+def _anomalous_side(pos: np.ndarray, g: np.ndarray, regions: bool):
+    """The distinct scores of the anomalous pixels ``pos`` (descending), how many score at or above
+    each, and with ``regions`` the PRO there."""
+    if regions:
+        code, n_regions = _region_ids(g)
+        area = np.bincount(code, minlength=n_regions + 1)
+    else:
+        code = np.zeros(pos.size, dtype=np.int64)
+    keys = _order_bits(pos).astype(np.uint64)
     keys <<= np.uint64(32)
-    keys |= codes.astype(np.uint64)
-    del codes
+    keys |= code.astype(np.uint64)
     keys.sort()
     keys = keys[::-1]  # descending score
-
     hi = keys >> np.uint64(32)
-    last = np.flatnonzero(hi[1:] != hi[:-1])
-    last = np.append(last, hi.size - 1)
-    thresholds = _from_order_bits(hi[last]).astype(np.float64)
-    del hi
-
-    code = keys & np.uint64(0xFFFFFFFF)
-    del keys
-    tp = np.cumsum(code != 0, dtype=np.int64)[last]
-    fp = last + 1 - tp
+    last = np.append(np.flatnonzero(hi[1:] != hi[:-1]), hi.size - 1)
+    scores = _from_order_bits(hi[last])
     pro = None
     if regions:
         weight = np.zeros(n_regions + 1)
         weight[1:] = 1.0 / (n_regions * area[1:])
-        pro = np.cumsum(weight[code])[last]
-    return _Curve(thresholds, fp, tp, pro)
+        pro = np.cumsum(weight[(keys & np.uint64(0xFFFFFFFF)).astype(np.int64)])[last]
+    return scores, last + 1, pro
 
 
 def _pixel_auroc(c: _Curve) -> float:
-    fpr = np.concatenate(([0.0], c.fp / c.n_neg))
-    tpr = np.concatenate(([0.0], c.tp / c.n_pos))
-    return float(np.trapezoid(tpr, fpr))
+    """Area under the ROC curve from the anomalous side: each step up of TPR at score v covers
+    the normal pixels below v, and half of those equal to v (the trapezoid rule)."""
+    rise = np.diff(c.tp, prepend=0) / c.n_pos
+    below = (c.n_neg - c.fp) + 0.5 * (c.fp - c.fp_above)
+    return float(np.sum(rise * below) / c.n_neg)
 
 
 def _pixel_ap(c: _Curve) -> float:
+    """``sum (R_n - R_{n-1}) P_n``: recall changes only at anomalous scores."""
     recall = c.tp / c.n_pos
     precision = c.tp / (c.tp + c.fp)
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
 def _pixel_f1(c: _Curve) -> float:
+    """F1 only rises where recall does (at an anomalous score), so the maximum is at one of them."""
     return _f1(c.tp / (c.tp + c.fp), c.tp / c.n_pos)
 
 
 def _aupro(c: _Curve, fpr_limit: float) -> float:
-    fpr = np.concatenate(([0.0], c.fp / c.n_neg))
-    pro = np.concatenate(([0.0], c.pro))
+    """Trapezoid area of the PRO curve up to ``fpr_limit``, divided by it.
+
+    The curve at every distinct score is the polyline through, per anomalous score v_j,
+    ``(FPR(> v_j), PRO_{j-1})`` and ``(FPR(>= v_j), PRO_j)``: between anomalous scores PRO is
+    flat, so the points of the scores only normal pixels reach add no area.
+    """
+    j = c.scores.size
+    fpr = np.empty(2 * j + 2)
+    pro = np.empty(2 * j + 2)
+    fpr[0] = pro[0] = 0.0
+    fpr[1:-1:2], fpr[2:-1:2], fpr[-1] = c.fp_above / c.n_neg, c.fp / c.n_neg, 1.0
+    pro[1], pro[3:-1:2], pro[2:-1:2], pro[-1] = 0.0, c.pro[:-1], c.pro, c.pro[-1]
     k = int(np.searchsorted(fpr, fpr_limit, side="right"))  # fpr[:k] <= fpr_limit
     x, y = fpr[:k], pro[:k]
     if k < fpr.size:  # add the point at fpr_limit, linearly between its neighbours
@@ -261,14 +408,13 @@ def _aupro(c: _Curve, fpr_limit: float) -> float:
     return float(np.trapezoid(y, x) / fpr_limit)
 
 
-def _aupro_official(c: _Curve, steps: int = 200, fpr_below: float = 0.3) -> float | None:
-    lo, hi = c.thresholds[-1], c.thresholds[0]
+def _aupro_official(c: _Curve, lo: float, hi: float, steps: int = 200, fpr_below: float = 0.3) -> float | None:
+    """The authors' AUPRO (see :func:`aupro_official`) from the scores' range ``[lo, hi]``."""
     if hi == lo:
         return None
     ths = lo + np.arange(steps) * ((hi - lo) / steps)
-    ascending = c.thresholds[::-1]
-    above = c.thresholds.size - np.searchsorted(ascending, ths, side="right")  # scores > th
-    fpr = np.concatenate(([0], c.fp))[above] / c.n_neg
+    above = c.scores.size - np.searchsorted(c.scores[::-1].astype(np.float64), ths, side="right")
+    fpr = c.normal_above(ths) / c.n_neg
     pro = np.concatenate(([0.0], c.pro))[above]
     keep = fpr < fpr_below
     f = fpr[keep]
@@ -292,13 +438,14 @@ def _pixel_undefined(g: np.ndarray) -> str | None:
     return None
 
 
-def _single_pixel_metric(maps: object, masks: object, name: str, regions: bool, fn) -> float:
+def _single_pixel_metric(maps: object, masks: object, name: str, fn, regions: bool = False,
+                         fpr_limit: float | None = None) -> float:
     m, g = _pixel_inputs(maps, masks)
     why = _pixel_undefined(g)
     if why is not None and not (name == "pixel_f1_max" and g.any()):
         _undefined(name, why)
         return float("nan")
-    return fn(_curve(m, g, regions))
+    return fn(_curve(m, g, regions, fpr_limit))
 
 
 # ----------------------------------------------------------------------------- pixel metrics
@@ -311,7 +458,7 @@ def pixel_auroc(maps: object, masks: object) -> float:
     ``(FP(t)/N_neg, TP(t)/N_pos)`` at every distinct score t (predicted anomalous when
     score >= t), starting from (0, 0). NaN if a class is missing.
     """
-    return _single_pixel_metric(maps, masks, "pixel_auroc", False, _pixel_auroc)
+    return _single_pixel_metric(maps, masks, "pixel_auroc", _pixel_auroc)
 
 
 def pixel_ap(maps: object, masks: object) -> float:
@@ -320,7 +467,7 @@ def pixel_ap(maps: object, masks: object) -> float:
     Same step definition as ``sklearn.metrics.average_precision_score`` (R_0 = 0). NaN if a
     class is missing.
     """
-    return _single_pixel_metric(maps, masks, "pixel_ap", False, _pixel_ap)
+    return _single_pixel_metric(maps, masks, "pixel_ap", _pixel_ap)
 
 
 def pixel_f1_max(maps: object, masks: object) -> float:
@@ -329,7 +476,7 @@ def pixel_f1_max(maps: object, masks: object) -> float:
     Equals the maximum over ``sklearn.metrics.precision_recall_curve``. NaN if no pixel is
     anomalous.
     """
-    return _single_pixel_metric(maps, masks, "pixel_f1_max", False, _pixel_f1)
+    return _single_pixel_metric(maps, masks, "pixel_f1_max", _pixel_f1)
 
 
 def aupro(maps: object, masks: object, fpr_limit: float = 0.3) -> float:
@@ -345,10 +492,11 @@ def aupro(maps: object, masks: object, fpr_limit: float = 0.3) -> float:
     all images. The exact curve, starting at (0, 0), is integrated with the trapezoid rule
     from FPR 0 to ``fpr_limit`` (the point at ``fpr_limit`` interpolated linearly between its
     neighbours) and divided by ``fpr_limit``, as in Bergmann et al., IJCV 2021. Computed from
-    one sort of all pixels. NaN if there is no region or no normal pixel.
+    one sort of the anomalous pixels and of the normal pixels that can score above the FPR
+    limit. NaN if there is no region or no normal pixel.
     """
     limit = _check_limit(fpr_limit)
-    return _single_pixel_metric(maps, masks, "pixel_aupro", True, lambda c: _aupro(c, limit))
+    return _single_pixel_metric(maps, masks, "pixel_aupro", lambda c: _aupro(c, limit), True, limit)
 
 
 def aupro_official(maps: object, masks: object) -> float:
@@ -365,7 +513,7 @@ def aupro_official(maps: object, masks: object) -> float:
     """
     m, g = _pixel_inputs(maps, masks)
     why = _pixel_undefined(g)
-    value = None if why is not None else _aupro_official(_curve(m, g, True))
+    value = None if why is not None else _aupro_official(_curve(m, g, True, 0.3), float(m.min()), float(m.max()))
     if value is None:
         _undefined("pixel_aupro_official", why or "fewer than two distinct FPRs below 0.3")
         return float("nan")
@@ -373,7 +521,7 @@ def aupro_official(maps: object, masks: object) -> float:
 
 
 def pixel_metrics(maps: object, masks: object, fpr_limit: float = 0.3) -> dict[str, float]:
-    """All pixel metrics from a single sort of the pixels.
+    """All pixel metrics from a single sort of the pixels (one curve serves them all).
 
     Returns ``pixel_auroc``, ``pixel_ap``, ``pixel_f1_max``, ``pixel_aupro`` (with
     ``fpr_limit``) and ``pixel_aupro_official``, each as defined by the function of that
@@ -392,7 +540,7 @@ def pixel_metrics(maps: object, masks: object, fpr_limit: float = 0.3) -> dict[s
     out.update(
         pixel_auroc=_pixel_auroc(c), pixel_ap=_pixel_ap(c), pixel_f1_max=_pixel_f1(c), pixel_aupro=_aupro(c, limit)
     )
-    official = _aupro_official(c)
+    official = _aupro_official(c, float(m.min()), float(m.max()))
     if official is None:
         _undefined("pixel_aupro_official", "fewer than two distinct FPRs below 0.3")
     else:
@@ -441,59 +589,6 @@ def mean_over_categories(per_cat: Mapping[str, Mapping[str, float]]) -> tuple[di
         elif missing:
             notes.append(f"{k}: left out of the mean for categories {', '.join(missing)} (undefined)")
     return means, notes
-
-
-# ----------------------------------------------------------------------------- benchmark
-
-
-def _blob_data(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random disks as masks (a quarter of the images normal) and noisy maps that favour them."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    masks = np.zeros((n, size, size), dtype=bool)
-    for i in range(n):
-        if rng.random() < 0.25:
-            continue
-        for _ in range(rng.integers(1, 4)):
-            cy, cx = rng.integers(0, size, 2)
-            r = rng.uniform(0.02, 0.12) * size
-            masks[i] |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-    maps = rng.random((n, size, size), dtype=np.float32) * 0.7 + masks * np.float32(0.3)
-    return maps, masks
-
-
-def bench_aupro(n: int = 100, size: int = 518, seed: int = 0) -> dict[str, float]:
-    """Time :func:`aupro`, :func:`aupro_official` and :func:`pixel_metrics` on random blob maps.
-
-    For comparison, a naive exact AUPRO would binarise the maps at every distinct score; one
-    such step (threshold, count FP, count covered pixels per region with ``np.bincount``) is
-    timed over 50 thresholds and extrapolated to the number of distinct scores. Returns
-    seconds (``*_s``) and the sizes involved.
-    """
-    maps, masks = _blob_data(n, size, seed)
-    out: dict[str, float] = {"n_images": n, "size": size, "n_pixels": maps.size}
-    for name, fn in (("aupro", aupro), ("aupro_official", aupro_official), ("pixel_metrics", pixel_metrics)):
-        t0 = time.perf_counter()
-        fn(maps, masks)
-        out[f"{name}_s"] = time.perf_counter() - t0
-
-    labels, n_regions = ndimage.label(masks, structure=_STRUCTURE)
-    area = np.bincount(labels.ravel(), minlength=n_regions + 1)[1:]
-    normal = ~masks
-    distinct = np.unique(maps)
-    ths = distinct[np.linspace(0, distinct.size - 1, 50).astype(int)]
-    t0 = time.perf_counter()
-    for th in ths:
-        pred = maps >= th
-        _fpr = np.count_nonzero(pred & normal) / normal.sum()
-        _pro = np.mean(np.bincount(labels[pred], minlength=n_regions + 1)[1:] / area)
-    per_threshold = (time.perf_counter() - t0) / ths.size
-    out.update(
-        n_distinct_scores=int(distinct.size),
-        naive_per_threshold_s=per_threshold,
-        naive_extrapolated_s=per_threshold * distinct.size,
-    )
-    return out
 
 
 # ----------------------------------------------------------------------------- helpers for figures

@@ -97,7 +97,7 @@ def _paper_spec(root: Path, d: Dataset) -> DataSpec:
 
 def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "results",
                   prepare: bool = True) -> Profile:
-    """The paper's datasets found under ``data_root`` and its protocol (docs/method.md §6).
+    """The paper's datasets found under ``data_root`` and its protocol (docs/anomalyclip.md §6).
 
     Prompts tuned on MVTec AD evaluate every other dataset present; prompts tuned on VisA
     evaluate MVTec AD; when ``DATA_ROOT/medical_aux`` exists (Table 3), prompts tuned on it
@@ -107,7 +107,7 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
     matches no layout (with the reason). Works with any subset present;
     a tuning set that is absent simply drops its protocol entry.
     """
-    from ..data.layouts import prepare_dataset
+    from ..data import releases
 
     root = Path(data_root)
     ds: dict = {}
@@ -121,7 +121,7 @@ def paper_profile(data_root: str | Path = "data", results_dir: str | Path = "res
             continue
         if prepare and not (path / "meta.json").is_file():
             try:
-                prepared = prepare_dataset(path, "auto" if d is not MEDICAL_AUX else "folder")
+                prepared = releases.prepare(path, "auto" if d is not MEDICAL_AUX else "folder")
                 if prepared.table6:
                     notes.append(f"{d.name}: {prepared.table6}")
             except OSError:  # a read-only copy: its layout is then read on the fly at each load

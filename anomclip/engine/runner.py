@@ -32,7 +32,7 @@ from ..methods import Method, trains
 from ..recipes import Recipe
 from .evaluate import EvalResult, evaluate
 from .features import FeatureCache, FeatureSet, extract_features
-from .models import build_model, resolve_device
+from .loading import build_model, resolve_device
 from .results import DamagedEntry, provenance, read_results, write_results
 from .store import (
     UNTRAINED,
@@ -165,7 +165,9 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
         damaged_run = damaged_run and run_doc is None
         if train_data is not None:
             exp.checkpoint = folder / "prompts.pt"
-            if run_doc is not None and exp.checkpoint.is_file() and not prompts_intact(folder, run_doc):
+            # a finished run's prompts must be there too: a deleted prompts.pt is said, as a damaged one
+            if (run_doc is not None and (exp.checkpoint.is_file() or run_doc.get("complete"))
+                    and not prompts_intact(folder, run_doc)):
                 run_doc, damaged_run = None, True
             if damaged_run:  # prompts that cannot be checked are not resumed from: trained anew
                 exp.checkpoint.unlink(missing_ok=True)

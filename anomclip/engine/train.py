@@ -1,5 +1,5 @@
 """Training a method on cached visual features: AnomalyCLIP's glocal context optimisation
-(docs/method.md §5–6), or a baseline's own objective (docs/methods.md).
+(docs/anomalyclip.md §5–6), or a baseline's own objective (docs/compared-methods.md).
 
 A method (:class:`~anomclip.methods.protocol.Method`) provides its trainable parameters
 (``model.trainable_parameters()``, held by ``model.prompt_learner``) and its objective,

@@ -1,4 +1,4 @@
-"""The methods compared in the paper's Tables 1–3, on one engine (docs/methods.md).
+"""The methods compared in the paper's Tables 1–3, on one engine (docs/compared-methods.md).
 
 CLIP, CLIP-AC, WinCLIP, VAND (APRIL-GAN), CoOp and AnomalyCLIP are recipes (``get_recipe("clip")``,
 …, ``get_recipe("official")``) whose ``method`` field picks the class (:mod:`.registry`). Every

@@ -8,7 +8,7 @@ and hand-written text features instead of the prompt learner:
 * CLIP: ``"A photo of a normal [cls]."`` / ``"A photo of an anomalous [cls]."``;
 * CLIP-AC: the 80 ImageNet templates, each state's sentence features averaged.
 
-Image score ``softmax([t_n, t_a]·f / 0.07)[1]``; map ``G_σ(S_a)`` from the last block (docs/method.md §4).
+Image score ``softmax([t_n, t_a]·f / 0.07)[1]``; map ``G_σ(S_a)`` from the last block (docs/anomalyclip.md §4).
 """
 from __future__ import annotations
 

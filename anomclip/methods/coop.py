@@ -4,7 +4,7 @@ Prompts ``[V1]…[VN] normal [cls].`` and ``[V1]…[VN] anomalous [cls].``: one 
 of N = 16 word embeddings (CoOp's unified context: the same ``V`` in both prompts, N(0, 0.02)
 init), the category name at the end. Trained with CoOp's objective — the image-level
 cross-entropy of ``100 · [t_n, t_a]·f`` — on the auxiliary data; probabilities and
-segmentation as AnomalyCLIP (docs/method.md §4) without DPAM (last block through ``ln_post``/``proj``).
+segmentation as AnomalyCLIP (docs/anomalyclip.md §4) without DPAM (last block through ``ln_post``/``proj``).
 The scale 100 (recipe ``temperature = 0.01``) is CoOp's: its code multiplies the cosines by
 CLIP's own ``exp(logit_scale)``, 100 for OpenAI's weights, not by AnomalyCLIP's 1/0.07.
 

@@ -54,7 +54,7 @@ VAND_ANOMALOUS_STATES = ("damaged {}", "broken {}", "{} with flaw", "{} with def
 #: WinCLIP's 22 templates as we take them from the paper's supplementary (not verified against its
 #: text here). The AnomalyCLIP authors' WinCLIP-pytorch and anomalib share another list of 21 (20
 #: distinct): without "a cropped photo of a {}." and "a jpeg corrupted photo of a {}.", with "a jpeg
-#: corrupted photo of the {}." twice (docs/methods.md, WinCLIP).
+#: corrupted photo of the {}." twice (docs/compared-methods.md, WinCLIP).
 WINCLIP_TEMPLATES = (
     "a cropped photo of the {}.", "a cropped photo of a {}.", "a close-up photo of a {}.",
     "a close-up photo of the {}.", "a bright photo of a {}.", "a bright photo of the {}.", "a dark photo of the {}.",

@@ -1,5 +1,5 @@
 """The model: open_clip's frozen CLIP, the dual-path DPAM encoder, the object-agnostic prompt
-learner, scoring and losses, wired together in :class:`AnomalyCLIP` (docs/method.md §1–5, §9).
+learner, scoring and losses, wired together in :class:`AnomalyCLIP` (docs/anomalyclip.md §1–5, §9).
 
 Imports only the foundation (:mod:`anomclip.errors`, :mod:`anomclip.io`, :mod:`anomclip.recipes`).
 """

@@ -3,12 +3,13 @@
 >>> model = AnomalyCLIP.create(backbone="ViT-L-14-336", pretrained="openai", image_size=518)
 >>> out = model(images)            # out.image_score [B], out.anomaly_map [B, H, W]
 
-The only trainable tensors are the prompt learner's (docs/method.md §3). Scoring (docs/method.md §4) is a pure
+The only trainable tensors are the prompt learner's (docs/anomalyclip.md §3). Scoring (docs/anomalyclip.md §4) is a pure
 function of the visual features and the two text features, so training can reuse cached
 visual features (:meth:`AnomalyCLIP.score_features`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -124,12 +125,23 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
         name = self.prompt_learner.object_name(cls_name)
         if torch.is_grad_enabled():
             return self._encode_text(name)
-        version = tuple(p._version for p in self.prompt_learner.parameters())
+        version = self._prompt_digest()
         key = (name, version, id(self.prompt_learner))
         if key not in self._text_cache:
             self._text_cache = {k: v for k, v in self._text_cache.items() if k[1] == version}
             self._text_cache[key] = self._encode_text(name)
         return self._text_cache[key]
+
+    def _prompt_digest(self) -> bytes:
+        """A digest of the prompt tensors' values: the text cache's key (a changed value recomputes)."""
+        h = hashlib.blake2b(digest_size=16)
+        for p in self.prompt_learner.parameters():
+            h.update(p.detach().float().cpu().numpy().tobytes())
+        return h.digest()
+
+    def clear_text_cache(self) -> None:
+        """Forget the cached text features: the next :meth:`encode_text` computes them again."""
+        self._text_cache.clear()
 
     def _encode_text(self, object_name: str) -> torch.Tensor:
         emb, ids = self.prompt_learner(object_name if self.prompt_learner.object_aware else None)
@@ -147,7 +159,7 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
     # ------------------------------------------------------------------ scoring
     def score_features(self, g: torch.Tensor, feats: dict, text: torch.Tensor, with_map: bool = True,
                        sigma: float | None = None) -> AnomalyOutput:
-        """Scores from (cached) visual features: docs/method.md §4. Ensembles average per-mode logits."""
+        """Scores from (cached) visual features: docs/anomalyclip.md §4. Ensembles average per-mode logits."""
         t = self.recipe.temperature
         image_logits = similarity_logits(g, text, t)
         layer_probs = {}
@@ -165,7 +177,7 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
 
     def training_loss(self, g: torch.Tensor, feats: dict, labels: torch.Tensor, masks: torch.Tensor,
                       cls_names=None) -> dict:
-        """One batch's glocal loss (docs/method.md §5) with the recipe's λ and switched-on terms."""
+        """One batch's glocal loss (docs/anomalyclip.md §5) with the recipe's λ and switched-on terms."""
         r = self.recipe
         out = self.score_features(g, feats, self.text_for(cls_names), with_map=False)
         return glocal_loss(out.image_logits, list(out.layer_probs.values()), labels, masks, lam=r.lam,
@@ -201,7 +213,7 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
         self.prompt_learner.load_state_dict(ckpt["prompt_learner"])
 
     def load_authors_checkpoint(self, path: str | os.PathLike) -> None:
-        """Import the authors' released prompts (docs/method.md §9) into the prompt learner."""
+        """Import the authors' released prompts (docs/anomalyclip.md §9) into the prompt learner."""
         ckpt = read_checkpoint(path)
         sd = ckpt.get("prompt_learner") if isinstance(ckpt, dict) else None
         if not isinstance(sd, dict):

@@ -1,4 +1,4 @@
-"""Loading the CLIP backbone through open_clip (docs/method.md §1).
+"""Loading the CLIP backbone through open_clip (docs/anomalyclip.md §1).
 
 * ``load_clip("ViT-L-14-336", "openai")`` — open_clip by name and pretrained tag (weights come
   from the Hugging Face cache, or are downloaded once when a network is available);
@@ -49,8 +49,16 @@ OPENAI_HELP = (
     "get the weights once on a machine with network access "
     "(python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\" "
     "stores them in ~/.cache/huggingface/hub, or $HF_HOME), then run with HF_HUB_OFFLINE=1; "
-    "or download the OpenAI file ViT-L-14-336px.pt and pass its path as --pretrained"
+    "or {file_hint} and pass its path as --pretrained"
 )
+
+
+def weights_file_hint(name: str, tag: str) -> str:
+    """Which file to download for open_clip model ``name`` with weights ``tag``: OpenAI's own
+    files are named after the model (``ViT-B-16.pt``; ``ViT-L-14-336px.pt`` for ViT-L-14-336)."""
+    if tag == "openai":
+        return f"download the OpenAI file {name + 'px' if name.endswith('-336') else name}.pt"
+    return f"download the {name} '{tag}' weights file (open_clip_pytorch_model.bin or .safetensors)"
 
 
 @dataclass(frozen=True)
@@ -233,7 +241,7 @@ def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None,
             ) from None
         raise AnomclipError(
             f"could not get the {name} '{pretrained}' weights (offline?){_said(captured)}: "
-            + OPENAI_HELP.format(name=name, tag=pretrained)
+            + OPENAI_HELP.format(name=name, tag=pretrained, file_hint=weights_file_hint(name, pretrained))
         ) from None
     if torchscript:
         load_torchscript_weights(model, pretrained, name)

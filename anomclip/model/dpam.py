@@ -1,4 +1,4 @@
-"""DPAM: the diagonally prominent attention map, as a dual-path visual encoder (docs/method.md §2).
+"""DPAM: the diagonally prominent attention map, as a dual-path visual encoder (docs/anomalyclip.md §2).
 
 CLIP's own tokens ``x_o`` run through the ViT untouched (the **original path**). From block
 ``s0`` on, a **surrogate path** ``x_s`` adds, block by block, a second attention computed from
@@ -15,9 +15,10 @@ Outputs: the global feature ``x_o^(L)[CLS] @ proj`` (``ln_post`` optional, autho
 for each requested block m, the patch features ``ln_post(x_s^(m)) @ proj`` without the CLS
 token. With ``modes=()`` (DPAM off) patch features come from the original path.
 
-Built on open_clip's modules: it reads each block's ``ln_1``, ``attn.in_proj_*``,
-``attn.out_proj``, ``ln_2`` and ``mlp``, and calls open_clip's own block for blocks before
-``s0``. Attention products use ``torch.nn.functional.scaled_dot_product_attention``.
+Built on open_clip's modules, through public attributes only (:mod:`anomclip.model.blocks`,
+which holds for open_clip 2.26 to its development branch): it reads each block's ``ln_1``,
+``attn.in_proj_*``, ``attn.out_proj``, ``ln_2`` and ``mlp``, and calls open_clip's own block for
+blocks before ``s0``. Attention products use ``torch.nn.functional.scaled_dot_product_attention``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnomclipError
+from . import blocks
 
 
 class VisualFeatures(NamedTuple):
@@ -101,19 +103,11 @@ class DualPathEncoder(nn.Module):
     # baselines run the frozen ViT block by block with them)
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The token sequence entering block 1: patch embedding, class token, positions, ``ln_pre``."""
-        v = self.visual
-        if hasattr(v, "_embeds"):
-            return v._embeds(images)
-        x = v.conv1(images).flatten(2).transpose(1, 2)
-        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
-        return v.ln_pre(x)
+        return blocks.embed_tokens(self.visual, images)
 
     def run_block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """One of open_clip's residual blocks on batch-first tokens ``[B, N+1, W]``, unchanged."""
-        if self.visual.transformer.batch_first:
-            return blk(x)
-        return blk(x.transpose(0, 1)).transpose(0, 1)
+        return blocks.run_block(blk, x)
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
         """``ln_post(tokens) @ proj``, L2-normalised."""
@@ -170,9 +164,9 @@ class DualPathEncoder(nn.Module):
     @staticmethod
     def _qkv(blk: nn.Module, x: torch.Tensor):
         """Per-head ``q, k, v`` ``[B, h, N, d]`` of a block from ``ln_1(x)`` (its own in_proj)."""
-        attn = blk.attn
-        q, k, v = F.linear(blk.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
-        return tuple(_split_heads(t, attn.num_heads) for t in (q, k, v))
+        weight, bias, heads = blocks.qkv_projection(blk)
+        q, k, v = F.linear(blk.ln_1(x), weight, bias).chunk(3, dim=-1)
+        return tuple(_split_heads(t, heads) for t in (q, k, v))
 
     def _dual_block(self, blk: nn.Module, x: torch.Tensor, modes):
         """One block on both paths. Returns (x_o^(l), {mode: a_s^(l)})."""

@@ -1,4 +1,4 @@
-"""The object-agnostic prompt learner and the text encoder with deep prompts (docs/method.md §3).
+"""The object-agnostic prompt learner and the text encoder with deep prompts (docs/anomalyclip.md §3).
 
 Two prompts, written with ``E`` learnable word embeddings ``X``::
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnomclipError
+from . import blocks
 
 
 def prompt_sentences(n_ctx: int, state_word: str = "damaged", object_name: str = "object") -> tuple[str, str]:
@@ -99,7 +100,7 @@ class PromptLearner(nn.Module):
 
     # ------------------------------------------------------------------ import
     def load_authors_state(self, sd: dict, source: str = "checkpoint") -> None:
-        """Load the authors' ``prompt_learner`` dict (docs/method.md §9): ctx_pos/ctx_neg, compound_prompts_text.*"""
+        """Load the authors' ``prompt_learner`` dict (docs/anomalyclip.md §9): ctx_pos/ctx_neg, compound_prompts_text.*"""
         def get(key):
             if key not in sd:
                 raise AnomclipError(f"{source}: key {key!r} missing (not an AnomalyCLIP prompt_learner checkpoint)")
@@ -159,10 +160,7 @@ def encode_prompts(clip_model: nn.Module, embeddings: torch.Tensor, ids: torch.T
         if 2 <= j <= n_deep + 1:
             d = learner.deep(j - 2).to(x.dtype)
             x = torch.cat([x[:, :1], d.expand(x.shape[0], -1, -1), x[:, 1 + d.shape[0]:]], dim=1)
-        if transformer.batch_first:
-            x = blk(x, attn_mask=mask)
-        else:
-            x = blk(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
+        x = blocks.run_block(blk, x, attn_mask=mask)
     x = clip_model.ln_final(x)
     x = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
     proj = clip_model.text_projection

@@ -1,4 +1,4 @@
-"""Scores and anomaly maps (docs/method.md §4).
+"""Scores and anomaly maps (docs/anomalyclip.md §4).
 
 * image score: ``softmax([g_n, g_a]·f / 0.07)[anomalous]`` from the global feature ``f``;
 * per layer m: ``P_m = softmax(patches_m · [g_n, g_a]ᵀ / 0.07)`` → grid → bilinear upsample

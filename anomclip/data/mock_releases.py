@@ -1,6 +1,6 @@
-"""Generated stand-ins of every release layout: a dry run of the paper profile without the data.
+"""Mock releases: generated copies of every release layout, a dry run of the paper profile without the data.
 
-:func:`write_standin` writes a tiny copy of how one of the 17 datasets is *published* — the
+:func:`write_mock_release` writes a tiny copy of how one of the 17 datasets is *published* — the
 same folder names, file names, extensions and mask conventions (VisA class-id masks,
 KolektorSDD ``PartN_label.bmp``, ISIC ``*_Segmentation.png``, DAGM ``Label/Labels.txt``, JPEG
 masks of Kvasir…) — filled with synthetic images drawn by :mod:`anomclip.data.synth` (64 px by
@@ -9,13 +9,14 @@ mask is missing, a ``Thumbs.db`` and a read-me, upper-case extensions, masks who
 a suffix. Each is written the way its archive unpacks, wrapper folders included
 (``BTech_Dataset_transformed/``, ``DAGM_KaggleUpload/``, ``Thyroid Dataset/tn3k/``,
 ``DTD-Synthetic/``, ``KolektorSDD/``, ISIC's doubly nested ``…Test_Data/…Test_Data/``, PraNet's
-``TestDataset/CVC-ColonDB/``…), so the readers meet what users meet. A hidden
-``.anomclip-synthetic`` file marks the root as generated; ``prepare`` turns it into
-``"synthetic": true`` in ``meta.json``.
+``TestDataset/CVC-ColonDB/``…), so the readers of :mod:`anomclip.data.releases` meet what users
+meet. A hidden ``.anomclip-synthetic`` file marks the root as generated; ``prepare`` turns it
+into ``"synthetic": true`` in ``meta.json``.
 
-Every writer returns a :class:`Standin` whose ``expected`` lists what it wrote, per category:
-``{img_path: (anomaly, mask_path or "")}`` relative to the root (as ``meta.json`` must say) —
-the tests compare the layout readers against it. Numbers computed on stand-ins are synthetic.
+Every writer returns a :class:`MockRelease` whose ``expected`` lists what it wrote, per
+category: ``{img_path: (anomaly, mask_path or "")}`` relative to the root (as ``meta.json`` must
+say) — the tests compare the release readers against it. Numbers computed on mock releases are
+synthetic.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from .synth import DEFECTS, GENERATORS, draw_defective, finish, mute
 
 
 @dataclass
-class Standin:
-    """A written stand-in: its root, layout key and what a correct reader must find."""
+class MockRelease:
+    """A written mock release: its root, layout key and what a correct reader must find."""
 
     key: str
     root: Path
@@ -95,13 +96,13 @@ def _junk(folder: Path) -> None:
     """The extra files real releases ship: Windows thumbnails, a read-me."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "Thumbs.db").write_bytes(b"\x00" * 16)
-    (folder / "readme.txt").write_text("stand-in: synthetic images in the release layout\n")
+    (folder / "readme.txt").write_text("mock release: synthetic images in the release layout\n")
 
 
 # --------------------------------------------------------------------------- writers
 
 
-def _mvtec_like(s: Standin, p: _Painter, cats: tuple[str, ...], normal: str = "good", img_ext: str = ".png",
+def _mvtec_like(s: MockRelease, p: _Painter, cats: tuple[str, ...], normal: str = "good", img_ext: str = ".png",
                 mask_ext: str | tuple[str, ...] = ".png", mask_suffix: str = "_mask", defect: str = "broken",
                 wrapper: str = "") -> None:
     """``[<wrapper>/]<cls>/{train,test}/…`` + ``<cls>/ground_truth/<defect>/<stem><suffix><ext>``
@@ -175,7 +176,7 @@ def _w_visa(s, p):
     csv.write_text("\n".join(rows) + "\n")
 
 
-#: The SDD stand-in's wrapper (the archive unpacks into KolektorSDD/kos01…).
+#: The SDD mock release's wrapper (the archive unpacks into KolektorSDD/kos01…).
 SDD_WRAPPER = "KolektorSDD"
 
 
@@ -271,7 +272,7 @@ def _w_clinicdb(s, p):
     _pixel_only(s, p, "Original", "Ground Truth", "colon", ".tif", ".tif")
 
 
-#: Where the stand-ins put their data below the folder the user names (the wrappers of the
+#: Where the mock releases put their data below the folder the user names (the wrappers of the
 #: published archives; SDD, DAGM, BTAD and DTD-Synthetic are in their writers).
 COLONDB_WRAPPER = "TestDataset/CVC-ColonDB"  # PraNet's TestDataset, the one subset copied with its path
 KVASIR_WRAPPER = "Kvasir-SEG"
@@ -363,29 +364,29 @@ WRITERS = {
 }
 
 
-def write_standin(key: str, out: str | Path, seed: int = 0, size: int = 64) -> Standin:
-    """Write the stand-in of dataset ``key`` to ``out``; an earlier stand-in there is replaced,
-    any other non-empty folder is refused (a real dataset is never overwritten)."""
+def write_mock_release(key: str, out: str | Path, seed: int = 0, size: int = 64) -> MockRelease:
+    """Write the mock release of dataset ``key`` to ``out``; an earlier mock release there is
+    replaced, any other non-empty folder is refused (a real dataset is never overwritten)."""
     if key not in WRITERS:
-        raise AnomclipError(f"unknown stand-in layout {key!r} (choose from all, {', '.join(WRITERS)})")
+        raise AnomclipError(f"unknown mock release layout {key!r} (choose from all, {', '.join(WRITERS)})")
     if not 16 <= int(size) <= 256:
-        raise AnomclipError(f"stand-in image size must be between 16 and 256 px, got {size}")
+        raise AnomclipError(f"mock release image size must be between 16 and 256 px, got {size}")
     out = Path(out)
     if out.exists():
         if not out.is_dir() or (any(out.iterdir()) and not (out / SYNTHETIC_MARKER).is_file()):
-            raise AnomclipError(f"{out} exists and is not an earlier stand-in: not overwriting it "
+            raise AnomclipError(f"{out} exists and is not an earlier mock release: not overwriting it "
                                 "(choose an empty or new folder)")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    s = Standin(key, out)
+    s = MockRelease(key, out)
     WRITERS[key](s, _Painter(seed * 1000 + list(WRITERS).index(key), int(size)))
-    (out / SYNTHETIC_MARKER).write_text("generated by anomclip.data.standins: synthetic, not the real dataset\n")
+    (out / SYNTHETIC_MARKER).write_text("generated by anomclip.data.mock_releases: synthetic, not the real dataset\n")
     return s
 
 
-def write_all(out: str | Path, seed: int = 0, size: int = 64, folders: dict | None = None) -> dict[str, Standin]:
-    """Every stand-in under ``out/<folder>`` (folder names of the paper profile by default)."""
+def write_all(out: str | Path, seed: int = 0, size: int = 64, folders: dict | None = None) -> dict[str, MockRelease]:
+    """Every mock release under ``out/<folder>`` (folder names of the paper profile by default)."""
     from .catalogue import folder_of
 
     out = Path(out)
-    return {key: write_standin(key, out / (folders or {}).get(key, folder_of(key)), seed, size) for key in WRITERS}
+    return {key: write_mock_release(key, out / (folders or {}).get(key, folder_of(key)), seed, size) for key in WRITERS}

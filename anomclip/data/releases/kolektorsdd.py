@@ -1,4 +1,4 @@
-"""KolektorSDD: every image and its label cut into two halves along the long axis.
+"""KolektorSDD (SDD): every image and its label cut into two halves along the long axis.
 
 The released files are ``kosNN/PartN.jpg`` + ``PartN_label.bmp`` (≈500×1250 px); the paper
 evaluates halves (Table 6 counts halves: 181 normal + 74 anomalous). :func:`split_sdd` writes
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import AnomclipError
-from ..io import atomic_write
-from .index import SPLITS, check_root, make_item, read_meta, write_meta
-from .preprocess import read_image, read_mask
-from .scan import any_sub, is_image
+from ...errors import AnomclipError
+from ...io import atomic_write
+from ..index import SPLITS, check_root, make_item, read_meta, write_meta
+from ..preprocess import read_image, read_mask
+from .listing import any_sub, is_image
 
 
 def _sdd_pairs(root: Path, exclude: Path) -> list[tuple[Path, Path]]:

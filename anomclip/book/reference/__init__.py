@@ -1,12 +1,12 @@
-"""The paper's reported numbers, from the reference table shipped with the package.
+"""The paper's reported numbers and the authors' re-run: this package and the CSV files beside it.
 
-``anomclip/book/reference/paper_results.csv`` holds every number of the paper's tables
+``paper_results.csv`` (here, ``anomclip/book/reference/``) holds every number of the paper's tables
 (columns: table, dataset, category, method, variant, level, metric, value, dagger; values in %).
 ``dagger`` is 1 for the 16 values of Table 1 the paper marks † "taken from original papers"
 (WinCLIP and VAND on MVTec AD and VisA): those were not run by the AnomalyCLIP authors.
 Everything read from it is labelled **paper**; our own numbers come from results files.
 
-``anomclip/book/reference/authors_rerun.csv`` holds another reference: the AnomalyCLIP
+``authors_rerun.csv`` holds another reference: the AnomalyCLIP
 authors' own re-run, the ``mean`` rows of the logs in their repository (columns: dataset,
 method, tuned_on, level, metric, value, and where they come from: repo, path, commit,
 commit_date). Everything read from it is labelled **authors' re-run**.
@@ -28,7 +28,7 @@ METRIC_KEYS = {
 @lru_cache(maxsize=1)
 def reference_table() -> pd.DataFrame:
     """The whole reference table (values in %), with a ``source`` column = "paper"."""
-    with resources.files("anomclip.book").joinpath("reference/paper_results.csv").open() as f:
+    with resources.files(__name__).joinpath("paper_results.csv").open() as f:
         df = pd.read_csv(f, dtype={"table": str})
     df["variant"] = df["variant"].fillna("")
     df["dagger"] = df["dagger"].astype(int).astype(bool)
@@ -55,7 +55,7 @@ def daggered(table: int | str = 1) -> set:
 def authors_rerun() -> pd.DataFrame:
     """The authors' re-run (values in %), with a ``source`` column = "authors' re-run" and a
     ``provenance`` column (``repo@commit:path (commit_date)``)."""
-    with resources.files("anomclip.book").joinpath("reference/authors_rerun.csv").open() as f:
+    with resources.files(__name__).joinpath("authors_rerun.csv").open() as f:
         df = pd.read_csv(f, dtype=str)
     df["value"] = df["value"].astype(float)
     df["source"] = RERUN
@@ -92,25 +92,18 @@ def paper_value(table, dataset, metric_key, method="AnomalyCLIP", variant="", ca
     return float(df["value"].iloc[0]) / 100 if len(df) else float("nan")
 
 
-def with_dagger(t: pd.DataFrame, dataset: str, column: str = "paper", table: int | str = 1) -> pd.DataFrame:
-    """A table of :func:`anomclip.book.labels.compare_table` (index: label, metric name) with the
-    paper's values of ``dataset`` that the paper marks † written "91.8 †" (as text)."""
-    from .labels import metric_name
-
-    marks = {(m, metric_name(k)) for d, m, k in daggered(table) if d == dataset}
-    out = t.copy()
-    out[column] = [f"{float(v):.1f} {DAGGER}" if key in marks and pd.notna(v) else v
-                   for key, v in zip(out.index, out[column])]
-    return out.astype({column: object})
+def with_dagger(t: pd.DataFrame, dataset: str, table: int | str = 1) -> pd.DataFrame:
+    """A table of :func:`anomclip.book.labels.compare_table` (index: label, metric key) with a
+    column ``dagger``: True for the paper's values of ``dataset`` that the paper marks †
+    (:func:`anomclip.book.labels.styled` writes them "91.8 †"; the numbers stay numbers)."""
+    marks = {(m, k) for d, m, k in daggered(table) if d == dataset}
+    return t.assign(dagger=[key in marks for key in t.index])
 
 
 def with_rerun(cmp: pd.DataFrame) -> pd.DataFrame:
     """The rows of a :func:`anomclip.book.labels.compare` frame that the authors' re-run also has,
-    its number beside the paper's and ours: index (dataset, label, metric name), columns
-    paper, authors' re-run, ours, ours on (values in %)."""
-    from .labels import metric_name
-
-    rr = rerun_long()
-    rr = rr.assign(metric=rr["metric"].map(metric_name)).rename(columns={"value": RERUN})
+    its number beside the paper's and ours: index (dataset, label, metric key), columns
+    paper, authors' re-run, ours, status, ours on (values in %)."""
+    rr = rerun_long().rename(columns={"value": RERUN})
     d = cmp.merge(rr[["label", "dataset", "metric", RERUN]], on=["label", "dataset", "metric"], how="inner")
-    return d.set_index(["dataset", "label", "metric"])[["paper", RERUN, "ours", "ours on"]]
+    return d.set_index(["dataset", "label", "metric"])[["paper", RERUN, "ours", "status", "ours on"]]

@@ -1,19 +1,21 @@
-"""Listing a dataset folder as released: images, sub-folders, masks paired by file stem.
+"""Listing a release folder: images, sub-folders, wrapper folders, masks paired by file stem.
 
-The building blocks every layout reader uses (:mod:`anomclip.data.readers`,
-:mod:`anomclip.data.layouts`). Hidden files, read-mes and other non-image files are skipped;
-suffixes are compared case-insensitively; masks are paired with images by file stem, never by
-sort order.
+The building blocks every release reader of :mod:`anomclip.data.releases` uses. Hidden files,
+read-mes and other non-image files are skipped; suffixes are compared case-insensitively; masks
+are paired with images by file stem, never by sort order.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import AnomclipError
-from .index import make_item
+from ...errors import AnomclipError
+from ..index import make_item
 
-#: File suffixes treated as images by the layout readers (compared case-insensitively).
+#: A release reader: ``(data folder, notes) -> meta dict``; it appends what it noticed to ``notes``.
+Reader = Callable[[Path, list], dict]
+
+#: File suffixes treated as images by the release readers (compared case-insensitively).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -150,3 +152,33 @@ def has_child(root: Path, names: Sequence[str]) -> bool:
 
 def any_sub(root: Path, test: Callable[[Path], bool]) -> bool:
     return any(test(d) for d in subdirs(root))
+
+
+def paired_reader(image_names: Sequence[str], mask_names: Sequence[str], cls_name: str, what: str) -> Reader:
+    """A reader of a pixel-level set released as an image folder beside a mask folder (every
+    image anomalous): ``image_names`` and ``mask_names`` are the folder names it accepts,
+    ``what`` the release's name in its error line."""
+
+    def read(root: Path, notes: list) -> dict:
+        img_dir = search_child(root, image_names)
+        if img_dir is None:
+            raise not_found(root, f"{what} ({'/'.join(image_names)} folder)")
+        mask_dir = unwrap(child(img_dir.parent, mask_names), notes)
+        img_dir = unwrap(img_dir, notes)
+        if mask_dir is None:
+            notes.append(f"no {'/'.join(mask_names)} folder beside {img_dir}: no pixel metrics")
+        items = anomalous_pairs(root, img_dir, mask_dir, cls_name)
+        note_unmasked(items, notes, img_dir)
+        return test_only(cls_name, items)
+
+    return read
+
+
+def looks_paired(image_names: Sequence[str], mask_names: Sequence[str]) -> Callable[[Path], bool]:
+    """Whether a folder holds (or holds one level down) an image folder with a mask folder beside it."""
+
+    def test(root: Path) -> bool:
+        img = search_child(root, image_names)
+        return img is not None and has_child(img.parent, mask_names)
+
+    return test

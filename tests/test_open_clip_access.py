@@ -1,0 +1,91 @@
+"""What anomclip reads of open_clip's towers (anomclip.model.blocks), on public attributes only.
+
+The layouts are built with open_clip's own modules where the installed release has them;
+``make check-deps`` runs these tests on open_clip's development branch, whose ``Attention``
+replaced ``nn.MultiheadAttention``.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anomclip import AnomclipError
+from anomclip.model import blocks
+
+
+def reference_block(x, blk):
+    """A pre-norm CLIP block written out: x + out_proj(softmax(q kᵀ/√d) v), then x + mlp(ln_2(x))."""
+    w, b, heads = blk.attn.in_proj_weight, blk.attn.in_proj_bias, blk.attn.num_heads
+    q, k, v = F.linear(blk.ln_1(x), w, b).chunk(3, dim=-1)
+    B, N, W = q.shape
+    q, k, v = (t.reshape(B, N, heads, W // heads).transpose(1, 2) for t in (q, k, v))
+    a = torch.softmax(q @ k.transpose(-2, -1) / (W // heads) ** 0.5, dim=-1) @ v
+    x = x + blk.attn.out_proj(a.transpose(1, 2).reshape(B, N, W))
+    return x + blk.mlp(blk.ln_2(x))
+
+
+def open_clip_transformer(batch_first: bool):
+    from open_clip.transformer import Transformer
+
+    torch.manual_seed(0)
+    try:
+        return Transformer(32, 2, 4, batch_first=batch_first)
+    except TypeError:  # the development branch: batch-first only, no such argument
+        if not batch_first:
+            pytest.skip("this open_clip has no sequence-first transformer")
+        return Transformer(32, 2, 4)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_run_block_takes_batch_first_tokens_whatever_layout_the_block_expects(batch_first):
+    t = open_clip_transformer(batch_first).eval()
+    x = torch.randn(3, 7, 32)
+    with torch.no_grad():
+        got = x
+        for blk in t.resblocks:
+            got = blocks.run_block(blk, got)
+        want = x
+        for blk in t.resblocks:
+            want = reference_block(want, blk)
+    assert blocks.is_batch_first(t.resblocks[0]) == batch_first
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_block_without_torch_multihead_attention_is_batch_first():
+    class OwnAttention(nn.Module):  # as open_clip's development branch: its own module, no batch_first
+        pass
+
+    blk = nn.Module()
+    blk.attn = OwnAttention()
+    assert blocks.is_batch_first(blk)
+
+
+def test_qkv_projection_is_the_packed_projection_and_refuses_other_attentions():
+    t = open_clip_transformer(True)
+    w, b, heads = blocks.qkv_projection(t.resblocks[0])
+    assert w is t.resblocks[0].attn.in_proj_weight and b is t.resblocks[0].attn.in_proj_bias and heads == 4
+    from open_clip.transformer import CustomResidualAttentionBlock
+
+    refused = 0
+    for kw in ({"qk_norm": True}, {"scale_cosine_attn": True}, {"scale_heads": True}, {"scale_attn": True}):
+        try:
+            blk = CustomResidualAttentionBlock(32, 4, **kw)
+        except TypeError:
+            continue  # this release has no such option
+        with pytest.raises(AnomclipError, match="plain"):
+            blocks.qkv_projection(blk)
+        refused += 1
+    assert refused >= 2
+
+
+def test_embed_tokens_is_the_input_of_open_clips_first_block(tiny_clip, images):
+    """The tokens entering block 1, run through open_clip's blocks and pooled as open_clip pools
+    them, give open_clip's own ``encode_image``."""
+    v = tiny_clip[0].visual.eval()
+    with torch.no_grad():
+        x = blocks.embed_tokens(v, images)
+        for blk in v.transformer.resblocks:
+            x = blocks.run_block(blk, x)
+        got = v.ln_post(x[:, 0]) @ v.proj
+        want = tiny_clip[0].encode_image(images)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
