@@ -635,6 +635,49 @@ def test_chapter_recipe_keeps_backbone_override_on_every_recipe(tmp_path):
     assert Chapter(P, "cpu").recipe("official").backbone == P.base.backbone
 
 
+def test_the_ablation_schedule_shortens_the_smoke_tunings_only(tmp_path, monkeypatch):
+    """Chapters 6–9 tune with the smoke profile's named ``ablation`` schedule: 2 epochs there (a
+    workbench setting in seconds), the recipe's own 15 on the paper profile."""
+    from anomclip.book.chapter import Chapter
+    from anomclip.engine import profiles
+    from anomclip.engine.profiles import Profile
+    from anomclip.errors import AnomclipError
+    from anomclip.recipes import get_recipe, smoke
+
+    monkeypatch.setattr(profiles, "ensure_synthetic", lambda root: {d: tmp_path / d for d in ("textures", "objects")})
+    S = profiles.get_profile("smoke", tmp_path, tmp_path)
+    short = S.recipe("paper", schedule="ablation")
+    assert short.epochs == 2 and short.epochs_by_tuning == ()
+    assert short == smoke("paper", epochs=2)  # the same run (key) as the settings written out
+    assert S.recipe("paper").epochs == 15  # the smoke profile's other chapters keep 15
+    assert S.recipe("paper", schedule="ablation", epochs=4).epochs == 4  # an explicit setting wins
+    ch = Chapter(S, "cpu", overrides={"backbone": "ViT-B-16"})
+    assert (ch.recipe("official", schedule="ablation").epochs, ch.recipe("official", schedule="ablation").backbone) \
+        == (2, "ViT-B-16")
+    paper = Profile("paper", get_recipe("official"), {}, synthetic=False)
+    assert paper.recipe("paper", schedule="ablation") == get_recipe("paper") and get_recipe("paper").epochs == 15
+    with pytest.raises(AnomclipError, match="unknown schedule 'fast' \\(choose from ablation\\)"):
+        S.recipe("paper", schedule="fast")
+    with pytest.raises(AnomclipError, match="unknown schedule"):
+        paper.recipe("paper", schedule="fast")
+
+
+def test_the_workbench_bench_builds_each_chapters_reference_as_the_chapter_does():
+    """anomclip bench workbench repeats the chapters' reference recipes: chapters 6–9 ask for the
+    ``ablation`` schedule in their notebooks, 10 and 11 set their ``smoke_epochs`` parameter."""
+    import re
+
+    from anomclip.bench.workbench import CHAPTERS
+
+    root = Path(__file__).resolve().parent.parent / "notebooks"
+    for name, (_, recipe, schedule, *_) in CHAPTERS.items():
+        text = (root / f"{name}.py").read_text()
+        if isinstance(schedule, str):
+            assert f'ch.recipe("{recipe}", schedule="{schedule}")' in text, name
+        else:
+            assert re.search(rf"^smoke_epochs = {schedule}\b", text, re.M), name
+
+
 def test_every_chapter_has_the_template_parameters():
     import ast
 

@@ -293,7 +293,8 @@ def test_train_never_overwrites_silently(synth, ckpt, capsys):
     before = ckpt.read_bytes()
     assert_one_line_error(run(capsys, "train", "--data", synth["textures"], "--out", ckpt), str(ckpt), "--force")
     assert ckpt.read_bytes() == before
-    code, _, err = run(capsys, "train", "--data", synth["textures"], "--out", ckpt, "--force", "--seed", "3")
+    code, _, err = run(capsys, "train", "--data", synth["textures"], "--out", ckpt, "--force", "--seed", "3",
+                       "--epochs", "1")
     assert code == 0, err
     assert ckpt.read_bytes() != before
 
@@ -394,6 +395,7 @@ def cli(*args):
                           timeout=300)
 
 
+@pytest.mark.slow  # two processes that import torch and open_clip
 def test_a_real_process_prints_one_line(tmp_path):
     proc = cli("eval", "--out", tmp_path, "--lr", "nan")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -425,7 +427,8 @@ def test_vand_trains_the_epochs_its_script_sets_for_the_folder_it_tunes_on(synth
     for name, argv in (("visa", ["--data", visa]), ("visa explicit", ["--data", visa, "--epochs", "2"]),
                        ("other", ["--data", synth["textures"]])):
         out = tmp_path / f"{name}.pt"
-        code, stdout, err = run(capsys, "train", "--recipe", "vand", *argv, "--out", out)
+        # one category: a quarter of the steps per epoch, the same epochs
+        code, stdout, err = run(capsys, "train", "--recipe", "vand", *argv, "--categories", "dots", "--out", out)
         assert code == 0, err
         ran[name] = (len(torch.load(out, weights_only=False)["history"]), stdout)
     assert ran["visa"][0] == 15 and "15 epochs: recipe 'vand' sets them for tuning on visa" in ran["visa"][1]

@@ -1,4 +1,6 @@
 """Training, evaluation, the feature cache, results files and the CLI, on the synthetic data."""
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -38,6 +40,7 @@ def samples(root):
 
 
 # ---------------------------------------------------------------- the method learns and transfers
+@pytest.mark.slow  # two full smoke tunings of 15 epochs: what the claim needs
 @pytest.mark.parametrize("source,target", [("textures", "objects"), ("objects", "textures")])
 def test_training_on_one_domain_improves_the_unseen_domain(synth, source, target):
     """Zero-shot transfer: prompts tuned on one domain raise the other domain's pixel AUROC.
@@ -60,13 +63,14 @@ def test_training_on_one_domain_improves_the_unseen_domain(synth, source, target
 def test_same_seed_gives_identical_checkpoint_and_resume_matches(synth, tmp_path):
     recipe = smoke("official", epochs=3)
     runs = []
+    data = load_index(synth["textures"])["dots"]  # one category: what is checked is the order of the steps
     for name in ("a", "b"):
         model = build_model(recipe)
-        feats = extract_features(model, samples(synth["textures"]), CACHE, progress=False)
+        feats = extract_features(model, data, CACHE, progress=False)
         train(model, feats, checkpoint=tmp_path / f"{name}.pt", progress=False)
         runs.append(torch.load(tmp_path / f"{name}.pt", weights_only=True)["prompt_learner"])
     model = build_model(recipe)
-    feats = extract_features(model, samples(synth["textures"]), CACHE, progress=False)
+    feats = extract_features(model, data, CACHE, progress=False)
     train(model, feats, checkpoint=tmp_path / "c.pt", progress=False, stop_after=1)  # interrupted
     model = build_model(recipe)  # a new process would start from scratch…
     train(model, feats, checkpoint=tmp_path / "c.pt", resume=True, progress=False)  # …and resume
@@ -185,8 +189,13 @@ def test_runner_writes_results_with_provenance_and_reuses_them(synth, tmp_path):
 
 # ---------------------------------------------------------------- the CLI
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "anomclip", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    """The CLI as a terminal sees it (exit code, stdout, stderr), run in this process: ``main`` is
+    what ``python -m anomclip`` runs (tests/test_cli.py::test_a_real_process_prints_one_line checks
+    a real process the same way)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(proc, *needles):
@@ -303,8 +312,10 @@ def test_runner_starts_from_our_own_prompts(synth, tmp_path):
 # ---------------------------------------------------------------- open_clip's root-logger line
 OFFLINE_OPEN_CLIP = """
 import logging, sys
-import open_clip
 from anomclip.cli import main
+from anomclip.model.backbone import open_clip_module
+
+open_clip = open_clip_module()  # as anomclip imports it (a timm deprecation notice of old releases kept quiet)
 
 SAID = "Failed to download weights for tag 'openai': no network in this test"
 
@@ -319,6 +330,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow  # a process that builds ViT-B-16
 def test_open_clips_root_logger_line_is_folded_into_our_one_line(synth, tmp_path, caplog):
     """open_clip logs a failed download with ``logging.error`` on the root logger, then raises:
     the user sees one line (ours, with open_clip's reason in it); logging works afterwards."""

@@ -366,6 +366,7 @@ def test_unknown_backbone_and_missing_weights_file_are_one_line_errors():
         AnomalyCLIP.create(backbone="ViT-B-16", pretrained="/nowhere/ViT-B-16.pt")
 
 
+@pytest.mark.slow  # builds ViT-B-16 before open_clip looks for its weights
 def test_unreachable_openai_weights_say_what_to_download(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))

@@ -289,6 +289,7 @@ except AnomclipError as e:
 """
 
 
+@pytest.mark.slow  # a real tiny file system, in a process of its own
 def test_a_real_tiny_disk_never_ends_in_sigbus(synth, tmp_path):
     mnt = tmp_path / "tiny"
     mnt.mkdir()
@@ -304,6 +305,7 @@ def test_a_real_tiny_disk_never_ends_in_sigbus(synth, tmp_path):
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow  # two processes at once
 def test_two_evaluations_on_one_empty_cache_both_succeed_identically(synth, tmp_path):
     env = dict(os.environ, ANOMCLIP_CACHE=str(tmp_path / "shared-cache"), OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, "-m", "anomclip", "eval", "--data", str(synth["objects"]),

@@ -72,6 +72,7 @@ def fast_tests(python: Path, env=None, extra=()) -> dict:
     t0 = time.perf_counter()
     p = run([python, "-m", "pytest", *FAST, *extra], env=env)
     res = pytest_summary(p.stdout)
+    res["durations"] = [ln for ln in p.stdout.splitlines() if re.match(r"\s*\d+\.\d+s (call|setup|teardown)", ln)]
     res["seconds"] = round(time.perf_counter() - t0, 1)
     res["returncode"] = p.returncode
     if p.returncode:
@@ -79,7 +80,7 @@ def fast_tests(python: Path, env=None, extra=()) -> dict:
     return res
 
 
-def check_floors(floors: dict[str, str], venv: Path) -> dict:
+def check_floors(floors: dict[str, str], venv: Path, extra=()) -> dict:
     """Install the floors into a scratch venv (re-used while the floors are the same) and test."""
     stamp = venv / ".floors.json"
     pins = [f"{k}=={v}" for k, v in sorted(floors.items())]
@@ -95,10 +96,10 @@ def check_floors(floors: dict[str, str], venv: Path) -> dict:
         stamp.write_text(json.dumps(pins))
     py = venv / "bin" / "python"
     env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
-    return {"check": "floors", "declared": floors, "versions": versions(py, env), **fast_tests(py, env)}
+    return {"check": "floors", "declared": floors, "versions": versions(py, env), **fast_tests(py, env, extra)}
 
 
-def check_open_clip_src(src: Path) -> dict:
+def check_open_clip_src(src: Path, extra=()) -> dict:
     """The lock's environment with open_clip imported from ``src`` (a checkout's root or its ``src``)."""
     src = src.resolve()
     root = src / "src" if (src / "src" / "open_clip").is_dir() else src
@@ -110,7 +111,8 @@ def check_open_clip_src(src: Path) -> dict:
     if not v["open_clip_file"].startswith(str(root)):
         raise SystemExit(f"check-deps: open_clip was imported from {v['open_clip_file']}, not from {root}")
     commit = run(["git", "-C", src, "rev-parse", "--short", "HEAD"]).stdout.strip() or None
-    return {"check": "open_clip source", "source": str(src), "commit": commit, "versions": v, **fast_tests(py, env)}
+    return {"check": "open_clip source", "source": str(src), "commit": commit, "versions": v,
+            **fast_tests(py, env, extra)}
 
 
 def main(argv=None) -> int:
@@ -119,14 +121,15 @@ def main(argv=None) -> int:
     ap.add_argument("--open-clip-src", type=Path, help="test against open_clip imported from this source tree")
     ap.add_argument("--venv", type=Path, default=REPO / ".cache" / "check-deps" / "floors")
     ap.add_argument("--out", type=Path, default=REPO / "results" / "check_deps.json")
+    ap.add_argument("--pytest", default="", help="more pytest arguments, e.g. '-k model' or '--durations=20'")
     args = ap.parse_args(argv)
     if not (args.floors or args.open_clip_src):
         ap.error("nothing to check: give --floors and/or --open-clip-src PATH")
     results = []
     if args.floors:
-        results.append(check_floors(declared_floors(), args.venv))
+        results.append(check_floors(declared_floors(), args.venv, args.pytest.split()))
     if args.open_clip_src:
-        results.append(check_open_clip_src(args.open_clip_src))
+        results.append(check_open_clip_src(args.open_clip_src, args.pytest.split()))
     for r in results:
         v = r["versions"]
         print(f"check-deps [{r['check']}] torch {v['torch']}, torchvision {v['torchvision']}, open_clip {v['open_clip']}, "

@@ -169,11 +169,11 @@ def make_widget(c: Control, value):
 def visual_depth(recipe) -> int | None:
     """The number of visual blocks of a recipe's backbone, read from its configuration (no
     weights are loaded); None for a backbone open_clip has no configuration of."""
-    from ..model.backbone import TINY_CONFIG
+    from ..model.backbone import TINY_CONFIG, open_clip_module
 
     if recipe.backbone == TINY_BACKBONE:
         return int(TINY_CONFIG["vision"]["layers"])
-    import open_clip
+    open_clip = open_clip_module()
 
     config = open_clip.get_model_config(recipe.backbone)
     return int(config["vision_cfg"]["layers"]) if config else None

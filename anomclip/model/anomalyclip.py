@@ -85,7 +85,7 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
                        recipe: str | Recipe = "official", name: str = "custom", weights: str = "unknown",
                        pos_interpolation: str = "bilinear", **overrides) -> "AnomalyCLIP":
         """Wrap an open_clip model built elsewhere (its visual tower is resized in place)."""
-        import open_clip
+        open_clip = bb.open_clip_module()
 
         if image_size:
             bb.set_image_size(clip_model.visual, int(image_size), pos_interpolation)

@@ -61,6 +61,16 @@ def weights_file_hint(name: str, tag: str) -> str:
     return f"download the {name} '{tag}' weights file (open_clip_pytorch_model.bin or .safetensors)"
 
 
+def open_clip_module():
+    """``import open_clip``, without the FutureWarning that open_clip 2.26–2.32 make timm print on
+    import (they import its deprecated ``timm.models.layers``): the user's terminal shows
+    anomclip's own lines, not a third party's deprecation notice."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"timm\.")
+        import open_clip
+    return open_clip
+
+
 @dataclass(frozen=True)
 class BackboneInfo:
     """What the backbone is, for provenance: name, weights identity, depth and sizes."""
@@ -95,6 +105,7 @@ class OnBackbone:
 
 
 def _tiny_clip() -> nn.Module:
+    open_clip_module()
     from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
     cfg = TINY_CONFIG
@@ -173,6 +184,7 @@ def load_torchscript_weights(model: nn.Module, path: str | os.PathLike, name: st
     ``input_resolution``, ``context_length`` and ``vocab_size`` are dropped, and a positional
     embedding of another grid is resized with open_clip's own helper.
     """
+    open_clip_module()
     from open_clip.model import resize_pos_embed as open_clip_resize
 
     try:
@@ -204,7 +216,7 @@ def _file_identity(path: str) -> str:
 
 
 def _open_clip_model(name: str, pretrained: str | None, quick_gelu: bool | None, cache_dir):
-    import open_clip
+    open_clip = open_clip_module()
 
     if name not in open_clip.list_models():
         raise AnomclipError(
@@ -297,7 +309,7 @@ def load_clip(
     (``openai``), a local weights file, or ``None`` for random weights (shape tests and
     benchmarks only). ``name="tiny-random"`` gives the embedded tiny model.
     """
-    import open_clip
+    open_clip = open_clip_module()
 
     if name == TINY_BACKBONE:
         model = _tiny_clip()
