@@ -1,9 +1,13 @@
 import os
+import tempfile
 
 import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the feature cache of every test (profiles default to .cache/features in the checkout): a
+# temporary folder, so that a test run writes into the checkout only what `make html` reads
+os.environ.setdefault("ANOMCLIP_CACHE", os.path.join(tempfile.mkdtemp(prefix="anomclip-tests-"), "features"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
