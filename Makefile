@@ -10,6 +10,9 @@ PROFILE ?= smoke
 DATA_ROOT ?= data
 DEVICE ?= auto
 FORCE ?= 0
+# processes side by side: test workers (pytest-xdist) and chapters (smoke: 2, each on its share of
+# the cores; paper: 1, one GPU holds one ViT-L at a time)
+JOBS ?= $(if $(filter smoke,$(PROFILE)),2,1)
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
@@ -27,13 +30,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 test: env
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist worksteal)
 
 test-fast: env
-	$(BIN)/python -m pytest -q -m "not slow and not notebooks"
+	$(BIN)/python -m pytest -q -m "not slow and not notebooks" $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist worksteal)
 
 notebooks: env
-	$(BIN)/python -m anomclip.book execute --profile $(PROFILE) --data-root $(DATA_ROOT) --device $(DEVICE) $(if $(filter 1,$(FORCE)),--force) $(if $(BACKBONE),--backbone $(BACKBONE)) $(if $(PRETRAINED),--pretrained $(PRETRAINED))
+	$(BIN)/python -m anomclip.book execute --profile $(PROFILE) --data-root $(DATA_ROOT) --device $(DEVICE) --jobs $(JOBS) $(if $(filter 1,$(FORCE)),--force) $(if $(BACKBONE),--backbone $(BACKBONE)) $(if $(PRETRAINED),--pretrained $(PRETRAINED))
 
 html: env
 	$(BIN)/python -m anomclip.book html $(if $(filter 1,$(FORCE)),--force)

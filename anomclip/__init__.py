@@ -20,6 +20,7 @@ from .recipes import (
     METHODS,
     OFFICIAL,
     PAPER,
+    PAPER_METHODS,
     RECIPES,
     MethodInfo,
     Recipe,
@@ -36,7 +37,7 @@ _LAZY = {name: "anomclip.engine" for name in (
 _LAZY.update({"evaluate": "anomclip.engine.evaluate", "train": "anomclip.engine.train"})
 _LAZY.update({"load_index": "anomclip.data", "prepare": "anomclip.data", "make_synthetic": "anomclip.data.synth"})
 
-__all__ = ["AnomalyCLIP", "AnomalyOutput", "AnomclipError", "METHODS", "MethodInfo", "OFFICIAL", "PAPER", "RECIPES",
+__all__ = ["AnomalyCLIP", "AnomalyOutput", "AnomclipError", "METHODS", "MethodInfo", "OFFICIAL", "PAPER", "PAPER_METHODS", "RECIPES",
            "Recipe", "VisualFeatures", "get_recipe", "smoke", "__version__", *_LAZY]
 
 

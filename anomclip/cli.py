@@ -303,12 +303,16 @@ def cmd_train(args) -> None:
     device = resolve_device(args.device)
     recipe = recipe_from_args(args, ckpt, out)
     if resuming:
-        stored = ckpt["recipe"]
+        from .recipes import KEYED_WHEN_SET, Recipe
+
+        defaults = Recipe().to_dict()  # settings added later are absent from older checkpoints
+        stored = {**{k: defaults[k] for k in KEYED_WHEN_SET}, **ckpt["recipe"]}
         differ = [k for k, v in recipe.to_dict().items()
                   if k not in ("name", "epochs") and json.dumps(v) != json.dumps(stored.get(k))]
         if differ:
             raise AnomclipError(f"{out} was trained with another recipe (other {', '.join(differ)}): "
                                 "resume without changing them, or --force to start over")
+    _refuse_training_free(recipe)
     if recipe.epochs < 1:
         raise AnomclipError(f"epochs = {recipe.epochs}: training needs at least one epoch (--epochs)")
     spec = _data_spec(args.data, "textures")
@@ -344,6 +348,16 @@ def cmd_train(args) -> None:
     print(f"prompts saved to {out} ({model.info.weights}; {len(samples)} images of {spec.name})")
 
 
+def _refuse_training_free(recipe) -> None:
+    """A transductive, training-free method (MuSc) has nothing to train: one line saying so."""
+    from .methods.registry import display_name, model_class
+
+    if getattr(model_class(recipe.method), "transductive", False):
+        raise AnomclipError(f"{display_name(recipe)} is training-free (it scores each test image against the "
+                            f"other images of its category): nothing to train, run anomclip eval --method "
+                            f"{recipe.method} --data DIR")
+
+
 def _eval_recipe(args):
     """``(recipe, checkpoint dict or None)`` of eval / predict: checked before any data is read."""
     ckpt = _read_own_checkpoint(args.checkpoint) if args.checkpoint else None
@@ -373,24 +387,110 @@ def cmd_eval(args) -> None:
     from .io import check_writable
 
     check_writable(args.out, "file")
+    if args.train_data is not None or args.seeds is not None:
+        return _eval_trained(args)
     device = resolve_device(args.device)
     recipe, _ = _eval_recipe(args)
     spec = _data_spec(args.data, "objects")
     samples = _samples(spec, args.categories)
+    _check_metrics(args.metrics, samples, spec.root)
     model, init = _load_for_eval(args, recipe, device)
     doc, res = evaluate_dataset(model, spec, samples, args.out, device, init=init, experiment="cli eval",
                                 cache=feature_cache(args), progress=_progress(),
-                                skip_unreadable=args.skip_unreadable, verify=args.verify)
-    keys = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
-    print("category".ljust(16) + "".join(k.rjust(13) for k in keys))
-    rows = list(doc["categories"].items()) + [("mean", doc["mean"])]
-    for cat, m in rows:
-        print(cat[:16].ljust(16) + "".join(_percent(m.get(k)).rjust(13) for k in keys))
+                                skip_unreadable=args.skip_unreadable, verify=args.verify,
+                                pixel_metrics=args.metrics != "image")
+    _print_results(doc)
     for note in doc["notes"]:
         print(f"note: {note}")
     for path, reason in doc["provenance"].get("skipped", []):
         print(f"skipped: {reason}")
     print(f"[{doc['provenance']['label']}] results written to {args.out}")
+
+
+_SHOWN = ("image_auroc", "image_ap", "pixel_auroc", "pixel_aupro")
+
+
+def _check_metrics(metrics: str, samples, root) -> None:
+    """``--metrics pixel`` on data whose anomalous images have no mask: one line, before any work."""
+    if metrics == "pixel" and not any(s.anomaly and s.mask_path for s in samples):
+        raise AnomclipError(f"--metrics pixel: {root} has no masks (no anomalous image has one), so pixel metrics "
+                            "cannot be computed; add <category>/masks/<stem>_mask.png and prepare again, "
+                            "or use --metrics image")
+
+
+def _print_results(doc: dict) -> None:
+    """Each category's and the mean's metrics in %, with their bootstrap interval: ``91.3 [90.6, 92.0]``."""
+    from .engine.intervals import format_interval
+
+    iv = doc.get("intervals") or {}
+    print("category".ljust(16) + "".join(k.rjust(20) for k in _SHOWN))
+    rows = [(c, m, (iv.get("categories") or {}).get(c, {})) for c, m in doc["categories"].items()]
+    for cat, m, ci in rows + [("mean", doc["mean"], iv.get("mean", {}))]:
+        print(cat[:16].ljust(16) + "".join(format_interval(m.get(k), ci.get(k)).rjust(20) for k in _SHOWN))
+    if iv.get("bootstrap"):
+        b = iv["bootstrap"]
+        print(f"[brackets: {100 * b['level']:g} % percentile bootstrap intervals over images, stratified by label; "
+              f"{b['resamples']} resamples ({b['pixel_resamples']} for pixel metrics), seed {b['seed']}]")
+
+
+def _eval_trained(args) -> None:
+    """``eval --train-data DIR [--seeds 0,1,2]``: train (per seed) through the run store, evaluate ``--data``."""
+    from .engine.loading import resolve_device
+    from .engine.results import stamped_json
+    from .engine.runner import DataSpec, run_experiment
+    from .engine.seeds import format_spread, parse_seeds
+    from .io import atomic_write_text
+
+    if args.train_data is None:
+        raise AnomclipError("--seeds needs --train-data DIR: the seeds are those of the training")
+    if args.checkpoint or args.authors_checkpoint:
+        raise AnomclipError("--train-data trains the prompts: give it or --checkpoint/--authors-checkpoint, not both")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    device = resolve_device(args.device)
+    recipe = recipe_from_args(args)
+    train = _data_spec(args.train_data, "textures")
+    spec = _data_spec(args.data, "objects")
+    _check_metrics(args.metrics, _samples(spec, args.categories), spec.root)
+    if spec.name == train.name:
+        spec = DataSpec(spec.root, spec.name + " (evaluated)")
+    if args.categories:
+        spec = DataSpec(spec.root, spec.name, categories=tuple(c for c in args.categories.split(",") if c))
+    run = run_experiment(recipe, train, [spec], args.store, device=device, cache=feature_cache(args),
+                         progress=_progress(), skip_unreadable=args.skip_unreadable, verify=args.verify, seeds=seeds)
+    if seeds is None:
+        doc = run.results[spec.name]
+        _print_results(doc)
+        notes = doc["notes"]
+    else:
+        summary = run.summary[spec.name]
+        runs = {str(s): e.results[spec.name] for s, e in run.experiments.items()}
+        first = next(iter(runs.values()))
+        doc = {"categories": {c: {k: v["mean"] for k, v in d.items()} for c, d in summary["categories"].items()},
+               "mean": {k: v["mean"] for k, v in summary["mean"].items()},
+               "notes": list(dict.fromkeys(n for d in runs.values() for n in d["notes"])),
+               "provenance": {**first["provenance"], "seeds": list(seeds)},
+               "seeds": summary, "per_seed": runs}
+        print(f"mean ± sample std (ddof=1) over seeds {', '.join(map(str, seeds))}; "
+              "[interval]: each seed's bootstrap interval")
+        print("category".ljust(16) + "".join(k.rjust(20) for k in _SHOWN))
+        for cat, d in list(summary["categories"].items()) + [("mean", summary["mean"])]:
+            print(cat[:16].ljust(16) + "".join(format_spread(d[k]).rjust(20) if k in d else "–".rjust(20)
+                                               for k in _SHOWN))
+        for s, d in runs.items():
+            _print_seed(s, d)
+        notes = doc["notes"]
+    atomic_write_text(args.out, stamped_json(doc))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"[{doc['provenance']['label']}] results written to {args.out} (runs in {args.store})")
+
+
+def _print_seed(seed, doc: dict) -> None:
+    from .engine.intervals import format_interval
+
+    iv = (doc.get("intervals") or {}).get("mean", {})
+    print(f"seed {seed}".ljust(16) + "".join(format_interval(doc["mean"].get(k), iv.get(k)).rjust(20)
+                                           for k in _SHOWN))
 
 
 def _percent(value) -> str:
@@ -400,19 +500,23 @@ def _percent(value) -> str:
 
 def cmd_predict(args) -> None:
     from .engine.loading import resolve_device
-    from .engine.predict import predict_images
+    from .engine.predict import ThresholdPlan, predict_images
+    from .engine.thresholds import parse_rule
     from .io import check_writable
 
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise AnomclipError(f"--threshold {args.threshold} must lie in [0, 1] (anomaly maps are probabilities)")
+    rule = parse_rule(args.threshold) if args.threshold is not None else None
+    if rule is None and (args.normal or args.labelled):
+        raise AnomclipError("--normal/--labelled choose a threshold: give --threshold max-normal, quantile:Q or f1")
+    plan = ThresholdPlan(rule, args.threshold_scope, args.normal, args.labelled) if rule is not None else None
     out = Path(args.out)
     check_writable(out, "folder")
     if args.batch_size < 1:
         raise AnomclipError(f"--batch-size {args.batch_size} must be ≥ 1")
     recipe, _ = _eval_recipe(args)
     device = resolve_device(args.device)
-    predict_images(lambda: _load_for_eval(args, recipe, device)[0], args.images, out, args.threshold,
-                   args.class_name, echo=print, batch_size=args.batch_size, progress=_progress())
+    predict_images(lambda: _load_for_eval(args, recipe, device)[0], args.images, out,
+                   rule.value if rule is not None and rule.kind == "value" else None,
+                   args.class_name, echo=print, batch_size=args.batch_size, progress=_progress(), plan=plan)
 
 
 def _whole_numbers(flag: str, text: str) -> list[int]:
@@ -508,6 +612,29 @@ def cmd_bench_predict(args) -> None:
     report = predict.bench_predict(counts, args.size, args.batch_size, args.predict_args, args.work,
                                    on_row=lambda r: print(predict.row_summary(r, args.size), flush=True))
     _report(args.out, report)
+
+
+def cmd_bench_musc(args) -> None:
+    from .bench import musc
+
+    counts = _whole_numbers("--counts", args.counts)
+    _at_least(("--counts", min(counts), 2), ("--patches", args.patches, 1), ("--width", args.width, 1),
+              ("--size", args.size, 1), ("--block", args.block, 1))
+    report = musc.bench_musc(counts, args.patches, args.width, args.size, block=args.block, device=args.device,
+                             on_row=lambda r: print(musc.row_summary(r), flush=True))
+    p = report["paper"]
+    _report(args.out, report, [f"paper setting ({p['n']} images, {p['patches']} patches, C {p['width']}, "
+                               f"{p['size']} px, block {p['block']}): {p['formula_gib']['total']:.2f} GiB by formula; "
+                               f"~{p['seconds_per_image_extrapolated_here']:.0f} s per image extrapolated here"])
+
+
+def cmd_bench_intervals(args) -> None:
+    from .bench import intervals
+
+    _at_least(("--images", args.images, 2), ("--resamples", args.resamples, 1), ("--maps", args.maps, 0),
+              ("--size", args.size, 8), ("--pixel-resamples", args.pixel_resamples, 1))
+    report = intervals.bench_intervals(args.images, args.resamples, args.maps, args.size, args.pixel_resamples)
+    _report(args.out, report, intervals.summary(report))
 
 
 def cmd_bench_fingerprint(args) -> None:
@@ -617,6 +744,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--authors-checkpoint", default=None, help="the authors' released prompts (epoch_15.pth)")
     s.add_argument("--categories", default=None, help="comma-separated subset of the categories")
     s.add_argument("--skip-unreadable", action="store_true", help="warn about and skip unreadable image files")
+    s.add_argument("--train-data", default=None, metavar="DIR",
+                   help="train the prompts on DIR first (through the run store --store), then evaluate --data")
+    s.add_argument("--seeds", default=None, metavar="0,1,2",
+                   help="with --train-data: train once per seed, report mean ± sample std (ddof=1) per metric")
+    s.add_argument("--metrics", default="all", choices=["all", "image", "pixel"],
+                   help="all: image metrics, and pixel metrics where there are masks (default); image: image "
+                        "metrics only; pixel: require masks (refused, in one line, on data without them)")
+    s.add_argument("--store", default="results/cli", metavar="DIR",
+                   help="run store of --train-data (content-keyed runs, reused; default: %(default)s)")
     add_cache_args(s)
     add_recipe_args(s)
     s.set_defaults(func=cmd_eval)
@@ -628,9 +764,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(inputs from several folders are mirrored inside it)")
     s.add_argument("--checkpoint", default=None, help="prompts written by anomclip train; its recipe is used")
     s.add_argument("--authors-checkpoint", default=None, help="the authors' released prompts (epoch_15.pth)")
-    s.add_argument("--threshold", type=float, default=None,
-                   help="also write a binary mask where the anomaly map (mean over layers) is ≥ this "
-                        "value in [0, 1]")
+    s.add_argument("--threshold", default=None, metavar="max-normal|quantile:Q|f1|NUMBER",
+                   help="judge each image anomalous when its score is ≥ a threshold: the largest score of "
+                        "--normal images (max-normal, just above it), their quantile Q, the F1-optimal one on "
+                        "--labelled, or a number in [0, 1] (which also writes a binary mask where the anomaly "
+                        "map, mean over layers, is ≥ it); scores.json records the choice")
+    s.add_argument("--normal", default=None, metavar="DIR",
+                   help="images known to be normal (searched recursively; their first sub-folder is their category)")
+    s.add_argument("--labelled", default=None, metavar="DIR",
+                   help="a labelled set (e.g. <category>/normal, <category>/anomalous) for --threshold f1")
+    s.add_argument("--threshold-scope", default="global", choices=["global", "category"],
+                   help="one threshold, or one per category of the reference images (an image's category: "
+                        "its first sub-folder, else --class-name; default: %(default)s)")
     s.add_argument("--class-name", default="object", help="category name (for object-aware prompts)")
     add_recipe_args(s)
     # replaces the recipe's flag of the same name: predict does not train
@@ -659,7 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_bench_parser(sub) -> None:
-    """``anomclip bench`` (one recipe's model) and its sub-choices aupro, methods, workbench, predict, fingerprint."""
+    """``anomclip bench`` (one recipe's model) and its sub-choices aupro, methods, workbench, predict, musc,
+    intervals, fingerprint."""
     s = sub.add_parser("bench", help="benchmarks: DPAM vs plain CLIP, the feature cache and AUPRO (or a sub-choice); "
                                      "each prints a summary and writes JSON",
                        description="Without a sub-choice: time one recipe's model (DPAM vs plain CLIP vs a naive "
@@ -716,6 +862,26 @@ def add_bench_parser(sub) -> None:
     b.add_argument("predict_args", nargs="*", metavar="-- PREDICT_FLAGS",
                    help="after --: flags for anomclip predict, e.g. -- --backbone ViT-L-14-336 --device cuda")
     b.set_defaults(func=cmd_bench_predict)
+
+    b = what.add_parser("musc", help="MuSc's peak memory and time per category of N images (random features)")
+    b.add_argument("--out", default="results/bench_musc.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--counts", default="4,8", help="comma-separated numbers of images (default: %(default)s)")
+    b.add_argument("--patches", type=int, default=1369, help="patches per image (default: %(default)s, 37×37)")
+    b.add_argument("--width", type=int, default=1024, help="feature width C (default: %(default)s)")
+    b.add_argument("--size", type=int, default=518, help="side of the maps in pixels (default: %(default)s)")
+    b.add_argument("--block", type=int, default=8, help="images per comparison block (default: %(default)s)")
+    b.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    b.set_defaults(func=cmd_bench_musc)
+
+    b = what.add_parser("intervals", help="what the bootstrap intervals of an evaluation cost: image and pixel metrics")
+    b.add_argument("--out", default="results/bench_intervals.json", help="JSON file to write (default: %(default)s)")
+    b.add_argument("--images", type=int, default=200, help="image scores (default: %(default)s)")
+    b.add_argument("--resamples", type=int, default=1000, help="resamples of the image metrics (default: %(default)s)")
+    b.add_argument("--maps", type=int, default=100, help="maps of the pixel metrics, 0: skip them (default: %(default)s)")
+    b.add_argument("--size", type=int, default=518, help="side of the maps in pixels (default: %(default)s)")
+    b.add_argument("--pixel-resamples", type=int, default=100,
+                   help="resamples of the pixel metrics (default: %(default)s)")
+    b.set_defaults(func=cmd_bench_intervals)
 
     b = what.add_parser("fingerprint", help="hashing a dataset: first hash, re-check by stat, full verify")
     b.add_argument("--out", default="results/bench_fingerprint.json", help="JSON file to write (default: %(default)s)")

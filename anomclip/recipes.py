@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .errors import AnomclipError
 
-DPAM_MODES = ("vv", "qq", "kk", "qk")
+DPAM_MODES = ("vv", "qq", "kk", "qk", "eattn")  # eattn: Crane's E-Attn (softmax(qqᵀ)+softmax(kkᵀ)+softmax(vvᵀ), one path)
 #: resizes of the positional embedding: the authors' (bilinear), plain bicubic, and open_clip's
 #: resize_pos_embed (bicubic with antialiasing: VAND's loader)
 POS_INTERPOLATIONS = ("bilinear", "bicubic", "bicubic-antialias")
@@ -26,16 +26,19 @@ POS_INTERPOLATIONS = ("bilinear", "bicubic", "bicubic-antialias")
 
 @dataclass(frozen=True)
 class MethodInfo:
-    """A method of the paper's Tables 1–3: its key (:attr:`Recipe.method`), the named recipe that
-    runs it, its name in the tables, and whether it is tuned on auxiliary data."""
+    """A method of the engine: its key (:attr:`Recipe.method`), the named recipe that runs it, its
+    name in the tables, whether it is tuned on auxiliary data, and whether it is one of the six
+    of the paper's Tables 1–3 (the others came after AnomalyCLIP)."""
 
     key: str  # Recipe.method; the class that implements it: anomclip.methods.registry
     recipe: str  # get_recipe(recipe) runs it
-    display: str  # the column header of the paper's tables
-    trains: bool  # tuned on the auxiliary data (False: zero-shot with hand-written prompts)
+    display: str  # the column header of the paper's tables (of its own paper, for a later method)
+    trains: bool  # tuned on the auxiliary data (False: nothing trained)
+    in_paper: bool = True  # a column of AnomalyCLIP's Tables 1–3 (False: a method published after it)
 
 
-#: The one list of methods: key → method, in the order of the paper's tables (CLIP … AnomalyCLIP).
+#: The one list of methods: key → method, the paper's six in the order of its tables (CLIP …
+#: AnomalyCLIP), then the methods published after it (docs/after-anomalyclip.md).
 METHODS: dict[str, MethodInfo] = {m.key: m for m in (
     MethodInfo("clip", "clip", "CLIP", False),
     MethodInfo("clip-ac", "clip-ac", "CLIP-AC", False),
@@ -43,7 +46,13 @@ METHODS: dict[str, MethodInfo] = {m.key: m for m in (
     MethodInfo("vand", "vand", "VAND", True),
     MethodInfo("coop", "coop", "CoOp", True),
     MethodInfo("anomalyclip", "official", "AnomalyCLIP", True),
+    MethodInfo("crane", "crane", "Crane", True, in_paper=False),
+    MethodInfo("adaptclip", "adaptclip", "AdaptCLIP", True, in_paper=False),  # zero-shot: visual + textual adapters
+    MethodInfo("musc", "musc", "MuSc", False, in_paper=False),  # transductive: scores a category's test images jointly
 )}
+
+#: The six methods of the paper's Tables 1–3, in their order (what chapters 4 and 12 compare).
+PAPER_METHODS: dict[str, MethodInfo] = {k: m for k, m in METHODS.items() if m.in_paper}
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,10 @@ class Recipe:
     sigma: float = 4.0
     # --- baselines (docs/compared-methods.md)
     windows: tuple[int, ...] = ()  # WinCLIP: sliding-window sizes in patches (2, 3 = 32, 48 px at patch 16)
+    # --- MuSc (docs/after-anomalyclip.md, MuSc): neighbourhood sizes r, the mutual-scoring interval, RsCIN's k
+    musc_r: tuple[int, ...] = ()
+    musc_interval: tuple[float, float] = (0.0, 0.3)
+    rscin_k: tuple[str, ...] = ()  # "1,2,3" (any dataset), "VisA=1,8,9" (by table name or folder)
     #: settings the method's own paper fixes; a real-data profile keeps them (smoke follows the tiny backbone)
     own_settings: tuple[str, ...] = ()
 
@@ -98,7 +111,7 @@ class Recipe:
         for m in modes:
             if m not in DPAM_MODES + ("none",):
                 raise AnomclipError(
-                    f"recipe {self.name!r}: unknown DPAM mode {m!r} (choose from vv, qq, kk, qk, none)"
+                    f"recipe {self.name!r}: unknown DPAM mode {m!r} (choose from vv, qq, kk, qk, eattn, none)"
                 )
         if "none" in modes and len(modes) > 1:
             raise AnomclipError(f"recipe {self.name!r}: 'none' cannot be part of a DPAM ensemble")
@@ -175,7 +188,8 @@ class Recipe:
         if unknown:
             raise AnomclipError(f"unknown recipe setting{'s' if len(unknown) > 1 else ''}: {', '.join(sorted(unknown))}")
         d = dict(d)
-        for key in ("layers", "betas", "windows", "own_settings", "epochs_by_tuning"):
+        for key in ("layers", "betas", "windows", "own_settings", "epochs_by_tuning", "musc_r", "musc_interval",
+                    "rscin_k"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -224,7 +238,8 @@ TINY_BACKBONE = "tiny-random"
 #: A field added to :class:`Recipe` gets a description here (tests/test_cli.py checks it).
 DESCRIPTIONS: dict[str, str] = {
     "name": "display name of the recipe (a label, not part of any cache or run key)",
-    "method": "the zero-shot method: anomalyclip, or a baseline (clip, clip-ac, winclip, vand, coop)",
+    "method": "the zero-shot method: anomalyclip, or a baseline (clip, clip-ac, winclip, vand, coop), crane, adaptclip, "
+              "or musc",
     "backbone": "open_clip model name, e.g. ViT-L-14-336, or tiny-random (a small random-weight CLIP)",
     "pretrained": "open_clip weights tag (openai), a weights file (e.g. OpenAI's ViT-L-14-336px.pt), "
                   "or none for random weights",
@@ -232,7 +247,8 @@ DESCRIPTIONS: dict[str, str] = {
     "pos_interpolation": "resizing of the positional embedding: bilinear (authors), bicubic, or "
                          "bicubic-antialias (open_clip's resize_pos_embed, as VAND's loader)",
     "global_ln_post": "apply ln_post to the global image feature (authors: no)",
-    "dpam": "DPAM attention of the surrogate path: vv, qq, kk, qk, none, or an ensemble such as qq+kk+vv",
+    "dpam": "DPAM attention of the surrogate path: vv, qq, kk, qk, eattn (Crane's summed E-Attn), none, or an "
+            "ensemble such as qq+kk+vv",
     "dpam_start": "first block of the surrogate path: a block number (6) or a fraction of the depth (0.25)",
     "layers": "blocks whose patch features make the maps, comma-separated: block numbers (6,12,18,24) "
               "or fractions of the depth (0.25,0.5,0.75,1.0)",
@@ -258,6 +274,10 @@ DESCRIPTIONS: dict[str, str] = {
     "temperature": "softmax temperature of the cosine similarities",
     "sigma": "σ of the Gaussian smoothing of the anomaly map, in pixels (0: none)",
     "windows": "WinCLIP's sliding-window sizes in patches, comma-separated (2,3)",
+    "musc_r": "MuSc's neighbourhood sizes r in patches (odd), comma-separated (1,3,5)",
+    "musc_interval": "MuSc's interval of the sorted nearest-image distances averaged, two fractions (0,0.3)",
+    "rscin_k": "MuSc's RsCIN neighbourhood sizes k, comma-separated entries K:K:K for any dataset or "
+               "DATASET=K:K:K (1:2:3,VisA=1:8:9)",
     "own_settings": "settings the method's own paper fixes, kept by a real-data profile (comma-separated)",
 }
 
@@ -290,8 +310,44 @@ COOP = Recipe(name="coop", method="coop", dpam="none", layers=(1.0,), global_ln_
               shared_ctx=True, object_aware=True, state_word="anomalous", prompt_depth=1, prompt_length=0,
               use_focal_loss=False, use_dice_loss=False, temperature=0.01)
 
+# --- after AnomalyCLIP (docs/after-anomalyclip.md; AlirezaSalehy/Crane at 39181f9)
+#: Crane as its code runs it (train.py, test.sh's Crane line): E-Attn in blocks 6..24 (dpam "eattn"),
+#: global feature with ln_post, Adam betas (0.6, 0.999), 5 epochs, score-based pooling, the loss
+#: 0.2·CE(τ 0.01) + 2·Σ_m (focal_m + dice_m). Their `--features_list 6 12 18 24` returns layer 24 four
+#: times (the layer-copy bug inherited from AnomalyCLIP): one layer, local weight 4 × 2 = 8.
+CRANE = Recipe(name="crane", method="crane", dpam="eattn", layers=(1.0,), lam=8.0, global_ln_post=True,
+               epochs=5, betas=(0.6, 0.999))
+#: Crane as described: the four distinct layers 6/12/18/24, local weight 2 on each.
+CRANE_PAPER = CRANE.with_(name="crane-paper", layers=(0.25, 0.5, 0.75, 1.0), lam=2.0)
+#: crane with their fp16 cast of the deep prompts (their arithmetic: tools/crane_side_by_side.py)
+CRANE_FP16_QUIRK = CRANE.with_(name="crane-fp16-quirk", fp16_quirk=True)
+
+#: AdaptCLIP zero-shot as its code runs it (gaobb/AdaptCLIP at 354d9e3: train.py argparse, scripts/train_adaptclip.sh,
+#: scripts/test_adaptclip.sh): DPAM V-V on blocks 6..24 (DAPM_replace(20)), the global feature without ln_post,
+#: the visual adapter (reduction 4) and the textual adapter (12 context tokens) on the last layer's features,
+#: loss Σ_VA,TA CE + focal + dice(S) + dice(1 − S), Adam lr 1e-3 betas (0.5, 0.999), batch 8, 15 epochs, seed 10,
+#: σ = 4. Their features_list 6 12 18 24 feeds only the few-shot adapter (not implemented): one layer here.
+ADAPTCLIP = Recipe(name="adaptclip", method="adaptclip", dpam="vv", dpam_start=0.25, layers=(1.0,), lam=1.0,
+                   global_ln_post=False, n_ctx=12, prompt_depth=1, prompt_length=0, epochs=15, batch_size=8,
+                   lr=1e-3, betas=(0.5, 0.999), seed=10, temperature=0.07, sigma=4.0,
+                   own_settings=("image_size", "epochs", "batch_size"))
+
+#: MuSc as its code runs it (xrli-U/MuSc at b76b93d: configs/musc.yaml, models/musc.py): raw tokens of
+#: blocks 6/12/18/24 (their 0-based feature_layers 5/11/17/23), r = 1, 3, 5, interval [0, 0.3), RsCIN
+#: k = 1, 2, 3 (VisA: 1, 8, 9), 518 px, the position grid resized bicubic (not antialiased), no smoothing,
+#: no text, no training. Their nn.GELU at 518 px and fp16 autocast are not reproduced (docs/after-anomalyclip.md).
+MUSC = Recipe(name="musc", method="musc", dpam="none", layers=(0.25, 0.5, 0.75, 1.0), global_ln_post=True, lam=0.0,
+              n_ctx=0, prompt_depth=1, prompt_length=0, use_global_loss=False, use_focal_loss=False,
+              use_dice_loss=False, sigma=0.0, epochs=0, pos_interpolation="bicubic", musc_r=(1, 3, 5),
+              rscin_k=("1:2:3", "VisA=1:8:9"), own_settings=("image_size", "epochs"))
+
+#: Settings added after the run store's version 2: a run key holds them only where they differ from
+#: their default, so the keys of every run that does not use them stay what they were.
+KEYED_WHEN_SET = ("musc_r", "musc_interval", "rscin_k")
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (OFFICIAL, PAPER, OFFICIAL_FP16_QUIRK, CLIP, CLIP_AC, WINCLIP,
-                                                  VAND, COOP)}
+                                                  VAND, COOP, CRANE, CRANE_PAPER, CRANE_FP16_QUIRK, ADAPTCLIP,
+                                                  MUSC)}
 
 
 def get_recipe(name_or_recipe: str | Recipe, **overrides) -> Recipe:

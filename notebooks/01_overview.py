@@ -19,7 +19,7 @@
 # saw, says once what a smoke run can and cannot show, and ends with what the `paper` profile
 # needs.
 #
-# **Zero-shot anomaly detection (ZSAD).** An anomaly detector usually learns what *normal*
+# **{term}`Zero-shot anomaly detection <zero-shot anomaly detection>` (ZSAD).** An anomaly detector usually learns what *normal*
 # looks like for one product (bottles, carpets…) from many normal images of it. In the
 # zero-shot setting no image of the target product is available at all: the detector must
 # say whether an unseen image of an unseen category is defective (an *image score*) and where
@@ -29,15 +29,15 @@
 # anomalies in any category.
 #
 # **AnomalyCLIP** makes this work better by *learning* the two text prompts — but
-# object-agnostically: the prompts say "[learnable words] object" and "[learnable words]
+# object-agnostically ({term}`object-agnostic prompts`): the prompts say "[learnable words] object" and "[learnable words]
 # damaged object", never the category name, so they capture normality and abnormality in
 # general. They are tuned once on an auxiliary dataset with masks (MVTec AD or VisA), with a
-# *glocal* loss (image-level cross-entropy + pixel-level focal and Dice losses), then applied
+# {term}`glocal loss` (image-level cross-entropy + pixel-level focal and Dice losses), then applied
 # unchanged to every other dataset. The frozen CLIP image encoder is modified so that patch
-# tokens are local (DPAM: V–V self-attention from ¼ depth), and learnable tokens are inserted
-# into the first text layers (deep prompts). Everything else is frozen.
+# tokens are local ({term}`DPAM`: V–V self-attention from ¼ depth), and learnable tokens are inserted
+# into the first text layers ({term}`deep prompts`). Everything else is frozen.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -106,7 +106,7 @@ styled(counts.groupby("dataset")[["normal", "anomalous"]].sum()
 # the run by its content (recipe, weights, data), so chapters 3, 4, 13 and 14 ask for the
 # same run and get it back without training again.
 
-# %%
+# %% tags=["hide-input"]
 exp = ch.experiment(recipe, tune_on, evaluate_on)
 target = evaluate_on[0]
 doc = exp.results[target]
@@ -122,7 +122,7 @@ display(Markdown(
 # %% [markdown]
 # **Result: image scores.** The image score is the softmax probability of the "damaged"
 # prompt against the global image feature. A useful detector gives anomalous images higher
-# scores than normal ones, per category (this is what image AUROC measures).
+# scores than normal ones, per category (this is what image {term}`AUROC` measures).
 
 # %% tags=["remove-input"]
 plot_distributions(score_frame(doc, target),

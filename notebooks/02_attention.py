@@ -18,7 +18,7 @@
 # CLIP's visual encoder under Q-K, Q-Q, K-K and V-V self-attention, and the similarity (anomaly)
 # maps each of them gives.
 #
-# **Claim.** In CLIP's ordinary Q-K attention every patch attends to the same few tokens
+# **Claim.** In CLIP's ordinary Q-K attention ({term}`DPAM modes`) every patch attends to the same few tokens
 # (vertical stripes in the attention matrix), so each patch's feature is dominated by those
 # tokens and loses its local meaning. Q-Q, K-K and V-V attention put most weight on the
 # diagonal, i.e. on the patch itself, and V-V most of all, because V never takes part in
@@ -30,7 +30,7 @@
 # much weight a token puts on itself compared with any other token (*diagonal prominence*), and
 # draw the anomaly map each mode's patch features give with untrained and with tuned prompts.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -77,11 +77,11 @@ src, targets = next(iter(P.protocol.items()))
 ch.caveat("attention maps and numbers")
 
 # %% [markdown]
-# One model whose surrogate path runs all four modes (`dpam="qk+qq+kk+vv"`), so every mode's
+# One model whose {term}`surrogate path` runs all four modes (`dpam="qk+qq+kk+vv"`), so every mode's
 # patch features come from one forward pass; the backbone is frozen, so the attention maps do not
 # depend on the prompts. Four anomalous images of the evaluation dataset, one per category:
 
-# %%
+# %% tags=["hide-input"]
 model = build_model(recipe.with_(dpam="qk+qq+kk+vv"), ch.device)
 samples = anomalous_samples(P, targets[0], n=4)
 images, masks, cls_names, rgb = batch_of(samples, model.image_size)
@@ -125,7 +125,7 @@ plt.show()
 # with the prompts tuned on the other dataset with the V-V model — chapter 7's "full" run,
 # which the run store trains once for the whole book.
 
-# %%
+# %% tags=["remove-cell"]
 untrained = raw_maps_by_mode(model, images, model.encode_text(), modes=MODES)
 exp = ch.experiment(recipe, src, [targets[0]])
 model.load_prompts(exp.checkpoint)
@@ -157,7 +157,7 @@ styled(auroc * 100, "pixel AUROC (%) of each mode's maps")
 # adds four layers' maps; the mean over layers puts every method on the fixed scale 0–1 without
 # changing its ranking); each panel's title is the map's pixel AUROC on the image.
 
-# %%
+# %% tags=["remove-cell"]
 methods_maps = {
     display_name("clip"): method_maps(build_model(ch.recipe("clip"), ch.device), images, cls_names, model.image_size),
     display_name("vand"): method_maps(ch.experiment(ch.recipe("vand"), src, [targets[0]]).model(), images, cls_names,

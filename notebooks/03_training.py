@@ -20,21 +20,27 @@
 # textures in the smoke profile). It shows the loss curves, what the learned prompts look
 # like, and where the checkpoint is and how to reload it.
 #
-# **Argument.** Only the text prompts are learned (12 context vectors for "normal", 12 for
-# "damaged", and 4 deep tokens inserted into each of the first 8 text blocks): the backbone
-# stays frozen. The objective adds a *global* term — cross-entropy between the image-level
-# softmax over {normal, damaged} and the image label — and a *local* term — focal loss plus
-# Dice loss (on both the anomalous and the normal channel) between the patch-level
-# probability maps and the ground-truth mask, summed over the chosen layers:
+# **Argument.** Only the text prompts are learned — the
+# {term}`object-agnostic prompts` (12 context vectors for "normal", 12 for "damaged") and the
+# {term}`deep prompts` (4 tokens at the input of each of the text blocks 2 to 9: prompt depth 9,
+# block 1 reads the context vectors themselves): the backbone stays frozen. The objective, the {term}`glocal loss`, adds a
+# *global* term — cross-entropy between the image-level softmax over {normal, damaged} and the
+# image label — and a *local* term — focal loss plus Dice loss (on both the anomalous and the
+# normal channel) between the patch-level probability maps and the ground-truth mask, summed
+# over the chosen layers:
 #
-# $$ \mathcal{L}_{total} = \mathcal{L}_{global} + \lambda \sum_{M_k \in \mathcal{M}} \mathcal{L}_{local}^{M_k},
-# \qquad \mathcal{L}_{local} = \mathrm{Focal}(S, G) + \mathrm{Dice}(S_n, I - G) + \mathrm{Dice}(S_a, G). $$
+# $$
+# \begin{aligned}
+# \mathcal{L}_{total} &= \mathcal{L}_{global} + \lambda \sum_{M_k \in \mathcal{M}} \mathcal{L}_{local}^{M_k}, \\
+# \mathcal{L}_{local} &= \mathrm{Focal}(S, G) + \mathrm{Dice}(S_n, I - G) + \mathrm{Dice}(S_a, G).
+# \end{aligned}
+# $$
 #
 # The paper sums the local loss over four intermediate layers with λ = 1; the released code
 # (our `official` recipe) uses the last block only, counted four times (λ = 4). Chapter 14
 # compares the two.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -50,7 +56,7 @@ from IPython.display import Markdown, display
 
 from anomclip.book.chapter import open_chapter
 from anomclip.book.diagnostics import prompt_stats
-from anomclip.book.labels import fmt, provenance_box, styled
+from anomclip.book.labels import fmt, provenance_box, recipe_name, styled
 from anomclip.book.plots import bars, loss_curves
 from anomclip.engine.loading import build_model
 
@@ -76,7 +82,7 @@ styled(pd.Series({name: str(getattr(recipe, k)) for k, name in settings.items()}
 # whose recipe, weights and data are unchanged is read back from the run store (chapters 1, 4,
 # 13 and 14 ask for the same runs); `force = True` retrains.
 
-# %%
+# %% tags=["hide-input"]
 table = ch.run([("AnomalyCLIP", recipe)])
 exps = {src: table.experiment("AnomalyCLIP", src) for src in P.protocol}
 provenance_box(next(iter(exps.values())))
@@ -85,7 +91,9 @@ provenance_box(next(iter(exps.values())))
 # ## Result: the loss curves
 #
 # Per step (one batch of 8 images) and per epoch (the mean over the epoch), the total loss
-# and its two parts. The local term is the sum of focal and two Dice losses, weighted by λ.
+# and its two parts. The curves draw the local term **unweighted** (its focal and two Dice
+# losses, summed over the layers); the total adds it to the global term multiplied by λ (the
+# sentence under the figures checks it on the last epoch).
 
 # %% tags=["remove-input"]
 loss_curves({f"tuned on {s}": e.training["steps"] for s, e in exps.items()}, x="step", title="glocal loss per step")
@@ -93,6 +101,12 @@ plt.show()
 loss_curves({f"tuned on {s}": e.training["history"] for s, e in exps.items()}, x="epoch",
             title="glocal loss per epoch (mean)")
 plt.show()
+last_epoch = {s: e.training["history"][-1] for s, e in exps.items()}
+display(Markdown("Last epoch: " + "; ".join(
+    f"tuned on {s}, total {fmt(h['loss'], 3)} = global {fmt(h['global'], 3)} + {recipe.lam:g} × local "
+    f"{fmt(h['local'], 3)}" for s, h in last_epoch.items())
+    + f" (λ = {recipe.lam:g} in the {recipe_name(recipe.name)} recipe, with {len(recipe.layers)} feature "
+    + ("layer: the released code counts its one layer λ times)." if len(recipe.layers) == 1 else "layers).")))
 
 # %% tags=["remove-input"]
 summary = pd.DataFrame([

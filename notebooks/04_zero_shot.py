@@ -13,10 +13,11 @@
 # %% [markdown]
 # # Zero-shot results: Tables 1, 2 and 15–26
 #
-# **What this chapter reproduces.** The paper's main comparison — AnomalyCLIP against CLIP,
-# CLIP-AC, WinCLIP, VAND and CoOp in Table 1 (industrial datasets) and Table 2 (medical
+# **What this chapter reproduces.** The paper's main comparison — AnomalyCLIP against {term}`CLIP`,
+# {term}`CLIP-AC`, {term}`WinCLIP`, {term}`VAND` and {term}`CoOp` in Table 1 (industrial datasets) and Table 2 (medical
 # datasets), each method run on the same engine (docs/compared-methods.md) — and AnomalyCLIP's per-category
-# Tables 15–26 (MVTec AD, VisA and MPDD: pixel AUROC, pixel AUPRO, image AUROC, image AP).
+# Tables 15–26 (MVTec AD, VisA and MPDD: pixel {term}`AUROC`, pixel {term}`AUPRO`, image AUROC, image
+# {term}`AP`).
 # It also measures what training buys: the same model with the *untrained* prompts.
 #
 # **Argument.** Object-agnostic prompts tuned once on an auxiliary dataset (MVTec AD, or VisA
@@ -25,14 +26,14 @@
 # scores everywhere.
 #
 # **Experiment.** Each method of the `methods` parameter (a list of recipe names; default
-# all six methods of `anomclip.METHODS`, in the order of the tables: the paper's five baselines
+# the six methods of `anomclip.PAPER_METHODS`, in the order of the tables: the paper's five baselines
 # and AnomalyCLIP as the authors released it) is tuned on each tuning dataset of
 # the profile's protocol and evaluated on the datasets tuned elsewhere (smoke: textures →
 # objects and objects → textures; paper: MVTec AD → all others, VisA → MVTec AD); methods
 # that tune nothing (CLIP, WinCLIP) are evaluated as they are. The untrained baseline
 # evaluates AnomalyCLIP with its prompts at their random initialisation.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -40,7 +41,7 @@ force = False
 backbone = None  # None: tiny-random (smoke) / ViT-L-14-336 (paper)
 pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # no interactive figure in this chapter
-methods = None  # recipe names; None: all six methods of anomclip.METHODS, in the tables' order
+methods = None  # recipe names; None: the six of anomclip.PAPER_METHODS, in the tables' order
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -65,12 +66,12 @@ from anomclip.book.reference import DAGGER_NOTE, RERUN, daggered, paper_values, 
 from anomclip.book.tables import paper_long, wide
 from anomclip.data.synth import defect_pairs
 from anomclip.engine.loading import build_model
-from anomclip.methods import METHODS, display_name
+from anomclip.methods import PAPER_METHODS, display_name
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.profile
 recipe = ch.recipe("official")
-methods = methods or [m.recipe for m in METHODS.values()]
+methods = methods or [m.recipe for m in PAPER_METHODS.values()]
 names = {name: display_name(name) for name in methods}
 
 # %% tags=["remove-input"]
@@ -81,13 +82,15 @@ ch.caveat()
 #
 # First what the paper reports, labelled **paper** (values in %, from
 # `anomclip/book/reference/paper_results.csv`): Tables 1 and 2, one row per dataset and metric
-# (the paper reports image metrics, pixel metrics or both depending on the dataset).
+# (the paper reports image metrics, pixel metrics or both depending on the dataset; folded:
+# click to show — the datasets this run covers are side by side with ours at the end).
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "hide-output"]
 paper_main = pd.concat([paper_long(t, method=None, label_by="method") for t in (1, 2)], ignore_index=True)
 paper_main = paper_main[paper_main["label"].isin(names.values())]
 t = paper_main.pivot_table(index=["dataset", "metric"], columns="label", values="value", sort=False)
-styled(t[[n for n in names.values() if n in t.columns]], "paper, Tables 1–2: zero-shot (%)")
+styled(t[[n for n in names.values() if n in t.columns]].rename_axis(columns="method"),
+       "paper, Tables 1–2: zero-shot (%)")
 
 # %% [markdown]
 # Tables 15–26: AnomalyCLIP per category, for the three datasets the appendix details (folded:
@@ -107,7 +110,7 @@ for ds, d in per_cat.groupby("dataset", sort=False):
 # The same protocol, both directions; every method's runs come from the run store (the
 # `official` runs are the ones chapters 1 and 3 trained).
 
-# %%
+# %% tags=["hide-input"]
 table = ch.run([(names[n], ch.recipe(n)) for n in methods])  # zero-shot methods: one run, no tuning
 ours = table.frame
 docs = {(lbl, t): doc for (lbl, _), e in table.experiments.items() for t, doc in e.results.items()}
@@ -143,7 +146,7 @@ if rows:
 # The same backbone, DPAM and scoring, with the prompts at their N(0, 0.02) initialisation
 # (no tuning data) vs tuned on the other domain.
 
-# %%
+# %% tags=["hide-input"]
 tuned = ch.run([("AnomalyCLIP", recipe)]).frame
 untrained = ch.run([("untrained prompts", recipe)], train=False).frame
 both = pd.concat([untrained, tuned], ignore_index=True)
@@ -170,14 +173,16 @@ plt.show()
 # * **spread**: the same distance between two normal images of the category;
 # * **ratio** = shift / spread: above 1 the defect stands out of normal variation.
 
-# %%
+# %% tags=["hide-input"]
 diag_model = build_model(recipe, ch.device)  # the frozen image encoder: prompts play no part here
 shifts = defect_shift(diag_model, defect_pairs(n_per_category=8))
 styled(shifts.pivot_table(index=["domain", "category"], columns="feature", values=["shift", "spread", "ratio"],
                           sort=False), "what a defect moves (cosine distances)", digits=4)
 
 # %% tags=["remove-input"]
-bars(shifts.rename(columns={"ratio": "value"}), x="category", hue="feature", col="domain", chance=1.0,
+bars(shifts.rename(columns={"ratio": "value"}).assign(  # "global feature": not the global *loss*'s colour
+    feature=lambda d: d["feature"].map({"global": "global feature", "patch": "patch features"}).fillna(d["feature"])),
+     x="category", hue="feature", col="domain", chance=1.0,
      ylabel="shift / spread", logy=True, title=f"{diag_model.info.name}: defect shift / normal spread")
 plt.show()
 
@@ -195,8 +200,9 @@ display(Markdown(conclusions.defect_shift(n_cat, ratio, below, delta, diag_model
 #
 # Every dataset of Tables 1–2, with the paper's number, this run's number where it has one
 # (smoke: *objects* stands in for VisA, *textures* for MVTec AD — the same role in the
-# protocol, nothing more), or why it has none. Δ = ours − paper, in points. This is the one
-# place the book puts the main results side by side; other chapters link here.
+# protocol, nothing more), or why it has none; on the paper profile also Δ = ours − paper, in
+# points (on the smoke profile a difference to the paper measures nothing, so there is none).
+# This is the one place the book puts the main results side by side; other chapters link here.
 
 # %% tags=["remove-input"]
 all_paper = paper_values(1)["dataset"].unique().tolist() + paper_values(2)["dataset"].unique().tolist()
@@ -206,8 +212,8 @@ cmp = cmp.assign(_d=cmp["dataset"].map({d: i for i, d in enumerate(dict.fromkeys
                  _m=cmp["label"].map(order)).sort_values(["_d", "_m"], kind="stable").drop(columns=["_d", "_m"])
 ran = list(dict.fromkeys(cmp.loc[cmp["ours"].notna(), "dataset"]))
 for ds in ran:  # this run's rows beside the paper's, one narrow table per dataset it ran
-    display(styled(with_dagger(compare_table(cmp, ds, labels=list(names.values())), ds),
-                   f"{ch.ours} vs paper, Tables 1–2: {ds} (%)"))
+    t = with_dagger(compare_table(cmp, ds, labels=list(names.values())), ds)
+    display(styled(t.drop(columns="Δ") if ch.smoke else t, f"{ch.ours} vs paper, Tables 1–2: {ds} (%)"))
 if any(d in ran for d, _, _ in daggered(1)):  # the paper's † values were not run by its authors
     display(Markdown(DAGGER_NOTE + "."))
 rest = cmp[~cmp["dataset"].isin(ran)].drop_duplicates("dataset")
@@ -233,7 +239,8 @@ plt.show()
 # %% tags=["remove-input"]
 gap = have.groupby("metric")["Δ"].mean()
 per_method = have.pivot_table(index="label", columns="metric", values="Δ", aggfunc="mean", sort=False)
-display(styled(per_method.reindex([n for n in names.values() if n in per_method.index]),
-               f"mean Δ = {ch.ours} − paper per method, over the datasets this run covers (points)"))
+if not ch.smoke:  # on the smoke profile the difference measures nothing (chapter 1): no Δ table
+    display(styled(per_method.reindex([n for n in names.values() if n in per_method.index]),
+                   f"mean Δ = {ch.ours} − paper per method, over the datasets this run covers (points)"))
 display(Markdown(conclusions.gap_to_paper(gap.to_dict(), have["dataset"].nunique(), have["label"].nunique(),
                                           ch.smoke).text))

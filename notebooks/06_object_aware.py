@@ -19,12 +19,12 @@
 #
 # **Claim.** Replacing the class name by the word *object* in the learnable templates
 # ("X… damaged object" instead of "X… damaged bottle") is better than, or on par with, the
-# object-aware version at both image and pixel level: object semantics are not needed to find
+# {term}`object-aware <object-aware prompts>` version at both image and pixel level: object semantics are not needed to find
 # anomalies and can act as noise, while object-agnostic prompts learn generic normality and
 # abnormality (Fig. 5). Fig. 9 puts the class name back into the *trained* object-agnostic
 # prompts only at test time (AnomalyCLIP_re): it still works, slightly worse.
 #
-# **Experiment.** The `paper` recipe with `object_aware=False` (AnomalyCLIP) and
+# **Experiment.** The {term}`four-layer recipe` with `object_aware=False` (AnomalyCLIP) and
 # `object_aware=True` (class name in the templates), each tuned on one dataset and evaluated
 # zero-shot on the other (smoke: `textures` ↔ `objects`; paper: VisA ↔ MVTec AD). The runs are
 # the "full" and "without T2" rows of chapter 7 (the run store trains each once for the book).
@@ -34,7 +34,7 @@
 # `paper_results.csv` has no rows for them: we compare with the paper's stated claims, and with
 # Table 7, where "without T2 object-agnostic prompts" is the object-aware variant.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -52,12 +52,13 @@ from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.labels import (
     compare,
-    compare_table,
     mean_categories,
     metric_name,
     provenance_box,
     standin_label,
     styled,
+    wide_caption,
+    wide_compare,
 )
 from anomclip.book.plots import bars, plot_compare
 from anomclip.book.tables import paper_long
@@ -77,7 +78,7 @@ ch.caveat()
 # Fig. 9, the object-agnostic prompts evaluated with the class name in place of "object"
 # (AnomalyCLIP_re: no re-tuning, the tuned prompts are the starting point).
 
-# %%
+# %% tags=["hide-input"]
 table = ch.run([("object-agnostic", full), ("object-aware", full.with_(object_aware=True))],
                datasets=ch.ablation_datasets)
 docs = {(lbl, t): doc for (lbl, _), e in table.experiments.items() for t, doc in e.results.items()}
@@ -97,6 +98,7 @@ for t in ours["dataset"].unique():
     d = ours[ours["dataset"] == t]
     per = d.pivot_table(index="category", columns=["metric", "prompts"], values="value", sort=False)
     per = pd.concat([per.drop(index="mean"), per.loc[["mean"]]])
+    per = per[sorted(per.columns, key=lambda c: METRICS.index(c[0]))]  # one block of columns per metric
     doc_t = next(doc for (_, t_), doc in docs.items() if t_ == t)
     display(styled(per.rename(index={"mean": mean_categories(doc_t, [])}),
                    f"{ch.ours}: {standin_label(t)}, per category (%)"))
@@ -137,18 +139,10 @@ paper7 = paper_long(7, variants={"full": "object-agnostic", "without T2 object-a
                     metrics=METRICS)
 cmp = compare(table.frame, paper7, synthetic=ch.smoke, metrics=METRICS)
 for ds in cmp["dataset"].unique():
-    display(styled(compare_table(cmp, ds), f"{ds}: {ch.ours} vs paper, Table 7 (%)"))
+    w = wide_compare(cmp, ds, delta=not ch.smoke)
+    display(styled(w, wide_caption(w, f"{ds}: {ch.ours} vs paper, Table 7")))
 plot_compare(cmp, metrics=METRICS, ours_label=ch.ours, title="object-agnostic vs object-aware prompts")
 plt.show()
-
-# %% [markdown]
-# ### Your own row
-#
-# Run from JupyterLab (`make lab`), the cell below has a checkbox for object-aware prompts, a
-# dropdown for the state word and a slider for the prompt length, and a Run button: your
-# setting is tuned and evaluated through the run store (a setting already run comes back at
-# once) and lands as a new row of the table above and a new bar of its figure, with its
-# difference to "object-agnostic".
 
 # %% tags=["remove-input"]
 from anomclip.book.workbench import Workbench, ablation

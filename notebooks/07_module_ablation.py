@@ -23,7 +23,7 @@
 # costs more image AUROC on MVTec AD than removing any other module (the paper's rows of Table 7,
 # below, give the figures).
 #
-# **Experiment.** Every row is one recipe, i.e. a variation of the paper recipe, trained on one
+# **Experiment.** Every row is one recipe, i.e. a variation of the {term}`four-layer recipe`, trained on one
 # dataset and evaluated zero-shot on the other (smoke: `textures` ↔ `objects`; paper: VisA ↔
 # MVTec AD). How we read the rows of Table 4:
 #
@@ -33,17 +33,17 @@
 # | +T1 DPAM | base with V-V DPAM | no |
 # | +T2 object-agnostic prompts | +T1 with object-agnostic prompts ("X… damaged object"), **tuned** | yes |
 # | +T3 text prompt tuning | +T2 with deep text prompts (`prompt_depth=9`) = the `official` recipe | yes |
-# | +T4 multi-layer features | +T3 with the layers ¼, ½, ¾, 1 of the depth = the `paper` recipe | yes |
+# | +T4 multi-layer features | +T3 with the layers ¼, ½, ¾, 1 of the depth = the four-layer recipe | yes |
 #
 # The paper's *base* and *+T1* rows have identical image-level numbers, which only happens if no
 # prompt is tuned in them (DPAM does not touch the global feature), so we evaluate those two with
-# untrained prompts. Table 7 removes one module from the `paper` recipe: without T1 = no DPAM,
+# untrained prompts. Table 7 removes one module from the four-layer recipe: without T1 = no DPAM,
 # without T2 = object-aware prompts, without T3 = `prompt_depth=1`, without T4 = last layer only
 # (the `official` recipe, whose λ = 4 keeps the weight of the local loss of four layers).
 # On the smoke profile chapters 6–9 tune with its short `ablation` schedule (fewer epochs than
 # the paper's 15, so that a workbench setting runs in seconds; the table of rows gives the epochs).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -59,7 +59,7 @@ from IPython.display import Markdown, display
 
 from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
-from anomclip.book.labels import provenance_box, styled
+from anomclip.book.labels import MODE_NAMES, provenance_box, styled
 from anomclip.book.tables import ours_difference, paper_on
 from anomclip.book.workbench import Workbench, ablation
 
@@ -89,11 +89,13 @@ untrained = [
     ("base", single.with_(**untuned, dpam="none")),
     ("+T1 DPAM", single.with_(**untuned, dpam="vv")),
 ]
-styled(pd.DataFrame([{"label": l, "DPAM": r.dpam, "object-aware": r.object_aware, "prompt depth": r.prompt_depth,
-                      "layers": str(r.layers), "λ": r.lam, "tuned": l not in dict(untrained), "epochs": r.epochs}
-                     for l, r in untrained + trained]).set_index("label"), "the rows", digits=2)
+styled(pd.DataFrame([{"label": l, "DPAM": MODE_NAMES.get(r.dpam, r.dpam), "object-aware": r.object_aware,
+                      "prompt depth": r.prompt_depth, "layers": ", ".join(f"{x:g}" for x in r.layers),
+                      "λ": f"{r.lam:g}", "tuned": l not in dict(untrained), "epochs": r.epochs}
+                     for l, r in untrained + trained]).set_index("label"),
+       "the rows (layers: fractions of the depth)", digits=0)
 
-# %%
+# %% tags=["hide-input"]
 runs = [ch.run(trained, datasets=ch.ablation_datasets), ch.run(untrained, datasets=ch.ablation_datasets, train=False)]
 ours = pd.concat([r.frame for r in runs], ignore_index=True)
 provenance_box(runs[0].experiment("full", next(iter(P.protocol))))
@@ -122,14 +124,6 @@ table4.show("Table 4")
 
 # %% tags=["remove-input"]
 table7.show("Table 7")
-
-# %% [markdown]
-# ### Your own row
-#
-# Run from JupyterLab (`make lab`), the cell below has a control per module (DPAM mode,
-# object-aware prompts, prompt depth, feature layers, λ) and a Run button: your setting is
-# trained and evaluated through the run store (a setting already run comes back at once) and
-# lands as a new row of Table 7 and a new bar of its figure, with its difference to "full".
 
 # %% tags=["remove-input"]
 Workbench(ch, table7, ("full", full), ["dpam", "object_aware", "prompt_depth", "layers", "lam"],

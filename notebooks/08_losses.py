@@ -23,7 +23,7 @@
 # mostly pixel-level segmentation, and together they are best (Table 5). Inside the local loss,
 # Focal and Dice each help and their sum is best (Table 11).
 #
-# **Experiment.** Every row is the `paper` recipe with some loss terms switched off
+# **Experiment.** Every row is the {term}`four-layer recipe` with some loss terms switched off
 # (`use_global_loss`, `use_focal_loss`, `use_dice_loss`), tuned on one dataset and evaluated
 # zero-shot on the other. "No local, no global" has nothing to optimise, so it is evaluated with
 # the untrained prompts. As in the paper, Table 11 keeps the global loss on in every row (so its
@@ -31,7 +31,7 @@
 # its short `ablation` schedule (fewer epochs than the paper's 15, so that a workbench setting
 # runs in seconds; the table of rows gives the epochs).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -74,7 +74,7 @@ styled(pd.DataFrame([{"label": l, "global": r.use_global_loss if t else None, "f
                      for l, r, t in [(l, r, True) for l, r in trained] + [(l, r, False) for l, r in untrained]])
        .set_index("label"), "the rows: which loss terms tune the prompts", digits=0)
 
-# %%
+# %% tags=["hide-input"]
 runs = [ch.run(trained, datasets=ch.ablation_datasets), ch.run(untrained, datasets=ch.ablation_datasets, train=False)]
 ours = pd.concat([r.frame for r in runs], ignore_index=True)
 provenance_box(runs[0].experiment("full", next(iter(P.protocol))))
@@ -105,14 +105,6 @@ table5.show("Table 5")
 
 # %% tags=["remove-input"]
 table11.show("Table 11")
-
-# %% [markdown]
-# ### Your own row
-#
-# Run from JupyterLab (`make lab`), the cell below has a checkbox per loss term (global, Focal,
-# Dice), a slider for λ (the weight of the local loss) and a Run button: your setting is tuned
-# and evaluated through the run store (a setting already run comes back at once) and lands as a
-# new row of Table 5 and a new bar of its figure, with its difference to "local + global".
 
 # %% tags=["remove-input"]
 Workbench(ch, table5, ("local + global", full), ["use_global_loss", "use_focal_loss", "use_dice_loss", "lam"],

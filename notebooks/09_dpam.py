@@ -17,13 +17,14 @@
 # **Reproduces** Fig. 6 (AnomalyCLIP with Q-Q, K-K or V-V self-attention in DPAM) and Table 10
 # (appendix D: Q-K features, V-V features and two logit ensembles) of the paper.
 #
-# **Claim.** DPAM replaces the Q-K attention of the surrogate path by a diagonally prominent one.
+# **Claim.** {term}`DPAM` replaces the Q-K attention of the {term}`surrogate path` by a
+# diagonally prominent one.
 # V-V is the best single choice; Q-Q segments about as well but detects images worse, K-K detects
 # images well but segments worse (Fig. 6). Averaging the logits of Q-Q, K-K and V-V
 # ("ensemble 1") is slightly better than V-V alone, while adding Q-K ("ensemble 2") hurts: the
 # Q-K features carry little local semantics (Table 10).
 #
-# **Experiment.** The `paper` recipe with `dpam` set to each mode (`"qk"`, `"qq"`, `"kk"`,
+# **Experiment.** The {term}`four-layer recipe` with `dpam` set to each mode (`"qk"`, `"qq"`, `"kk"`,
 # `"vv"`) and to the ensembles `"qq+kk+vv"` and `"qk+qq+kk+vv"` (the map of an ensemble averages
 # the per-mode logits before the softmax), tuned on one dataset and evaluated zero-shot on the
 # other. For reference we add the model without DPAM (patch features from CLIP's own Q-K path,
@@ -33,7 +34,7 @@
 # On the smoke profile chapters 6–9 tune with its short `ablation` schedule (fewer epochs than
 # the paper's 15, so that a workbench setting runs in seconds; the provenance box gives the epochs).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -51,7 +52,7 @@ from anomclip.book.attention import raw_maps_by_mode
 from anomclip.book.chapter import open_chapter
 from anomclip.book.examples import anomalous_samples, batch_of
 from anomclip.book.labels import provenance_box
-from anomclip.book.plots import plot_radar
+from anomclip.book.plots import plot_dots
 from anomclip.book.tables import ours_by_run, paper_long, paper_on, relabel
 from anomclip.book.widgets import map_explorer
 from anomclip.book.workbench import Workbench, ablation
@@ -68,7 +69,7 @@ ch.caveat("numbers and maps")
 # The runs ("full" is chapter 7's V-V model, "without T1 DPAM" its model without DPAM: the run
 # store trains each once for the book).
 
-# %%
+# %% tags=["hide-input"]
 modes = {"qk": "Q-K (surrogate path)", "qq": "Q-Q", "kk": "K-K", "vv": "V-V", "qq+kk+vv": "Q-Q+K-K+V-V ensemble",
          "qk+qq+kk+vv": "Q-K+Q-Q+K-K+V-V ensemble"}
 run_label = {m: ("full" if m == "vv" else f"dpam {m}") for m in modes}
@@ -82,11 +83,13 @@ provenance_box(table.experiment("full", next(iter(P.protocol))))
 # %% [markdown]
 # ## Fig. 6, one DPAM mode at a time
 #
-# Our four metrics per single mode (zero-shot, one panel per evaluation dataset). The paper's
-# Fig. 6 is a radar chart without printed numbers; its V-V and Q-K values are Table 10's below.
+# Our four metrics per single mode (zero-shot, one panel per evaluation dataset, one row per
+# metric, one dot per mode: modes with the same number sit side by side, not on top of one
+# another). The paper's Fig. 6 is a radar chart without printed numbers; its V-V and Q-K values
+# are Table 10's below.
 
 # %% tags=["remove-input"]
-plot_radar(ours[ours["label"].isin(["Q-K (no DPAM)", "Q-Q", "K-K", "V-V"])], title=f"Fig. 6 — {ch.ours}")
+plot_dots(ours[ours["label"].isin(["Q-K (no DPAM)", "Q-Q", "K-K", "V-V"])], title=f"Fig. 6 — {ch.ours}")
 plt.show()
 
 # %% [markdown]
@@ -103,14 +106,6 @@ paper10 = paper_long(10, variants={"Q-K": "Q-K (no DPAM)", "V-V": "V-V",
 table10 = ablation(ch, ours, order, paper=paper10, title="Table 10: DPAM modes and ensembles", figure=False)
 table10.show("Table 10")
 
-# %% [markdown]
-# ### Your own row
-#
-# Run from JupyterLab (`make lab`), the cell below has a dropdown for the DPAM mode and a slider
-# for the block it starts at, and a Run button: your setting is tuned and evaluated through the
-# run store (a setting already run comes back at once) and lands as a new row of Table 10 and a
-# new bar of its figure, with its difference to V-V.
-
 # %% tags=["remove-input"]
 Workbench(ch, table10, ("V-V", full), ["dpam", "dpam_start"], datasets=ch.ablation_datasets).show(live)
 
@@ -123,7 +118,7 @@ Workbench(ch, table10, ("V-V", full), ["dpam", "dpam_start"], datasets=ch.ablati
 # smoothing). To explore live, open the chapter in JupyterLab (`make lab`) and run it: a mode
 # menu, a σ slider and a threshold on the map's probability redraw the figure.
 
-# %%
+# %% tags=["remove-cell"]
 src, target = next(iter(P.protocol.items()))
 samples = anomalous_samples(P, target[0], n=3)
 ens = build_model(full.with_(dpam="qk+qq+kk+vv"), ch.device)

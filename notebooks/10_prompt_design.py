@@ -32,7 +32,7 @@
 # epochs every run used); in the paper profile it is tuned with the full recipe and evaluated
 # under the profile's protocol.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -51,11 +51,12 @@ from anomclip.book import conclusions
 from anomclip.book.chapter import open_chapter
 from anomclip.book.labels import (
     compare,
-    compare_table,
     fmt,
     metric_name,
     provenance_box,
     styled,
+    wide_caption,
+    wide_compare,
 )
 from anomclip.book.plots import plot_compare
 from anomclip.book.tables import deviations, paper_long, paper_on
@@ -78,7 +79,7 @@ styled(pd.DataFrame([{"label": l, "state word": r.state_word, "shared context": 
 # %% [markdown]
 # "unshared prompts" is the same recipe as "state word: damaged": the run store runs it once.
 
-# %%
+# %% tags=["hide-input"]
 state = ch.run(state_rows, datasets=only)
 share = ch.run(share_rows, datasets=only)
 provenance_box(state.experiment("state word: damaged"))
@@ -87,14 +88,15 @@ provenance_box(state.experiment("state word: damaged"))
 # ## Tables 13–14, the state word
 #
 # The paper's numbers, labelled **paper** (Table 13 industrial, Table 14 medical; one row per
-# dataset and metric, one column per word):
+# dataset and metric, one column per word; folded: click to show):
 
-# %% tags=["remove-input"]
+# %% tags=["remove-input", "hide-output"]
 labels = [l for l, _ in state_rows]
 paper_words = pd.concat([paper_long(13, variants={l: l for l in labels}), paper_long(14, variants={l: l for l in labels})],
                         ignore_index=True)
-styled(paper_words.pivot_table(index=["dataset", "metric"], columns="label", values="value", sort=False)[labels],
-       "paper, Tables 13–14 (%)")
+styled(paper_words.pivot_table(index=["dataset", "metric"], columns="label", values="value", sort=False)[labels]
+       .rename(columns=lambda c: c.removeprefix("state word: ")).rename_axis(columns="state word"),
+       "paper, Tables 13–14 (%; one column per state word)")
 
 # %% [markdown]
 # One number stands out of the paper's own table. For every dataset and metric, the word whose
@@ -102,14 +104,15 @@ styled(paper_words.pivot_table(index=["dataset", "metric"], columns="label", val
 
 # %% tags=["remove-input"]
 dev = deviations(paper_words)
-styled(dev.head(5).set_index(["dataset", "metric"]),
+styled(dev.head(5).assign(label=lambda d: d["label"].str.removeprefix("state word: "))
+       .rename(columns={"label": "state word"}).set_index(["dataset", "metric"]),
        "paper, Tables 13–14: the largest deviations (points)")
 
 # %% tags=["remove-input"]
 top = dev.iloc[0]
 rest = dev.iloc[1:]
 display(Markdown(
-    f"**An outlier of the paper's table.** {top['label']} on {top['dataset']} has {metric_name(top['metric'])} "
+    f"**An outlier of the paper's table.** The word *{top['label'].removeprefix('state word: ')}* on {top['dataset']} has {metric_name(top['metric'])} "
     f"{fmt(top['value'])} %, {fmt(abs(top['deviation']))} points below the median of the other four words "
     f"({fmt(top['median of the others'])} %), which lie within {fmt(top['spread of the others'])} points of each "
     f"other; its image AUROC on the same dataset is in line with the other words. Everywhere else the largest "
@@ -125,20 +128,14 @@ cmp = compare(state.frame, paper_long(13, variants={l: l for l in labels}), synt
 ran = list(cmp.loc[cmp["ours"].notna(), "dataset"].unique())
 have = cmp[cmp["dataset"].isin(ran)]
 for ds in ran:
-    display(styled(compare_table(have, ds, labels=labels), f"Table 13 — {ds}"))
+    w = wide_compare(have, ds, labels=labels, delta=not ch.smoke)
+    display(styled(w, wide_caption(w, f"Table 13 — {ds}")))
 others = [d for d in cmp["dataset"].unique() if d not in ran]
 if others:
-    display(Markdown(f"The paper's Table 13 also reports {', '.join(others)}; this run has no numbers for them."))
-plot_compare(have, order=labels, ours_label=ch.ours, title="Tables 13: the state word")
+    display(Markdown(f"The paper's Table 13 also reports {', '.join(others)}; this run has no numbers for "
+                     f"{'it' if len(others) == 1 else 'them'}."))
+plot_compare(have, order=labels, ours_label=ch.ours, title="Table 13: the state word")
 plt.show()
-
-# %% [markdown]
-# ### Your own row
-#
-# Run from JupyterLab (`make lab`), the cell below has a dropdown for the state word, a checkbox
-# for shared prompts and a slider for E (the learnable tokens), and a Run button: your setting
-# is tuned and evaluated through the run store (a setting already run comes back at once) and
-# lands as a new row of Table 13 and a new bar of its figure, with its difference to "damaged".
 
 # %% tags=["remove-input"]
 from anomclip.book.workbench import Workbench, ablation
@@ -155,10 +152,12 @@ share_labels = ["unshared prompts", "shared prompts"]
 cmp9 = compare(share.frame, paper_long(9, variants={l: l for l in share_labels}), synthetic=ch.smoke)
 ran9 = list(cmp9.loc[cmp9["ours"].notna(), "dataset"].unique())
 for ds in ran9:  # the datasets this run has numbers for; the others in one line
-    display(styled(compare_table(cmp9, ds, labels=share_labels), f"Table 9 — {ds}"))
+    w = wide_compare(cmp9, ds, labels=share_labels, delta=not ch.smoke)
+    display(styled(w, wide_caption(w, f"Table 9 — {ds}")))
 others9 = [d for d in cmp9["dataset"].unique() if d not in ran9]
 if others9:
-    display(Markdown(f"The paper's Table 9 also reports {', '.join(others9)}; this run has no numbers for them."))
+    display(Markdown(f"The paper's Table 9 also reports {', '.join(others9)}; this run has no numbers for "
+                     f"{'it' if len(others9) == 1 else 'them'}."))
 plot_compare(cmp9[cmp9["dataset"].isin(ran9)], order=share_labels, ours_label=ch.ours,
              title="Table 9: shared vs unshared learnable embeddings")
 plt.show()

@@ -38,9 +38,9 @@
 #
 # The official point is shared by the four sweeps and trained once. The tiny smoke text tower
 # has 12 blocks, so depth 12 is the deepest possible. In the layer sweep λ = 4 / N keeps the total
-# weight of the local loss constant; N = 4 with λ = 1 is exactly the `paper` recipe.
+# weight of the local loss constant; N = 4 with λ = 1 is exactly the {term}`four-layer recipe`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -73,7 +73,7 @@ target = P.protocol[src][0]
 ch.caveat("curves and numbers")
 
 # %% [markdown]
-# The recipes (the 4-layer point is the `paper` recipe); the table gives the epochs every point
+# The recipes (the 4-layer point is the four-layer recipe); the table gives the epochs every point
 # was tuned for.
 
 # %% tags=["remove-input"]
@@ -92,7 +92,7 @@ styled(pd.DataFrame([{"sweep": sw, "value": v, "E": r.n_ctx, "M": r.prompt_depth
                      for sw, pts in sweeps.items() for v, r in sorted(pts.items())]).set_index(["sweep", "value"]),
        f"the points (tuned on {src}, zero-shot on {target})", digits=2)
 
-# %%
+# %% tags=["hide-input"]
 table = ch.run(rows, datasets=[target])
 provenance_box(table.experiment(label_of["E (prompt length, n_ctx)", 12]))
 
@@ -113,20 +113,11 @@ for level, metrics in {"pixel": ["pixel_auroc", "pixel_aupro"], "image": ["image
     plot_sweeps(d, official_at, metrics, title=f"Fig. 8, {level} level — {ch.ours}; dotted: official value")
     plt.show()
 
-# %% [markdown]
-# ### Your own point
-#
-# Run from JupyterLab (`make lab`), the cell below has a slider per hyperparameter (E, the
-# prompt depth M, the token length L, the feature layers N and λ) and a Run button: your
-# setting is tuned and evaluated through the run store (a setting already run comes back at
-# once) and lands as a new row beside the official and the 4-layer point, with its difference
-# to the official one (the paper prints no numbers for Fig. 8).
-
 # %% tags=["remove-input"]
 from anomclip.book.workbench import Workbench, ablation
 
 Workbench(ch, ablation(ch, table.frame, [(label_of["E (prompt length, n_ctx)", 12], "official"),
-                                         (label_of["N (feature layers)", 4], "4 layers (paper)")],
+                                         (label_of["N (feature layers)", 4], "4 layers")],
                        title="Fig. 8: your points", figure=False),
           ("official", official), ["n_ctx", "prompt_depth", "prompt_length", "layers", "lam"],
           datasets=[target]).show(live)

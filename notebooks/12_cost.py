@@ -34,7 +34,7 @@
 #
 # The paper's numbers include data loading and scoring; ours time the forward passes only.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -44,7 +44,7 @@ pretrained = None  # None: random (smoke) / openai (paper)
 live = False  # no interactive figure in this chapter
 batch_sizes = [1, 4]  # paper profile: e.g. [1, 8]
 repeats = 3
-methods = None  # recipe names; None: Table 8's six methods (anomclip.METHODS)
+methods = None  # recipe names; None: Table 8's six methods (anomclip.PAPER_METHODS)
 method_images = 4  # images per batch when timing each method
 
 # %% tags=["remove-cell"]
@@ -64,9 +64,9 @@ from anomclip.book.reference import paper_values
 from anomclip.book.tables import training_cost
 from anomclip.engine.loading import build_model
 from anomclip.engine.results import device_name
-from anomclip.methods import METHODS, display_name, trains
+from anomclip.methods import PAPER_METHODS, display_name, trains
 
-methods = methods or [m.recipe for m in METHODS.values()]
+methods = methods or [m.recipe for m in PAPER_METHODS.values()]
 
 ch = open_chapter(profile, data_root, device, force, backbone, pretrained)
 P = ch.profile
@@ -93,7 +93,7 @@ styled(paper8, "paper, Table 8 (RTX 3090)", digits=2)
 #
 # Inference: images per second per batch size (median of the repeats after one warm-up).
 
-# %%
+# %% tags=["hide-input"]
 fwd = pd.DataFrame(bench_forward(model, batch_sizes, repeats, ch.device))
 text = bench_text(model, ch.device)
 provenance_box(model_provenance(model, ch.device, synthetic=ch.smoke), title="Provenance of the timings")
@@ -121,7 +121,7 @@ plt.show()
 # Training: the `official` run of the run store (the one chapters 1, 3 and 4 use), read back
 # with its recorded durations.
 
-# %%
+# %% tags=["hide-input"]
 exp = ch.experiment(recipe, next(iter(P.protocol)), [P.protocol[next(iter(P.protocol))][0]])
 hist = pd.DataFrame(exp.training["history"])
 durations = exp.training.get("durations", {})
@@ -136,7 +136,7 @@ styled(pd.Series({"epochs": len(hist), "seconds per epoch, cached features (medi
                  name=ch.ours).to_frame(), "training cost of the official run", digits=2)
 
 # %% [markdown]
-# ## The six methods
+# ## The methods
 #
 # Each method of Table 8 (and CLIP-AC) with the profile's backbone (WinCLIP: its own, see
 # docs/compared-methods.md): images/s of the visual encoder (what feature extraction costs: WinCLIP runs
@@ -146,7 +146,7 @@ styled(pd.Series({"epochs": len(hist), "seconds per epoch, cached features (medi
 # (tuned on the first tuning dataset of the protocol) with the durations and per-epoch seconds
 # their provenance records; the methods that train nothing have none ("–").
 
-# %%
+# %% tags=["hide-input"]
 src0 = next(iter(P.protocol))
 cost_rows = {}
 for name in methods:
@@ -164,29 +164,38 @@ for c in shown.columns:
         shown[c] = shown[c].map(fmt_sig)  # measured rates and seconds: three significant figures
 bb = shown.pop("backbone")
 display(Markdown("Backbones: " + "; ".join(f"{b_} ({', '.join(bb.index[bb == b_])})" for b_ in bb.unique()) + "."))
-# one column per method (six narrow columns fit the page; eight wide ones did not)
-styled(shown.T, f"{ch.ours}: cost of each method on {device_name(ch.device)}", digits=2)
+short = {"encode (img/s)": "encode", "score (img/s)": "score", "encode + score (img/s)": "both",
+         "epochs": "epochs", "s per epoch (median)": "s/epoch", "feature extraction (s)": "extract (s)",
+         "training (s)": "train (s)", "features cached before the run": "cached"}
+styled(shown.rename(columns=short),
+       f"{ch.ours}: cost of each method on {device_name(ch.device)} (encode, score, both: images/s of the visual "
+       "encoder, of scoring cached features, of the two; epochs, s/epoch: training epochs and the median seconds of "
+       "one on cached features; extract (s): the one-off feature extraction of the tuning set; train (s): the whole "
+       "training; cached: the features were in the cache before the run)", digits=2)
 
 # %% tags=["remove-input"]
 fps = paper8["inference FPS (VisA)"]
-paper_rel, ours_rel = "paper: speed / AnomalyCLIP's", f"{ch.ours}: speed / AnomalyCLIP's"
 per_epoch = paper8["training min/epoch (MVTec AD)"]
+ours_speed = costs["encode + score (img/s)"].astype(float)
+ours_ref = float(ours_speed["AnomalyCLIP"]) if "AnomalyCLIP" in ours_speed.index else float("nan")
 side = pd.DataFrame({
-    "paper: FPS (RTX 3090)": fps.reindex(costs.index),
-    f"{ch.ours}: encode + score (img/s)": costs["encode + score (img/s)"].astype(float),
-    paper_rel: (fps / fps.get("AnomalyCLIP", float("nan"))).reindex(costs.index),
-    ours_rel: costs["encode + score (img/s)"].astype(float)
-    / float(costs.loc["AnomalyCLIP", "encode + score (img/s)"]) if "AnomalyCLIP" in costs.index else float("nan"),
-    "paper: min per epoch": per_epoch.reindex(costs.index),
-    f"{ch.ours}: s per epoch": costs["s per epoch (median)"].astype(float)})
+    ("img/s", "paper"): fps.reindex(costs.index), ("img/s", ch.ours): ours_speed,
+    ("÷ AnomalyCLIP", "paper"): (fps / fps.get("AnomalyCLIP", float("nan"))).reindex(costs.index),
+    ("÷ AnomalyCLIP", ch.ours): ours_speed / ours_ref,
+    ("s/epoch", "paper"): 60 * per_epoch.reindex(costs.index),
+    ("s/epoch", ch.ours): costs["s per epoch (median)"].astype(float)})
+paper_rel, ours_rel = ("÷ AnomalyCLIP", "paper"), ("÷ AnomalyCLIP", ch.ours)
 side_shown = side.copy()
-side_shown[f"{ch.ours}: encode + score (img/s)"] = side_shown[f"{ch.ours}: encode + score (img/s)"].map(fmt_sig)
-side_shown[f"{ch.ours}: s per epoch"] = side_shown[f"{ch.ours}: s per epoch"].map(fmt_sig)
-styled(side_shown, f"Table 8 per method: paper vs {ch.ours}", digits=2)
+for c in (("img/s", ch.ours), ("s/epoch", "paper"), ("s/epoch", ch.ours)):
+    side_shown[c] = side_shown[c].map(fmt_sig)
+styled(side_shown, f"Table 8 per method, paper vs {ch.ours} (img/s: the paper's FPS on an RTX 3090, ours encode + "
+                   f"score on {device_name(ch.device)}; ÷ AnomalyCLIP: that speed over AnomalyCLIP's (1 = as fast); "
+                   "s/epoch: seconds per training epoch, the paper's minutes × 60)", digits=2)
 
 # %% tags=["remove-input"]
 fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN - 0.4, 2.6), layout="constrained")
-side[[paper_rel, ours_rel]].plot.barh(ax=ax, color=[colour("paper"), colour("ours")])
+side[[paper_rel, ours_rel]].set_axis(["paper", ch.ours], axis=1).plot.barh(
+    ax=ax, color=[colour("paper"), colour("ours")])
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # outside: covers no bar
 ax.axvline(1.0, color="grey", linestyle=":")
 ax.set_xlabel("images/s relative to AnomalyCLIP (1 = as fast)")
@@ -195,7 +204,7 @@ plt.show()
 
 # %% tags=["remove-input"]
 rel, prel = side[ours_rel], side[paper_rel]
-epochs = side[f"{ch.ours}: s per epoch"].dropna()
+epochs = side[("s/epoch", ch.ours)].dropna()
 display(Markdown(conclusions.method_costs(rel, prel, epochs, per_epoch, ch.smoke).text))
 
 # %% [markdown]
@@ -235,9 +244,10 @@ styled(ours_tab, digits=2)
 # ## The book itself
 #
 # The seconds each chapter took in the latest execution of the book (`python -m anomclip.book
-# execute`, which writes `results/<profile>/book_timings.json` after every chapter; while this
-# chapter runs, the chapters after it are not done yet, so their times come from a previous
-# execution if there was one, or are missing).
+# execute`, which writes `results/<profile>/book_timings.json` after every chapter). This chapter
+# executes after all the others, so their seconds are those of this very execution (or of an
+# earlier one, for a chapter that was up to date); its own seconds are written when it ends, so
+# they come from the previous execution, if there was one.
 
 # %% tags=["remove-input"]
 times = read_timings(P.name)
@@ -252,7 +262,7 @@ else:
     display(styled(times.set_index("chapter"), f"seconds per chapter ({times.attrs.get('device')}, "
                                                f"{times.attrs.get('created')})", digits=1))
     display(Markdown(f"Total of the chapters listed: **{fmt(times.attrs['total_s'] / 60)} minutes** "
-                     f"({len(times)} chapters, status `{times.attrs.get('status')}`)."))
+                     f"({len(times)} chapters)."))
 
 # %% tags=["remove-input"]
 display(Markdown(conclusions.dpam_cost(b, dpam_ratio_paper, extract, epoch_cached,

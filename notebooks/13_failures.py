@@ -33,7 +33,7 @@
 # anomalous ones of their category) and false negatives (anomalous images scored below most
 # normal ones), each with its image, mask and map.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 profile = "smoke"
 data_root = "data"
 device = "auto"
@@ -74,7 +74,7 @@ THRESHOLD = 0.5  # a pixel is flagged when the map says "anomalous" is more like
 # %% tags=["remove-input"]
 ch.caveat("distributions and failure cases")
 
-# %%
+# %% tags=["hide-input"]
 tuned = ch.run([("AnomalyCLIP", recipe)])
 untrained = ch.run([("untrained prompts", recipe)], train=False)
 exps = {src: tuned.experiment("AnomalyCLIP", src) for src in P.protocol}
@@ -119,19 +119,20 @@ styled(summary.pivot_table(index=["dataset", "category"], columns="prompts", val
 # A random sample (at most 3,000 per class and category) of the smoothed map values of normal
 # and anomalous pixels, tuned prompts, with the maps recomputed from the cached features. The
 # dotted line is the threshold 0.5: the map's own decision ("anomalous" more likely than
-# "normal").
+# "normal"). Many pixels sit at a map's extremes, near 0 or 1; on a linear axis those two spikes
+# would flatten everything between them, so the density is drawn on a log scale.
 
-# %%
+# %% tags=["remove-cell"]
 pixels = pd.concat([pixel_score_frame(P, t, docs[t], exps[tuned_on[t]].predict(t).maps).assign(dataset=t)
                     for t in docs], ignore_index=True)
 
 # %% tags=["remove-input"]
 for t in docs:
-    display(plot_distributions(pixels[pixels["dataset"] == t], hue="pixel", bins=30, threshold=THRESHOLD,
-                               title=f"{t}: pixel scores (tuned on {tuned_on[t]})"))
+    display(plot_distributions(pixels[pixels["dataset"] == t], hue="pixel", bins=30, threshold=THRESHOLD, logy=True,
+                               title=f"{t}: pixel scores (tuned on {tuned_on[t]}; log density)"))
 
 # %% [markdown]
-# Which threshold? The F1-max threshold of each category (the operating point that maximises
+# Which threshold? The {term}`F1-max` threshold of each category (the operating point that maximises
 # pixel F1 on the sample) beside the fixed 0.5, with the share of normal and anomalous pixels
 # each one flags:
 
@@ -186,7 +187,7 @@ for k, t in enumerate(docs):
 # mean over layers: the fixed scale 0–1 for every method, same ranking); each panel's title is
 # that map's pixel AUROC on the image ("–" for a normal image, which has no anomalous pixel).
 
-# %%
+# %% tags=["remove-cell"]
 clip_model = build_model(ch.recipe("clip"), ch.device)
 vand = {src: ch.experiment(ch.recipe("vand"), src, P.protocol[src]).model() for src in P.protocol}
 ours_model = {src: e.model() for src, e in exps.items()}

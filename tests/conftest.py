@@ -8,7 +8,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # the feature cache of every test (profiles default to .cache/features in the checkout): a
 # temporary folder, so that a test run writes into the checkout only what `make html` reads
 os.environ.setdefault("ANOMCLIP_CACHE", os.path.join(tempfile.mkdtemp(prefix="anomclip-tests-"), "features"))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# torch's threads: the cores this process has to itself. Under pytest-xdist (`make test` runs
+# `-n 2`) the workers share the machine, so each takes its share, and so do the processes it
+# starts (a chapter's kernel, a CLI run): OpenMP threads spin, and two processes that both ask
+# for every core slow each other down many times over
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_threads = max(1, min(2, (os.cpu_count() or 1) // _workers))
+if _workers > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+torch.set_num_threads(_threads)
 
 
 @pytest.fixture(scope="session")

@@ -120,7 +120,7 @@ def test_every_bench_choice_has_help(capsys):
 
     bench = build_parser()._subparsers._group_actions[0].choices["bench"]
     choices = bench._subparsers._group_actions[0].choices
-    assert set(choices) == {"aupro", "methods", "workbench", "predict", "fingerprint"}
+    assert set(choices) == {"aupro", "methods", "workbench", "predict", "musc", "intervals", "fingerprint"}
     for name, p in choices.items():
         assert all(a.help and a.help.strip() for a in p._actions if a.dest != "help"), name
         code, out, _ = run(capsys, "bench", name, "--help")

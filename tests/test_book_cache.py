@@ -75,6 +75,16 @@ def test_one_chapter_edit_reexecutes_it_and_the_cost_chapter_only(tree):
     assert build() == []
 
 
+def test_the_cost_chapter_executes_after_every_other_chapter(tree):
+    """Its table of seconds per chapter is complete: a chapter numbered after it executes before it,
+    and an edit of that chapter re-executes the cost chapter too."""
+    root, build = tree
+    (root / "notebooks" / "13_c.py").write_text(CHAPTER.format(n=13))
+    assert build() == ["01_a", "02_b", "13_c", "12_cost"]
+    (root / "notebooks" / "13_c.py").write_text(CHAPTER.format(n=31))
+    assert build() == ["13_c", "12_cost"]
+
+
 @pytest.mark.parametrize("edit", ["package_py", "package_csv", "lock"])
 def test_package_or_lock_edit_reexecutes_everything(tree, edit):
     root, build = tree
@@ -154,6 +164,60 @@ def test_real_execution_stores_the_key_and_passes_live_false(tmp_path):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "live is False" in text
     assert book.execute_all("smoke", "data", "cpu", **kw) == {}
+
+
+WAITS_FOR = """# %% tags=["parameters"]
+profile = "smoke"
+live = True
+
+# %%
+import os, pathlib, time
+here, other = pathlib.Path("{me}.started"), pathlib.Path("{other}.started")
+here.write_text(os.environ.get("OMP_NUM_THREADS", ""))
+t0 = time.time()
+while not other.exists():  # only a chapter executed side by side with this one gets past here
+    assert time.time() - t0 < 90, "the other chapter never started"
+    time.sleep(0.1)
+{tail}
+"""
+
+
+@pytest.mark.slow
+def test_jobs_execute_chapters_side_by_side_each_on_its_share_of_the_cores(tmp_path):
+    """``jobs=2``: each of two chapters waits for the other to have started (run one after the
+    other, the first would time out); both are keyed and timed, the cost chapter still last."""
+    nbs, pkg = tmp_path / "notebooks", tmp_path / "pkg"
+    nbs.mkdir()
+    pkg.mkdir()
+    (pkg / "m.py").write_text("")
+    (nbs / "01_a.py").write_text(WAITS_FOR.format(me="a", other="b", tail=""))
+    (nbs / "02_b.py").write_text(WAITS_FOR.format(me="b", other="a", tail=""))
+    (nbs / "12_cost.py").write_text(CHAPTER.replace("x = {n}", "x = sorted(p.name for p in __import__('pathlib')"
+                                                                ".Path('.').glob('*.started'))"))
+    said = []
+    kw = dict(notebooks_dir=nbs, out_dir=tmp_path / "chapters", cwd=tmp_path, echo=said.append, package_dir=pkg)
+    timings = book.execute_all("smoke", "data", "cpu", jobs=2, **kw)
+    assert set(timings) == {"01_a", "02_b", "12_cost"} and list(timings)[-1] == "12_cost"
+    cores = max(1, (__import__("os").cpu_count() or 1) // 2)
+    assert (tmp_path / "a.started").read_text() == (tmp_path / "b.started").read_text() == str(cores)
+    for stem in timings:
+        assert book.stored_key(tmp_path / "chapters" / f"{stem}.ipynb")
+    assert book.execute_all("smoke", "data", "cpu", jobs=2, **kw) == {}  # keyed as one at a time
+
+
+@pytest.mark.slow
+def test_a_failing_chapter_among_jobs_is_named(tmp_path):
+    nbs, pkg = tmp_path / "notebooks", tmp_path / "pkg"
+    nbs.mkdir()
+    pkg.mkdir()
+    (pkg / "m.py").write_text("")
+    (nbs / "01_a.py").write_text(WAITS_FOR.format(me="a", other="b", tail="raise ValueError('broken on purpose')"))
+    (nbs / "02_b.py").write_text(WAITS_FOR.format(me="b", other="a", tail=""))
+    kw = dict(notebooks_dir=nbs, out_dir=tmp_path / "chapters", cwd=tmp_path, echo=lambda m: None, package_dir=pkg)
+    with pytest.raises(book.ChapterError, match="chapter 01_a failed: ValueError: broken on purpose"):
+        book.execute_all("smoke", "data", "cpu", jobs=2, **kw)
+    doc = json.loads((tmp_path / "results" / "smoke" / "book_timings.json").read_text())
+    assert doc["status"] == "failed" and doc["failed"] == "01_a"
 
 
 # ---------------------------------------------------------------- the rendering, keyed

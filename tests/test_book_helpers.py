@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from anomclip.book import (
     attention,
     examples,
+    figcheck,
     failures,
     labels,
     plots,
@@ -190,6 +191,66 @@ def test_compare_matches_hand_computed_rows():
     mixed = cmp.copy()
     mixed.loc[mixed.index[0], "ours on"] = "textures (stands in for MVTec AD)"
     assert list(labels.compare_table(mixed, "VisA").columns) == ["paper", "ours", "Δ", "ours on"]
+
+
+def test_wide_compare_puts_variants_in_rows_and_metric_by_source_in_columns():
+    """Rows = variants, columns = (short metric, paper | ours); Δ only when asked (paper profile);
+    the headers in full and why a number is missing go to the caption."""
+    ours = pd.DataFrame([
+        {"label": "full", "dataset": "objects", "metric": m, "value": v}
+        for m, v in (("pixel_auroc", 0.75), ("image_auroc", 0.6))] + [
+        {"label": "global only", "dataset": "objects", "metric": "pixel_auroc", "value": 0.5}])
+    paper_rows = pd.DataFrame([
+        {"label": lb, "dataset": "VisA", "metric": m, "value": v}
+        for lb, m, v in (("full", "pixel_auroc", 95.5), ("full", "image_auroc", 82.1),
+                         ("global only", "pixel_auroc", 80.0), ("global only", "image_auroc", 81.0))])
+    cmp = labels.compare(ours, paper_rows, synthetic=True, metrics=("pixel_auroc", "image_auroc"),
+                         missing={"VisA": "not run"})
+    t = labels.wide_compare(cmp, "VisA", labels=["global only", "full"])
+    assert list(t.index) == ["global only", "full"]
+    assert list(t.columns) == [("px AUROC", "paper"), ("px AUROC", "ours"), ("img AUROC", "paper"),
+                               ("img AUROC", "ours")]
+    assert t.loc["full", ("px AUROC", "ours")] == 75.0 and t.loc["full", ("img AUROC", "paper")] == 82.1
+    assert t.loc["global only", ("px AUROC", "ours")] == 50.0
+    assert math.isnan(t.loc["global only", ("img AUROC", "ours")])  # not computed: "–", said in the caption
+    assert t.attrs["missing"] == {"global only": "not run"} and t.attrs["ours_on"] == "objects (stands in for VisA)"
+    caption = labels.wide_caption(t, "Table 5 — VisA")
+    assert caption.startswith("Table 5 — VisA (px AUROC = pixel AUROC; img AUROC = image AUROC;")
+    assert "Δ" not in caption and "– in ours: not run (global only)" in caption
+    d = labels.wide_compare(cmp, "VisA", delta=True)  # the paper profile keeps the difference
+    assert list(d.columns)[:3] == [("px AUROC", "paper"), ("px AUROC", "ours"), ("px AUROC", "Δ")]
+    assert d.loc["full", ("px AUROC", "Δ")] == pytest.approx(75.0 - 95.5, abs=0.05)
+    html = labels.styled(t, caption).to_html()
+    assert "img AUROC" in html and "image_auroc" not in html and "75.0" in html
+
+
+def test_recipe_names_say_paper_only_for_the_papers_numbers():
+    assert labels.recipe_name("paper") == "four-layer" and labels.recipe_name("official") == "official"
+    assert labels.recipe_name("vand") == "vand"
+    prov = {"recipe": {"name": "paper", "layers": [0.25, 0.5, 0.75, 1.0], "lam": 1.0, "epochs": 2}}
+    rows = dict(labels.provenance_rows(prov))
+    assert rows["recipe"].startswith("four-layer (layers") and "paper" not in rows["recipe"]
+
+
+def test_dot_plot_draws_one_dot_per_label_and_metric_apart():
+    """Fig. 6's dot plot: every (label, metric) number is one dot, labels with the same value
+    sit in their own lanes (different y), and each label keeps the book's colour."""
+    from matplotlib.colors import to_hex
+
+    frame = pd.DataFrame([{"label": lb, "dataset": "objects", "metric": m, "value": 0.5}
+                          for lb in ("Q-Q", "K-K", "V-V") for m in ("pixel_auroc", "image_auroc")])
+    fig = plots.plot_dots(frame, metrics=("pixel_auroc", "image_auroc"))
+    ax = fig.axes[0]
+    dots = [ln for ln in ax.lines if ln.get_marker() not in (None, "None", "")]
+    assert len(dots) == 6
+    ys = sorted({float(ln.get_ydata()[0]) for ln in dots})
+    assert len(ys) == 6  # same value, six distinct lanes: nothing on top of another
+    xs = {float(ln.get_xdata()[0]) for ln in dots}
+    assert xs == {50.0}
+    by_label = {ln.get_label(): to_hex(ln.get_color()) for ln in dots if not ln.get_label().startswith("_")}
+    assert by_label == {lb: plots.colour(lb) for lb in ("Q-Q", "K-K", "V-V")}
+    assert figcheck.colour_clashes(fig) == [] and figcheck.legend_overlaps(fig) == []
+    plt.close(fig)
 
 
 def test_provenance_box_reads_weights_from_provenance_not_recipe():
@@ -381,12 +442,20 @@ def test_cases_table_says_the_worst_cases_in_words():
     fp, fn = t.iloc[0], t.iloc[1]
     # normal 0.4 scores above 1 of the 2 anomalous images; anomalous 0.35 below 1 of the 2 normal ones
     assert fp["ranks"] == "above 50 % of the anomalous images" and fn["ranks"] == "below 50 % of the normal images"
-    assert fp["image"] == "001.png" and fn["image"] == "002.png"
+    assert fp["case"] == "c / good / 001.png" and fn["case"] == "c / bad / 002.png"  # category / defect / file
     assert fp["image score"] == "0.40" and fn["image score"] == "0.35"
     assert fp["dataset"] == "objects (stands in for VisA)"
     assert "false positive" in fp["error"] and "false negative" in fn["error"]
     text = " ".join(map(str, t.to_numpy().ravel()))
     assert "fp" not in text.split() and "fn" not in text.split() and "outranked" not in text
+
+
+def test_case_names_tell_two_defect_folders_apart():
+    """Two defect folders of one category both hold a 001.png: the case name tells them apart."""
+    a = labels.case_name("capsule", "/d/capsule/test/crack/001.png", 1)
+    b = labels.case_name("capsule", "/d/capsule/test/squeeze/001.png", 1)
+    assert a == "capsule / crack / 001.png" and b == "capsule / squeeze / 001.png" and a != b
+    assert labels.case_name("capsule", "", 3) == "capsule / #3"
 
 
 def test_pixel_thresholds_shares():
@@ -449,7 +518,7 @@ def test_compare_and_other_figures_fit_the_column():
     paper_rows = tables.paper_long(7, variants={"full": "full", "without T1 DPAM": "without T1 DPAM"})
     cmp = labels.compare(ours, paper_rows, synthetic=True)
     _check_figure(plots.plot_compare(cmp, title="Table 7", ours_label="ours (smoke run)"))
-    _check_figure(plots.plot_radar(ours.assign(metric=ours["metric"]), metrics=("pixel_auroc", "image_auroc")))
+    _check_figure(plots.plot_dots(ours.assign(metric=ours["metric"]), metrics=("pixel_auroc", "image_auroc")))
     frame = ours.assign(value=100 * ours["value"], metric=ours["metric"].map(labels.metric_name))
     _check_figure(plots.bars(frame))
     hist = [{"epoch": e, "step": e, "loss": 1.0 / (e + 1), "global": 0.5, "local": 0.1} for e in range(4)]
@@ -499,7 +568,7 @@ def _legend_colours(fig):
 
 
 def test_one_colour_per_entity_across_the_helpers():
-    # the same DPAM modes drawn by three helpers (chapter 2's prominence, chapter 9's radar, bars)
+    # the same DPAM modes drawn by three helpers (chapter 2's prominence, chapter 9's dot plot, bars)
     modes = ["V-V", "Q-Q", "K-K", "Q-K"]  # not in the table's order: colours must not follow the order
     prom = pd.DataFrame([{"block": b, "mode": m, "ratio": 1.0 + b + i, "self": 0.1} for b in (1, 2)
                          for i, m in enumerate(modes)])
@@ -508,7 +577,7 @@ def test_one_colour_per_entity_across_the_helpers():
     plt.close(fig)
     radar = pd.DataFrame([{"label": m, "dataset": "objects", "metric": k, "value": 0.5} for m in reversed(modes)
                           for k in ("pixel_auroc", "image_auroc", "image_ap")])
-    fig = plots.plot_radar(radar, metrics=("pixel_auroc", "image_auroc", "image_ap"))
+    fig = plots.plot_dots(radar, metrics=("pixel_auroc", "image_auroc", "image_ap"))
     c_radar = _legend_colours(fig)
     plt.close(fig)
     fig = plots.bars(pd.DataFrame([{"label": m, "dataset": "d", "metric": "image AUROC", "value": 60.0}
@@ -684,7 +753,8 @@ def test_every_chapter_has_the_template_parameters():
     want = {"profile", "data_root", "device", "force", "backbone", "pretrained", "live"}
     for src in sorted(Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("[0-9][0-9]_*.py")):
         text = src.read_text()
-        cell = text.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
+        # the parameters cell is off the page (remove-cell): the reader sees the provenance box instead
+        cell = text.split('# %% tags=["parameters", "remove-cell"]', 1)[1].split("# %%", 1)[0]
         names = {t.id for node in ast.parse(cell).body if isinstance(node, ast.Assign) for t in node.targets
                  if isinstance(t, ast.Name)}
         assert want <= names, f"{src.name}: missing {sorted(want - names)}"
@@ -973,3 +1043,24 @@ def test_compare_figure_says_which_datasets_have_only_paper_numbers():
     legend = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
     plt.close(fig)
     assert "objects (stands in for VisA)" in legend and "MVTec AD (paper only)" in legend
+
+
+def test_every_term_a_page_links_is_in_the_glossary():
+    """{term}`X` (or {term}`text <X>`) in a chapter or the landing page names an entry of
+    book/glossary.md's glossaries (Sphinx would warn and leave a dead link otherwise); and the
+    glossary defines what the reading guide promises."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    glossary = (root / "book" / "glossary.md").read_text()
+    terms = {line.strip().lower() for block in re.findall(r"```\{glossary\}\n(.*?)```", glossary, re.S)
+             for line in block.split("\n") if line and not line.startswith(" ")}
+    assert {"auroc", "ap", "aupro", "f1-max", "dpam", "dpam modes", "surrogate path", "object-agnostic prompts",
+            "object-aware prompts", "glocal loss", "clip", "clip-ac", "winclip", "vand", "coop"} <= terms
+    pages = sorted((root / "notebooks").glob("[0-9][0-9]_*.py")) + [root / "book" / "intro.md"]
+    used = {}
+    for page in pages:
+        for m in re.findall(r"\{term\}`([^`]*)`", page.read_text()):
+            target = re.search(r"<([^>]*)>\s*$", m)
+            used.setdefault((target.group(1) if target else m).strip().lower(), page.name)
+    assert used and not {t: p for t, p in used.items() if t not in terms}

@@ -134,3 +134,158 @@ def test_a_figure_made_without_pyplot_is_checked():
     legend_at_centre(ax)
     assert [h["artist"] for h in figcheck.legend_overlaps(fig)] == ["x"]
     assert "error" not in figcheck.check_figure(fig)
+
+
+# --------------------------------------------------------------------------- one look, one label
+def test_two_labels_in_one_colour_are_a_clash_and_distinct_colours_are_not():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], color="#1f77b4", label="pixel AUROC")
+    ax.plot([0, 1], [1, 0], color="#1f77b4", label="textures")
+    legend_outside(ax)
+    clashes = figcheck.colour_clashes(fig)
+    assert [(c["colour"], c["labels"]) for c in clashes] == [("#1f77b4", ["pixel AUROC", "textures"])]
+    ax.lines[1].set_color("#ff7f0e")
+    legend_outside(ax)
+    assert figcheck.colour_clashes(fig) == []
+
+
+def test_a_colour_told_apart_by_its_dash_or_marker_is_not_a_clash():
+    """seaborn's style legend: one grey, two dashes — a reader can tell them apart."""
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], color="0.2", ls="-", label="tuned on textures")
+    ax.plot([0, 1], [1, 0], color="0.2", ls="--", label="tuned on objects")
+    ax.plot([0, 1], [0.5, 0.5], color="0.2", ls="none", marker="o", label="a dot")
+    legend_outside(ax)
+    assert figcheck.colour_clashes(fig) == []
+
+
+def test_seaborn_section_titles_are_not_labels():
+    """seaborn's hue + style legend titles its sections with white lines of width 0: they show
+    nothing, so two of them ("term", "run") are no clash; the book's loss curves have them."""
+    from anomclip.book import plots
+
+    hist = [{"epoch": e, "step": e, "loss": 1.0 / (e + 1), "global": 0.5, "local": 0.1} for e in range(4)]
+    fig = plots.loss_curves({"a": hist, "b": hist}, x="epoch")
+    labels = [label for label, _ in figcheck.legend_entries(fig)]
+    assert labels == ["total", "global", "local", "a", "b"]  # not "term", "run"
+    assert figcheck.colour_clashes(fig) == []
+
+
+def test_clashes_are_found_across_the_legends_of_one_figure():
+    """A figure legend of bar patches and an axes legend of lines: one colour for two labels."""
+    import matplotlib.patches as mpatches
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3))
+    a.plot([0, 1], [0, 1], color="#d62728", label="DPAM")
+    legend_outside(a)
+    fig.legend(handles=[mpatches.Patch(color="#d62728", label="ours"), mpatches.Patch(color="#4d4d4d", label="paper")],
+               loc="upper center")
+    clashes = figcheck.colour_clashes(fig)
+    assert [c["labels"] for c in clashes] == [["DPAM", "ours"]]
+    check = figcheck.check_figure(fig)
+    assert check["colour_clashes"] == clashes and check["legend_labels"] == ["DPAM", "ours", "paper"]
+
+
+def test_the_books_palette_gives_no_two_of_its_names_one_colour_in_a_figure():
+    """colours() of one figure: a name outside the table never takes a colour a known name has;
+    the metrics, loss terms and datasets the issue found clashing now differ."""
+    from anomclip.book.plots import colour, colours
+
+    got = colours(["image AUROC", "pixel AUROC", "disc", "ring", "textures", "objects"])
+    assert len(set(got.values())) == len(got)
+    assert colour("local") != colour("image AUROC")  # chapter 3's local loss vs chapters 6 and 11
+    assert colour("pixel AUROC") != colour("textures")  # chapter 6's two figures
+    assert colour("ours") not in {colour("V-V"), colour("naive two-pass"), colour("AnomalyCLIP")}  # chapter 12
+    assert colour("paper") not in {colour("naive two-pass"), colour("untrained")}
+
+
+# --------------------------------------------------------------------------- what a page shows
+def _nb(*cells):
+    return {"cells": [{"cell_type": "code", "metadata": {"tags": tags}, "outputs": outputs, "source": ""}
+                      for tags, outputs in cells]}
+
+
+SMOKE_BOX = {"output_type": "display_data",
+             "data": {"text/html": "<div class='admonition caution'><p class='admonition-title'>Smoke run</p></div>"}}
+
+
+def test_a_shown_none_output_fails_and_a_hidden_one_does_not():
+    from anomclip.book import pagecheck
+
+    none = {"output_type": "display_data", "data": {"text/plain": "None"}}
+    text = {"output_type": "display_data", "data": {"text/plain": "None of these", "text/html": "<p>x</p>"}}
+    nb = _nb(([], [none]), (["remove-output"], [none]), ([], [text]), (["remove-input"], [none]))
+    assert [i for i, _ in pagecheck.shown_none(nb)] == [1, 4]
+
+
+def test_a_shown_parameters_cell_fails():
+    from anomclip.book import pagecheck
+
+    nb = _nb((["parameters"], []), (["parameters", "remove-cell"], []), (["injected-parameters"], []),
+             (["injected-parameters", "remove-cell"], []), (["remove-input"], []))
+    assert [i for i, _ in pagecheck.shown_parameters(nb)] == [1, 3]
+
+
+def test_paper_on_a_smoke_runs_label_fails():
+    from anomclip.book import labels, pagecheck
+
+    prov = {"provenance": {"recipe": {"name": "paper", "layers": [0.25, 1.0], "lam": 1.0, "epochs": 2}}}
+    box = labels.provenance_box(prov)
+    assert "four-layer" in box.html and not pagecheck.RECIPE_ROW.search(box.html)  # the book's own box is clean
+    old = {"output_type": "display_data", "data": {"text/html": box.html.replace("four-layer", "paper"),
+                                                   "text/markdown": box.markdown.replace("four-layer", "paper")}}
+    table = {"output_type": "display_data", "data": {"text/html": (
+        '<table><thead><tr><th class="blank level0"></th><th class="col_heading level0 col0">paper</th></tr></thead>'
+        '<tr><th id="r0" class="row_heading level0 row0">(a) paper: 4 layers, λ=1</th><td>1</td></tr>'
+        '<tr><th id="r1" class="row_heading level0 row1">(a) four-layer: 4 layers</th><td>1</td></tr></table>')}}
+    legend = {"output_type": "display_data",
+              "data": {"image/png": "", figcheck.MIME: {"legend_overlaps": [], "legend_labels": ["paper", "4 layers (paper)",
+                                                                                               "paper recipe"]}}}
+    smoke = _nb(([], [SMOKE_BOX]), ([], [old]), ([], [table]), ([], [legend]))
+    found = pagecheck.paper_labels(smoke)
+    assert found == [(2, 'provenance box: recipe "paper"'), (3, "label '(a) paper: 4 layers, λ=1'"),
+                     (4, "label 'paper recipe'")]  # a column "paper" (the paper's numbers) is what the word is for
+    real = _nb(([], [old]), ([], [table]))  # a paper-profile page: no smoke box, nothing to say
+    assert pagecheck.paper_labels(real) == []
+
+
+def test_page_problems_name_the_chapter_and_cell():
+    from anomclip.book import pagecheck
+
+    nb = _nb((["parameters"], []), ([], [{"output_type": "display_data", "data": {"text/plain": "None"}}]))
+    assert pagecheck.page_problems("05_medical.ipynb", nb) == [
+        "05_medical.ipynb cell 1: parameters cell shown (tags: ['parameters'])",
+        "05_medical.ipynb cell 2: a bare None output"]
+
+
+def _check_book():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("check_book_fc", Path(__file__).parents[1] / "tools" / "check_book.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_table_taller_than_1500_px_fails_unless_folded():
+    """The browser gives the heights of the visible tables (a folded one is not visible)."""
+    cb = _check_book()
+    found = cb.tall_tables([[2800, "Table 7 — textures"], [1500, "just fits"], [300, "short"]])
+    assert len(found) == 1 and "2800 px" in found[0] and "Table 7" in found[0]
+    assert cb.tall_tables([]) == []
+
+
+def test_the_book_check_reports_colour_clashes_and_page_problems(tmp_path):
+    import json
+
+    cb = _check_book()
+    fig_out = {"output_type": "display_data", "data": {"image/png": "", figcheck.MIME: {
+        "legend_overlaps": [], "colour_clashes": [{"colour": "#1f77b4", "style": ["", "", ""],
+                                                   "labels": ["pixel AUROC", "textures"]}]}}}
+    nb = _nb((["parameters"], []), ([], [fig_out]))
+    (tmp_path / "06_x.ipynb").write_text(json.dumps(nb))
+    problems = cb.figure_problems(tmp_path)
+    assert "06_x.ipynb cell 1: parameters cell shown (tags: ['parameters'])" in problems
+    assert "06_x.ipynb cell 2: one colour (#1f77b4) for 'pixel AUROC' and 'textures' in one figure" in problems
+    assert len(problems) == 2

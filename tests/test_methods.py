@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from anomclip import AnomclipError
-from anomclip.methods import METHODS, build_method, display_name, trains
+from anomclip.methods import METHODS, PAPER_METHODS, build_method, display_name, trains
 from anomclip.methods.prompts import (
     IMAGENET_TEMPLATES,
     VAND_TEMPLATES,
@@ -60,9 +60,12 @@ def clip_tokens(clip_model, images):
 
 
 # ---------------------------------------------------------------- registry and recipes
-def test_six_methods_in_table_order_with_the_papers_names(tiny_clip):
-    assert [m.display for m in METHODS.values()] == ["CLIP", "CLIP-AC", "WinCLIP", "VAND", "CoOp", "AnomalyCLIP"]
-    assert [m.trains for m in METHODS.values()] == [False, False, False, True, True, True]
+def test_the_papers_six_methods_in_table_order_then_the_later_ones(tiny_clip):
+    assert [m.display for m in PAPER_METHODS.values()] == ["CLIP", "CLIP-AC", "WinCLIP", "VAND", "CoOp", "AnomalyCLIP"]
+    assert [m.trains for m in PAPER_METHODS.values()] == [False, False, False, True, True, True]
+    assert list(METHODS)[:6] == list(PAPER_METHODS)  # the paper's six first, in its order
+    later = {m.display: m.trains for m in METHODS.values() if not m.in_paper}
+    assert {"Crane": True, "MuSc": False}.items() <= later.items()
     assert [trains(get_recipe(m.recipe)) for m in METHODS.values()] == [m.trains for m in METHODS.values()]
     classes = {}
     for key, info in METHODS.items():
@@ -74,8 +77,8 @@ def test_six_methods_in_table_order_with_the_papers_names(tiny_clip):
         classes[name] = type(model).__name__
         assert (len(model.trainable_parameters()) > 0) == info.trains, name
         assert Recipe.from_dict(r.to_dict()) == r  # recipes stay data (JSON round trip)
-    assert classes == {"clip": "CLIPBaseline", "clip-ac": "CLIPAC", "winclip": "WinCLIP", "vand": "VAND",
-                       "coop": "CoOp", "official": "AnomalyCLIP"}
+    assert {"clip": "CLIPBaseline", "clip-ac": "CLIPAC", "winclip": "WinCLIP", "vand": "VAND", "coop": "CoOp",
+            "official": "AnomalyCLIP", "crane": "Crane", "musc": "MuSc"}.items() <= classes.items()
     with pytest.raises(AnomclipError, match="unknown method"):
         Recipe(method="patchcore")
 

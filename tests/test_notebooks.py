@@ -63,8 +63,13 @@ def test_toc(tmp_path):
     for n in ("01_a.ipynb", "10_b.ipynb", "02_c.ipynb"):
         (tmp_path / "chapters" / n).write_text("{}")
     toc = book.write_toc(tmp_path).read_text()
-    assert "root: intro" in toc and "caption: Chapters" in toc
+    assert "root: intro" in toc and "caption: The method" in toc and "caption: Ablations" in toc
+    assert "caption: The main results" not in toc  # a part without a chapter present is left out
     assert toc.index("chapters/01_a") < toc.index("chapters/02_c") < toc.index("chapters/10_b")
+    assert "glossary" not in toc
+    (tmp_path / "glossary.md").write_text("# Glossary\n")  # the terms page comes after the chapters
+    toc = book.write_toc(tmp_path).read_text()
+    assert toc.index("chapters/10_b") < toc.index("caption: Reference") < toc.index("file: glossary")
 
 
 def test_chapters_run_from_the_repository_root(tmp_path, monkeypatch):

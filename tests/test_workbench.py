@@ -93,7 +93,7 @@ def test_every_control_makes_a_widget_at_the_recipes_value():
         assert w.description == c.description
 
 
-def test_static_workbench_draws_nothing_but_a_line(chapter, monkeypatch):
+def test_static_workbench_draws_nothing_but_its_box(chapter, monkeypatch):
     import IPython.display
 
     shown = []
@@ -101,7 +101,7 @@ def test_static_workbench_draws_nothing_but_a_line(chapter, monkeypatch):
     ch, full, ours = chapter
     ab = wbm.ablation(ch, ours, ["full"], metrics=METRICS, figure=False)
     assert wbm.Workbench(ch, ab, ("full", full), ["lam", "dpam"]).show(live=True) is None  # no kernel here
-    assert len(shown) == 1 and "λ, DPAM" in shown[0].data and ch.calls == [(["full", "global only"], None, True)]
+    assert len(shown) == 1 and "λ, DPAM" in shown[0].markdown and "make lab" in shown[0].html and ch.calls == [(["full", "global only"], None, True)]
 
 
 def test_warm_up_loads_the_reference_backbone_in_the_background(chapter, monkeypatch):

@@ -9,9 +9,15 @@ scrolled: ``scrollWidth > clientWidth``), any "(s)" plural in the text, and, on 
 page, any table of our numbers that names a paper dataset a smoke domain stands in for without
 saying "stands in for"; takes the README's screenshot.
 
+Also fails on any visible table taller than 1,500 px (a long table folds behind a toggle, as
+chapter 4's appendix does: a folded table is not visible).
+
 Before the browser, it reads the executed chapters (``book/chapters/*.ipynb``) and fails on any
-figure whose legend covers plotted data: every figure a chapter shows carries that check
-beside its PNG (:mod:`anomclip.book.figcheck`), and a book whose figures carry none fails too.
+figure whose legend covers plotted data or gives one look (colour, dash, marker) to two labels:
+every figure a chapter shows carries that check beside its PNG (:mod:`anomclip.book.figcheck`),
+and a book whose figures carry none fails too; and on what a page must not show
+(:mod:`anomclip.book.pagecheck`): a bare ``None`` output, a parameters cell's code, and on a
+smoke-run page a label of our run that says "paper".
 
     python tools/check_book.py [--html book/_build/html] [--notebooks book/chapters]
                                [--screenshot docs/book-screenshot.png]
@@ -78,6 +84,22 @@ def unlabelled_standins(table_text: str, names=None) -> list[str]:
     if not OURS.search(table_text) or STANDS_IN in table_text:
         return []
     return [n for n in (names or paper_names()) if n in table_text]
+
+
+#: the tallest a visible table may be (px) before it must fold behind a toggle
+TALL_PX = 1500
+#: the height and first words of every visible table of the article (one inside a closed toggle,
+#: a ``<details>`` such as MyST-NB's hide-output, is folded: not visible)
+JS_TABLE_HEIGHTS = """const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    return [...col.querySelectorAll('table')].filter(e => e.offsetParent !== null && !e.closest('details:not([open])'))
+      .map(t => [Math.round(t.getBoundingClientRect().height), t.innerText.replace(/\\s+/g, ' ').slice(0, 60)])"""
+
+
+def tall_tables(heights, limit: float = TALL_PX) -> list[str]:
+    """The tables (``[height px, first words]`` of the visible ones: a folded table is not
+    visible) taller than ``limit``, as lines for the report."""
+    return [f"table {int(h)} px tall (over {int(limit)} px: fold it behind a toggle): {text!r}"
+            for h, text in heights if h > limit]
 
 
 JS_ERRORS = """return [...document.querySelectorAll('.output.traceback, .output.error, div.traceback')]
@@ -149,15 +171,22 @@ def load(d, url: str, timeout: float = 60.0) -> None:
 
 
 def figure_problems(notebooks: Path) -> list[str]:
-    """Legends covering data in the figures of the executed chapters under ``notebooks``."""
+    """Legends covering data or giving one look to two labels in the figures of the executed
+    chapters under ``notebooks``, and what their pages must not show (:mod:`anomclip.book.pagecheck`)."""
     from anomclip.book.figcheck import figure_checks
+    from anomclip.book.pagecheck import page_problems
 
     problems, checked = [], 0
     for nb in sorted(notebooks.glob("*.ipynb")):
-        for cell, check in figure_checks(json.loads(nb.read_text())):
+        doc = json.loads(nb.read_text())
+        problems += page_problems(nb.name, doc)
+        for cell, check in figure_checks(doc):
             checked += 1
             if check.get("error"):
                 problems.append(f"{nb.name} cell {cell}: figure not checked ({check['error']})")
+            for clash in check.get("colour_clashes", []):
+                problems.append(f"{nb.name} cell {cell}: one colour ({clash['colour']}) for "
+                                + " and ".join(repr(lb) for lb in clash["labels"]) + " in one figure")
             for hit in check.get("legend_overlaps", []):
                 entries = ", ".join(hit["legend"][:4]) + (", …" if len(hit["legend"]) > 4 else "")
                 n = hit.get("count", 1)
@@ -196,6 +225,8 @@ def check(html: Path, screenshot: Path | None, shot_page: str) -> list[str]:
                 problems.append(f"{rel}: local file not found (404): {url}")
             for wide in d.execute_script(JS_WIDE):
                 problems.append(f"{rel}: wider than its column: {wide}")
+            for tall in tall_tables(d.execute_script(JS_TABLE_HEIGHTS)):
+                problems.append(f"{rel}: {tall}")
             for word in plurals(d.execute_script(JS_PROSE)):
                 problems.append(f"{rel}: \"(s)\" plural: {word}")
             if d.execute_script(JS_SMOKE):

@@ -10,10 +10,11 @@
 notebook, runs it with papermill (kernel ``python3``, working directory = the repository root,
 the template's parameters ``profile``, ``data_root``, ``device``, ``force``, ``backbone``,
 ``pretrained``) and writes the executed notebook to ``book/chapters/NN_*.ipynb``, with
-papermill's injected-parameters cell tagged ``remove-cell`` (the reader sees the chapter's own
-parameters cell and, in its provenance box, what actually ran). Per-chapter seconds are
+papermill's injected-parameters cell tagged ``remove-cell`` like the chapter's own parameters
+cell (the reader sees, in the provenance box, what actually ran). Per-chapter seconds are
 printed and written to ``results/<profile>/book_timings.json`` after every chapter (status
-``running``, then ``ok``), so that the cost chapter shows the times of the chapters before it. The first failing chapter
+``running``, then ``ok``); the cost chapter (``12_cost``), which shows them, executes last, so that its
+table holds every other chapter's seconds. The first failing chapter
 stops the build with a one-line message naming it (exit code 1).
 
 Chapters re-execute only when something they depend on changed: each executed notebook
@@ -22,13 +23,13 @@ package's source (``anomclip/**/*.py`` and the reference CSVs), ``requirements.l
 parameters, the resolved device and the fingerprints of the data the profile reads; a chapter
 whose stored key matches (and whose notebook has no error output) is not executed again
 (``[book] NN: up to date``). ``--force`` (``make book FORCE=1``) re-executes every chapter. The
-cost chapter (``12_cost``) reads the other chapters' timings, so its key also holds the keys of
-every chapter before it, and it re-executes whenever any chapter before it executed in the same
-build (their seconds changed). A chapter that is skipped
+cost chapter (``12_cost``) reads the other chapters' timings, so it executes after all of them,
+its key also holds their keys, and it re-executes whenever any other chapter executed in the
+same build (their seconds changed). A chapter that is skipped
 keeps its previous seconds in ``book_timings.json`` (listed under ``cached``).
 
 ``html`` regenerates ``book/_toc.yml`` from the executed chapters present (``intro.md`` as the
-root, the chapters under one part, "Chapters"), copies the MathJax installed with the
+root, the chapters in the parts of :data:`PARTS`, then ``glossary.md`` under "Reference"), copies the MathJax installed with the
 environment (MathJax 3.2.2 with its fonts, from the ``sphinx-mathjax-offline`` package) into
 ``book/_mathjax/mathjax`` so that the book renders formulas offline, and runs ``jupyter-book build book/``; the notebooks are not
 executed again (``execute_notebooks: "off"``). The rendering is keyed too (:func:`html_key`: every
@@ -87,7 +88,7 @@ class ChapterError(RuntimeError):
     """A chapter failed to execute (the message names the chapter and the error)."""
 
     def __init__(self, chapter: str, message: str, output: Path | None = None):
-        self.chapter, self.output = chapter, output
+        self.chapter, self.message, self.output = chapter, message, output
         super().__init__(f"chapter {chapter} failed: {message}"
                          + (f" (executed notebook with the traceback: {output})" if output else ""))
 
@@ -149,10 +150,16 @@ def hide_injected_parameters(path: str | Path) -> int:
 
 #: the package whose source is part of every chapter's key
 PACKAGE = Path(__file__).resolve().parents[1]
-#: chapters that read what earlier chapters wrote (the cost chapter reads their timings): their
-#: key holds the keys of every chapter before them, and they re-execute whenever a chapter before
-#: them executed in the same build (its seconds changed)
+#: chapters that read what the other chapters wrote (the cost chapter reads their timings): they
+#: execute after every other chapter, their key holds the keys of those executed before them, and
+#: they re-execute whenever another chapter executed in the same build (its seconds changed)
 DEPENDS_ON_EARLIER = ("12_",)
+
+
+def execution_order(sources: list[Path]) -> list[Path]:
+    """``sources`` in the order ``execute`` runs them: by name, the chapters that read the other
+    chapters' timings (:data:`DEPENDS_ON_EARLIER`) last."""
+    return sorted(sources, key=lambda p: p.name.startswith(DEPENDS_ON_EARLIER))
 #: where the key is stored in an executed notebook's metadata
 KEY_META = "anomclip"
 
@@ -283,10 +290,14 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
                 only: list[str] | None = None, notebooks_dir: str | Path = NOTEBOOKS,
                 out_dir: str | Path = CHAPTERS, cwd: str | Path = REPO, echo=None, backbone: str | None = None,
                 pretrained: str | None = None, package_dir: str | Path = PACKAGE,
-                lock_file: str | Path | None = None) -> dict:
+                lock_file: str | Path | None = None, jobs: int = 1) -> dict:
     """Execute the chapters in order, skipping those whose build key is unchanged (unless
     ``force``); writes ``<cwd>/results/<profile>/book_timings.json``. Returns {chapter: seconds}
-    of the chapters executed this time."""
+    of the chapters executed this time.
+
+    ``jobs`` > 1 executes that many chapters side by side (each kernel with its share of the
+    cores), the cost chapter still last. Chapters share runs safely: the run store and the
+    feature cache lock what one process computes, and another waits and reuses it."""
     echo = echo or _say
     out_dir = Path(out_dir)
     params = {"profile": profile, "data_root": str(data_root), "device": device, "force": bool(force),
@@ -324,35 +335,94 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
         earlier = dict(keys) if src.name.startswith(DEPENDS_ON_EARLIER) else None
         return build_key(src, keyed, package, lock, data_fingerprints(profile, data_root, cwd), earlier)
 
-    for src in chapters(notebooks_dir):
+    def done(src: Path, seconds: float) -> None:
+        keys[src.stem] = key_of(src)  # the data as the chapter left it (the first one generates it)
+        store_key(out_dir / f"{src.stem}.ipynb", keys[src.stem])
+        timings[src.stem] = seconds
+        write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
+        echo(f"[book] {src.stem}: {seconds:.1f} s")
+
+    pending: list[Path] = []  # chapters to execute, in order
+    for src in execution_order(chapters(notebooks_dir)):
         if only and src not in chapters(notebooks_dir, only):
             key = stored_key(out_dir / f"{src.stem}.ipynb")  # not asked for: its notebook as it is
             if key:
                 keys[src.stem] = key
             continue
+        if src.name.startswith(DEPENDS_ON_EARLIER):
+            pending.append(src)  # decided once the others ran (their keys and seconds)
+            continue
         out = out_dir / f"{src.stem}.ipynb"
-        key = key_of(src)
-        reads_timings = src.name.startswith(DEPENDS_ON_EARLIER) and bool(timings)  # an earlier chapter just ran
-        if not force and not reads_timings and out.is_file() and stored_key(out) == key:
-            keys[src.stem] = key
+        if not force and out.is_file() and stored_key(out) == key_of(src):
+            keys[src.stem] = stored_key(out)
             cached.append(src.stem)
             echo(f"[book] {src.stem}: up to date")
-            continue
-        echo(f"[book] {src.stem} …")
-        try:
+        else:
+            pending.append(src)
+    first = [s_ for s_ in pending if not s_.name.startswith(DEPENDS_ON_EARLIER)]
+    last = [s_ for s_ in pending if s_.name.startswith(DEPENDS_ON_EARLIER)]
+    try:
+        for src, seconds in _execute_many(first, out_dir, params, cwd, jobs, echo):
+            done(src, seconds)
+        for src in last:
+            out = out_dir / f"{src.stem}.ipynb"
+            reads_timings = bool(timings)  # an earlier chapter just ran: its seconds changed
+            if not force and not reads_timings and out.is_file() and stored_key(out) == key_of(src):
+                keys[src.stem] = stored_key(out)
+                cached.append(src.stem)
+                echo(f"[book] {src.stem}: up to date")
+                continue
+            echo(f"[book] {src.stem} …")
             _, seconds = execute_chapter(src, out_dir, params, cwd)
-        except ChapterError as e:
-            write("failed", e.chapter)
-            raise
-        keys[src.stem] = key = key_of(src)  # the data as the chapter left it (the first one generates it)
-        store_key(out, key)
-        timings[src.stem] = seconds
-        write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
-        echo(f"[book] {src.stem}: {seconds:.1f} s")
+            done(src, seconds)
+    except ChapterError as e:
+        write("failed", e.chapter)
+        raise
     write("ok")
     echo(f"[book] {len(timings)} chapter{'' if len(timings) == 1 else 's'} executed, {len(cached)} up to date, in "
          f"{time.perf_counter() - t_all:.1f} s → {out_dir} (timings: {timings_path})")
     return timings
+
+
+def _execute_in_worker(source: Path, out_dir: Path, parameters: dict, cwd: Path, threads: int):
+    """:func:`execute_chapter` in a worker process, its kernel on ``threads`` cores; returns
+    ``(seconds, None)`` or ``(None, (chapter, message, output))``."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel's torch takes its share, no more
+    try:
+        return execute_chapter(source, out_dir, parameters, cwd)[1], None
+    except ChapterError as e:
+        return None, (e.chapter, e.message, e.output)
+
+
+def _execute_many(sources: list[Path], out_dir: Path, parameters: dict, cwd: Path, jobs: int, echo):
+    """Execute ``sources``, ``jobs`` at a time; yields ``(source, seconds)`` as each finishes and
+    raises the first :class:`ChapterError` (the chapters still running are let finish)."""
+    if jobs <= 1 or len(sources) <= 1:
+        for src in sources:
+            echo(f"[book] {src.stem} …")
+            yield src, execute_chapter(src, out_dir, parameters, cwd)[1]
+        return
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {}
+        for src in sources:
+            futures[pool.submit(_execute_in_worker, src, out_dir, parameters, cwd, threads)] = src
+        echo(f"[book] {len(sources)} chapters, {jobs} at a time …")
+        failed = None
+        for fut in cf.as_completed(futures):
+            seconds, err = fut.result()
+            if err is not None:
+                failed = failed or err
+                for other in futures:
+                    other.cancel()  # those not started yet
+                continue
+            if failed is None:
+                yield futures[fut], seconds
+        if failed is not None:
+            raise ChapterError(*failed)
 
 
 def read_timings(profile: str = "smoke", cwd: str | Path = REPO):
@@ -371,17 +441,29 @@ def read_timings(profile: str = "smoke", cwd: str | Path = REPO):
     return frame
 
 
+#: the book's parts (caption, first and last chapter number), as the landing page's reading guide
+#: describes them; a chapter numbered past the last part joins it
+PARTS = (("The method", 1, 3), ("The main results", 4, 5), ("Ablations, one choice at a time", 6, 11),
+         ("Cost, failures and the released code", 12, 99))
+
+
 def write_toc(book_dir: str | Path = BOOK) -> Path:
-    """``_toc.yml`` for the executed chapters present in ``book/chapters``."""
+    """``_toc.yml`` for the executed chapters present in ``book/chapters``, in :data:`PARTS`
+    (chapter numbering runs on across parts), then the glossary."""
     book_dir = Path(book_dir)
     found = sorted(p for p in (book_dir / "chapters").glob("[0-9][0-9]_*.ipynb"))
     if not found:
         raise ChapterError("html", f"no executed chapters in {book_dir / 'chapters'}: run "
                                    "`python -m anomclip.book execute` first")
     lines = ["# Generated by `python -m anomclip.book html` from the executed chapters; do not edit.",
-             "format: jb-book", "root: intro", "parts:", "  - caption: Chapters", "    numbered: true",
-             "    chapters:"]
-    lines += [f"      - file: chapters/{p.stem}" for p in found]
+             "format: jb-book", "root: intro", "parts:"]
+    for caption, first, last in PARTS:
+        mine = [p for p in found if first <= int(p.name[:2]) <= last]
+        if mine:
+            lines += [f"  - caption: {caption}", "    numbered: true", "    chapters:"]
+            lines += [f"      - file: chapters/{p.stem}" for p in mine]
+    if (book_dir / "glossary.md").is_file():  # the terms the chapters link to, after them
+        lines += ["  - caption: Reference", "    chapters:", "      - file: glossary"]
     toc = book_dir / "_toc.yml"
     toc.write_text("\n".join(lines) + "\n")
     return toc
@@ -493,6 +575,8 @@ def main(argv=None) -> int:
                     help="re-execute every chapter, and recompute results even when a matching file exists")
     ex.add_argument("--backbone", default=None, help="an open_clip model name (default: the profile's)")
     ex.add_argument("--pretrained", default=None, help="weights tag or file for --backbone (default: the profile's)")
+    ex.add_argument("--jobs", type=int, default=1,
+                    help="chapters executed side by side (each on its share of the cores; default 1)")
     ex.add_argument("--only", action="append", default=None,
                     help="chapter number or name prefix (repeatable or comma-separated), e.g. --only 04")
     ht = sub.add_parser("html", help="regenerate _toc.yml and run jupyter-book build book/ (unless unchanged)")
@@ -504,8 +588,11 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "execute":
             only = [o for x in args.only for o in x.split(",")] if args.only else None
+            if args.jobs < 1:
+                print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+                return 2
             execute_all(args.profile, args.data_root, args.device, args.force, only, backbone=args.backbone,
-                        pretrained=args.pretrained)
+                        pretrained=args.pretrained, jobs=args.jobs)
         else:
             build_html(force=args.force)
     except ChapterError as e:

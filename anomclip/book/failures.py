@@ -66,22 +66,22 @@ def worst_cases(frame: pd.DataFrame, kind: str = "fp", n: int = 4) -> pd.DataFra
 
 def cases_table(cases: pd.DataFrame) -> pd.DataFrame:
     """:func:`worst_cases` written for a reader: one row per case with the dataset (a smoke domain
-    says what it stands in for), the kind of error in words, the category, the image's file name
-    (``#i`` without a path), its image score (2 decimals) and how badly it ranks, in words:
+    says what it stands in for), the kind of error in words, the case ("category / defect / file",
+    :func:`~anomclip.book.labels.case_name`, as the figures title it), its image score (2 decimals) and how badly it ranks, in words:
     "above 75 % of the anomalous images" (a false positive) or "below 75 % of the normal images"
     (a false negative), rounded to whole percent."""
-    from .labels import fmt, standin_label
+    from .labels import case_name, fmt, standin_label
 
     rows = []
     for _, c in cases.iterrows():
         fp = c["kind"] == "fp"
         path = str(c.get("path") or "")
         rows.append({"dataset": standin_label(str(c["dataset"])), "error": KINDS[c["kind"]],
-                     "category": c["category"], "image": Path(path).name if path else f"#{int(c['i'])}",
+                     "case": case_name(c["category"], path, int(c["i"])),
                      "image score": fmt(c["score"], 2),
                      "ranks": (f"above {fmt(c['outranked'], 0, percent=True)} % of the anomalous images" if fp
                                else f"below {fmt(c['outranked'], 0, percent=True)} % of the normal images")})
-    return pd.DataFrame(rows, columns=["dataset", "error", "category", "image", "image score", "ranks"])
+    return pd.DataFrame(rows, columns=["dataset", "error", "case", "image score", "ranks"])
 
 
 # --------------------------------------------------------------------------- pixels

@@ -1,9 +1,12 @@
-"""What a reader sees in a figure: legends that cover plotted data.
+"""What a reader sees in a figure: legends that cover plotted data, and legends that use one
+look (colour, line style, marker) for two labels.
 
 :func:`legend_overlaps` lists, for a drawn matplotlib figure, every legend box (an axes' legend
 or the figure's) that covers plotted data of any of the figure's axes: a line or curve passing
 under it (reference lines included), a bar or filled area reaching into it, a scatter point
-inside it. Images (maps) and text are not data here.
+inside it. Images (maps) and text are not data here. :func:`colour_clashes` lists every look
+(colour, line style, marker, hatch) that the legends of one figure give to two different labels:
+a reader cannot tell those two apart, whatever the book's colour table says.
 
 :func:`install` makes every figure a chapter displays carry that list: an IPython display
 formatter adds the mimetype :data:`MIME` (JSON) beside the figure's PNG. The rendered book shows
@@ -169,12 +172,77 @@ def legend_overlaps(fig) -> list[dict]:
     return [{"axes": w, "legend": list(e), "artist": a, "kind": k, "count": n} for (w, e, a, k), n in found.items()]
 
 
+def _look(handle):
+    """How a legend entry's handle looks: (colour as hex, dash, marker, hatch) — a solid line and a
+    patch of one colour look alike ("" dash); None for a handle that shows nothing (seaborn's invisible section titles, a fully transparent patch)."""
+    from matplotlib.colors import to_hex, to_rgba
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    if handle is None or not handle.get_visible():
+        return None
+    if isinstance(handle, Line2D):
+        ls = handle.get_linestyle()
+        marker = handle.get_marker()
+        marker = "" if marker in (None, "None", "none", "") else str(marker)
+        if (ls in ("None", "none", "", " ") or handle.get_linewidth() == 0) and not marker:
+            return None  # draws nothing: e.g. seaborn's section titles ("term", "run"), white lines of width 0
+        rgba = to_rgba(handle.get_color())
+        # a solid line reads like a patch of its colour; a dash or a marker tells it apart
+        return (to_hex(rgba), "" if ls in ("None", "none", "", " ", "-", "solid") else str(ls), marker, "")
+    if isinstance(handle, Patch):
+        rgba = handle.get_facecolor()
+        if rgba[3] == 0:
+            rgba = handle.get_edgecolor()
+        if rgba[3] == 0 or (hasattr(handle, "get_width") and handle.get_width() == 0 and handle.get_height() == 0):
+            return None
+        return (to_hex(rgba), "", "", str(handle.get_hatch() or ""))
+    try:  # collections (scatter points): the first face colour
+        colors = handle.get_facecolor()
+        if len(colors):
+            return (to_hex(colors[0]), "", "o", "")
+    except Exception:
+        pass
+    return None
+
+
+def legend_entries(fig) -> list[tuple[str, tuple]]:
+    """(label, look) of every entry of every legend of ``fig`` (axes' and the figure's), in
+    order; entries that show nothing (section titles) are left out."""
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    out = []
+    for lg in legends:
+        if not lg.get_visible():
+            continue
+        handles = getattr(lg, "legend_handles", None) or getattr(lg, "legendHandles", [])
+        for h, t in zip(handles, lg.get_texts()):
+            look = _look(h)
+            label = t.get_text()
+            if look is not None and label and not label.startswith("_"):
+                out.append((label, look))
+    return out
+
+
+def colour_clashes(fig) -> list[dict]:
+    """Every look that the legends of ``fig`` give to two or more different labels: dicts with
+    ``colour`` (hex), ``labels`` (the labels, in order), and ``style`` (line style, marker,
+    hatch: entries of one colour told apart by their dash or marker are not a clash)."""
+    by_look: dict = {}
+    for label, look in legend_entries(fig):
+        by_look.setdefault(look, [])
+        if label not in by_look[look]:
+            by_look[look].append(label)
+    return [{"colour": look[0], "style": list(look[1:]), "labels": labels}
+            for look, labels in by_look.items() if len(labels) > 1]
+
+
 def check_figure(fig) -> dict:
-    """The JSON shown beside a figure: its legend overlaps (empty when none)."""
+    """The JSON shown beside a figure: its legend overlaps and colour clashes (empty when none)."""
     try:
-        return {"legend_overlaps": legend_overlaps(fig)}
+        return {"legend_overlaps": legend_overlaps(fig), "colour_clashes": colour_clashes(fig),
+                "legend_labels": list(dict.fromkeys(label for label, _ in legend_entries(fig)))}
     except Exception as exc:  # a figure the check cannot lay out: say so, never break the display
-        return {"legend_overlaps": [], "error": f"{type(exc).__name__}: {exc}"}
+        return {"legend_overlaps": [], "colour_clashes": [], "error": f"{type(exc).__name__}: {exc}"}
 
 
 def install(shell=None) -> bool:

@@ -32,6 +32,10 @@ MODE_NAMES = {"qk": "Q-K", "qq": "Q-Q", "kk": "K-K", "vv": "V-V", "none": "no DP
               "qq+kk+vv": "Q-Q+K-K+V-V", "qk+qq+kk+vv": "Q-K+Q-Q+K-K+V-V"}
 PAPER_LABEL = "paper"
 OURS_LABEL = "ours"
+#: recipe key → the name a reader sees: "paper" means only the paper's published numbers, so the
+#: recipe of the paper's text (four feature layers, λ = 1; key ``paper`` in the code) is shown as
+#: "four-layer"; the released code's recipe keeps its name
+RECIPE_NAMES = {"paper": "four-layer", "official": "official"}
 OURS_SMOKE_LABEL = "ours (smoke run)"
 #: which paper dataset each synthetic smoke domain stands in for (same role in the protocol:
 #: textures are the main tuning set like MVTec AD, objects are evaluated like VisA)
@@ -45,6 +49,11 @@ MISSING = "–"
 def metric_name(key: str) -> str:
     """The display name of a metric key (unknown keys are returned unchanged)."""
     return METRIC_NAMES.get(key, key)
+
+
+def recipe_name(key: str) -> str:
+    """The name a reader sees for a recipe key (:data:`RECIPE_NAMES`; others unchanged)."""
+    return RECIPE_NAMES.get(key, key)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -232,7 +241,7 @@ def provenance_rows(source) -> list[tuple[str, str]]:
     rows = [("backbone", f"{bb.get('name', MISSING)} at {bb.get('image_size', MISSING)} px"),
             ("weights", str(weights))]
     if recipe:
-        rows.append(("recipe", f"{recipe.get('name', MISSING)} (layers {recipe.get('layers')}, "
+        rows.append(("recipe", f"{recipe_name(recipe.get('name', MISSING))} (layers {recipe.get('layers')}, "
                                f"λ = {recipe.get('lam')}, {recipe.get('epochs')} epochs)"))
     if data:
         rows.append(("evaluated on", f"{data.get('name', MISSING)}: {data.get('images', MISSING)} images, "
@@ -388,3 +397,82 @@ def compare_table(cmp: pd.DataFrame, dataset: str | None = None, labels=None) ->
             t.attrs["ours_on"] = on[0]
     return t
 
+
+
+#: metric key → the short header of a wide comparison table (the caption spells them out)
+SHORT_METRIC_NAMES = {
+    "image_auroc": "img AUROC", "image_ap": "img AP", "image_f1_max": "img F1-max",
+    "pixel_auroc": "px AUROC", "pixel_ap": "px AP", "pixel_f1_max": "px F1-max",
+    "pixel_aupro": "px AUPRO", "pixel_aupro_official": "px AUPRO (code)",
+}
+
+
+def short_metric_name(key: str) -> str:
+    """The short header of a metric key in a wide table ("px AUROC"); unknown keys unchanged."""
+    return SHORT_METRIC_NAMES.get(key, key)
+
+
+def wide_compare(cmp: pd.DataFrame, dataset: str | None = None, labels=None, delta: bool = False) -> pd.DataFrame:
+    """One dataset of :func:`compare` as a wide table: rows = the labels (variants), columns =
+    (metric's short header, ``paper`` | ``ours`` [| ``Δ``]) — numbers, NaN where missing.
+
+    ``delta`` adds the Δ = ours − paper column per metric (the paper profile: on the smoke
+    profile the difference measures nothing, so it is left out). ``attrs``: ``ours_on`` (as
+    :func:`compare_table`: the one dataset ours were computed on, when it is not the table's own),
+    ``missing`` ({label: why ours has no number}) and ``caption_note`` (the headers in full, for
+    the caption; :func:`wide_caption`)."""
+    d = cmp if dataset is None else cmp[cmp["dataset"] == dataset]
+    metrics = list(dict.fromkeys(d["metric"]))
+    order = list(dict.fromkeys(d["label"]))
+    if labels is not None:
+        order = [lb for lb in labels if lb in set(order)]
+    parts = ("paper", "ours", "Δ") if delta else ("paper", "ours")
+    by = d.set_index(["label", "metric"])
+    cols = pd.MultiIndex.from_tuples([(short_metric_name(m), p) for m in metrics for p in parts])
+    t = pd.DataFrame(index=pd.Index(order, name=None), columns=cols, dtype=float)
+    for lb in order:
+        for m in metrics:
+            if (lb, m) in by.index:
+                row = by.loc[(lb, m)]
+                for p in parts:
+                    t.loc[lb, (short_metric_name(m), p)] = float(row[p]) if pd.notna(row[p]) else float("nan")
+    why = {}
+    if STATUS in d.columns:
+        for lb, st, v in zip(d["label"], d[STATUS].fillna(""), d["ours"]):
+            if st and pd.isna(v) and lb in order:
+                why.setdefault(lb, st)
+    on = list(dict.fromkeys(d["ours on"].dropna())) if "ours on" in d.columns else []
+    if len(on) == 1 and on[0] != dataset:
+        t.attrs["ours_on"] = on[0]
+    t.attrs["missing"] = why
+    t.attrs["caption_note"] = ("; ".join(f"{short_metric_name(m)} = {metric_name(m)}" for m in metrics)
+                               + "; paper = the paper's number, ours = this run's"
+                               + ("; Δ = ours − paper (points)" if delta else "") + "; %")
+    return t
+
+
+def wide_caption(table: pd.DataFrame, title: str) -> str:
+    """The caption of a :func:`wide_compare` table: ``title``, then its headers in full and why
+    a number of ours is missing (the table itself keeps short headers and numbers)."""
+    note = table.attrs.get("caption_note", "")
+    why = table.attrs.get("missing") or {}
+    gone = {}
+    for lb, w in why.items():
+        gone.setdefault(w, []).append(lb)
+    extra = "".join(f"; {MISSING} in ours: {w} ({', '.join(lbs)})" for w, lbs in gone.items())
+    return f"{title} ({note}{extra})" if note or extra else title
+
+
+def case_name(category: str, path: str = "", i: int | None = None) -> str:
+    """One image of a dataset as every table and figure of the book names it: "category / defect
+    folder / file" ("capsule / crack / 001.png"; the defect folder is "good" for a normal image),
+    read from its path — a file name alone is ambiguous (two defect folders of one category both
+    hold a 001.png). Without a path: "category / #i" (its index in the category)."""
+    from pathlib import PurePath
+
+    parts = PurePath(str(path)).parts if path else ()
+    if len(parts) >= 2:
+        return f"{category} / {parts[-2]} / {parts[-1]}"
+    if len(parts) == 1:
+        return f"{category} / {parts[0]}"
+    return f"{category} / #{i}" if i is not None else str(category)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from .labels import (
     PAPER_LABEL,
     SHOWN,
     SMOKE_STANDINS,
+    case_name,
     metric_name,
     standin_label,
 )
@@ -81,40 +83,51 @@ def _np(x) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the one colour table
 _UNTRAINED, _OFFICIAL = "#7f7f7f", "#d62728"
-#: the book's one colour table: every method, DPAM mode, setting, loss term and metric keeps this
-#: colour in every figure of every chapter (datasets: :data:`DATASET_PALETTE`; see :func:`colour`)
+#: the book's one colour table: every method, DPAM mode, setting, loss term, image class and metric
+#: keeps this colour in every figure of every chapter (datasets: :data:`DATASET_PALETTE`; see
+#: :func:`colour`). The families take colours apart from each other: the metrics the dark shades
+#: of tab20b, the loss terms and image classes Dark2's, the datasets tab10/tab20 (so a metric is
+#: never coloured like a dataset, nor a loss term like a metric); within a family no two entries
+#: share a colour, except the names of one thing ("no DPAM" is Q-K; "official" is AnomalyCLIP).
 COLOURS = {
     # the methods, in the paper's order; AnomalyCLIP is red like its own mode (V-V) and setting
     "CLIP": "#17becf", "CLIP-AC": "#9edae5", "WinCLIP": "#bcbd22", "VAND": "#e377c2", "CoOp": "#8c564b",
     "AnomalyCLIP": _OFFICIAL,
-    # DPAM modes (Q-K is the original attention: "no DPAM" shares its colour)
-    "Q-K": "#1f77b4", "no DPAM": "#1f77b4", "Q-Q": "#ff7f0e", "K-K": "#2ca02c", "V-V": _OFFICIAL,
-    "Q-Q+K-K+V-V": "#9467bd", "Q-K+Q-Q+K-K+V-V": "#8c564b",
+    # DPAM modes (Q-K is the original attention: "no DPAM" shares its colour), apart from the
+    # datasets' tab10 (chapter 9 draws modes and datasets in consecutive figures); V-V is AnomalyCLIP's
+    "Q-K": "#01665e", "no DPAM": "#01665e", "Q-Q": "#b35806", "K-K": "#542788", "V-V": _OFFICIAL,
+    "Q-Q+K-K+V-V": "#5aae61", "Q-K+Q-Q+K-K+V-V": "#c2a5cf",
     # settings: the official recipe and tuned prompts in red, untrained prompts in grey
     "official": _OFFICIAL, "official (released code)": _OFFICIAL, "full": _OFFICIAL, "tuned": _OFFICIAL,
     "after training": _OFFICIAL, "untrained": _UNTRAINED, "untrained prompts": _UNTRAINED,
-    "before (init)": _UNTRAINED, "no local, no global": _UNTRAINED, "paper": "#4d4d4d", "ours": _OFFICIAL,
-    "naive two-pass": _UNTRAINED,
+    "before (init)": _UNTRAINED, "no local, no global": _UNTRAINED,
+    "four-layer": "#e7298a",
+    # whose number: the paper's (dark grey) and ours (deep pink: not a method's, mode's or metric's)
+    "paper": "#4d4d4d", "ours": "#c51b7d",
+    # the forward passes of chapter 12: plain CLIP (its method's colour), DPAM (AnomalyCLIP's), two passes
+    "naive two-pass": "#bf812d",
     "object-agnostic": _OFFICIAL, "object-aware": "#9467bd",
     "zero-shot": _OFFICIAL, "in-domain (scored on its tuning images)": "#ff7f0e",
-    # loss terms and the loss set-ups of Tables 5 and 11 (a set-up takes its term's colour)
-    "total": "#222222", "global": "#9467bd", "local": "#2ca02c",
-    "local + global": _OFFICIAL, "focal + dice": _OFFICIAL, "global only": "#9467bd", "no focal, no dice": "#9467bd",
-    "local only": "#2ca02c", "focal only": "#ff7f0e", "dice only": "#17becf",
-    # image classes
-    "normal": "#1f77b4", "anomalous": _OFFICIAL,
-    # metrics (display names)
-    "pixel AUROC": "#1f77b4", "pixel AUPRO": "#ff7f0e", "image AUROC": "#2ca02c", "image AP": "#9467bd",
-    "pixel AUPRO (authors' code)": "#ffbb78", "image F1-max": "#8c564b", "pixel AP": "#aec7e8",
-    "pixel F1-max": "#c5b0d5",
+    # loss terms (Dark2) and the loss set-ups of Tables 5 and 11 (a set-up takes its term's colour)
+    "total": "#222222", "global": "#7570b3", "local": "#66a61e", "focal": "#e6ab02", "dice": "#a6761d",
+    "local + global": _OFFICIAL, "focal + dice": _OFFICIAL, "global only": "#7570b3", "no focal, no dice": "#7570b3",
+    "local only": "#66a61e", "focal only": "#e6ab02", "dice only": "#a6761d",
+    # image classes (and pixel classes)
+    "normal": "#1b9e77", "anomalous": _OFFICIAL,
+    # metrics (display names): the dark shades of tab20b
+    "pixel AUROC": "#393b79", "pixel AUPRO": "#843c39", "image AUROC": "#637939", "image AP": "#7b4173",
+    "pixel AUPRO (authors' code)": "#d6616b", "image F1-max": "#8ca252", "pixel AP": "#6b6ecf",
+    "pixel F1-max": "#ad494a",
 }
 #: one colour per paper dataset, in :data:`DATASET_ORDER` (tab10, then the dark half of tab20)
 DATASET_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
                    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
-#: colours for names outside the table (categories…), handed out in the order a figure gives them
-_EXTRA = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
-          "#636363", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#969696"]
+#: colours for names outside the table (categories…), handed out in the order a figure gives them,
+#: skipping any colour the figure's other names already have (tab20c, then tab20b's light shades)
+_EXTRA = ["#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8",
+          "#969696", "#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#5254a3", "#8c6d31", "#bd9e39", "#e7ba52",
+          "#a55194", "#ce6dbd"]
 
 
 def colour(name) -> str | None:
@@ -122,7 +135,7 @@ def colour(name) -> str | None:
 
     Looked up, in order: the table :data:`COLOURS`; a paper dataset (:data:`DATASET_ORDER`); a
     smoke domain (its stand-in's colour, also when labelled "objects (stands in for VisA)");
-    "tuned on X" (X's colour); a label with a parenthesis ("Q-K (no DPAM)": its head, "Q-K")."""
+    "tuned on X" (X's colour); "(a) X: …" (X's colour); a label with a parenthesis ("Q-K (no DPAM)": its head, "Q-K")."""
     n = str(name).strip()
     if n in COLOURS:
         return COLOURS[n]
@@ -132,6 +145,8 @@ def colour(name) -> str | None:
         return colour(SMOKE_STANDINS[n])
     if n.startswith("tuned on "):
         return colour(n[len("tuned on "):])
+    if re.match(r"^\([a-z]\)\s*[^:]+:", n):  # chapter 14's "(a) four-layer: 4 layers, λ=1": its recipe's
+        return colour(re.match(r"^\([a-z]\)\s*([^:]+):", n).group(1).strip())
     if " (" in n:
         return colour(n.split(" (")[0])
     return None
@@ -139,14 +154,18 @@ def colour(name) -> str | None:
 
 def colours(names) -> dict:
     """``{name: colour}`` for the names of one figure: :func:`colour` for every name the book
-    knows; the others (e.g. categories) get the remaining colours in the order given."""
-    out, extra = {}, 0
-    for n in dict.fromkeys(names):
-        c = colour(n)
-        if c is None:
-            c = _EXTRA[extra % len(_EXTRA)]
+    knows; the others (e.g. categories) get the colours of :data:`_EXTRA` in the order given,
+    skipping those the figure's known names have (no two names of a figure share a colour unless
+    the table gives them one)."""
+    names = list(dict.fromkeys(names))
+    out = {n: colour(n) for n in names}
+    taken = {c for c in out.values() if c is not None}
+    free = [c for c in _EXTRA if c not in taken] or _EXTRA
+    extra = 0
+    for n in names:
+        if out[n] is None:
+            out[n] = free[extra % len(free)]
             extra += 1
-        out[n] = c
     return out
 
 
@@ -322,35 +341,48 @@ def plot_compare(cmp: pd.DataFrame, order=None, metrics=("pixel_auroc", "image_a
 
 
 @_styled
-def plot_radar(frame: pd.DataFrame, metrics=SHOWN, title: str | None = None):
-    """One polar panel per dataset: each label's metrics (long frame: label, dataset, metric key,
-    value as a fraction) on a 0–100 % scale (Fig. 6's chart). Labels keep the book's colours
-    (:func:`colours`); polygons that coincide stay visible: each label is drawn wider than the
-    next, with its own marker and dash, so a thinner line runs inside a wider one."""
+def plot_dots(frame: pd.DataFrame, metrics=SHOWN, title: str | None = None, xlabel: str = "zero-shot, %"):
+    """A dot plot: one panel per dataset (two side by side), one row per metric, one dot per label (long frame:
+    label, dataset, metric key, value as a fraction) on a shared 0–100 % axis. The labels of a
+    row are spread vertically (each its own lane, marker and colour from :func:`colours`), so
+    dots with the same value stay visible side by side instead of on top of one another; a thin
+    line joins each row's dots to show its range."""
     datasets = list(dict.fromkeys(frame["dataset"]))
     labels = list(dict.fromkeys(frame["label"]))
-    fig = _figure(3.6 * math.ceil(len(datasets) / 2) + 0.8)
-    cols = min(2, len(datasets))
-    angles = np.linspace(0, 2 * np.pi, len(metrics), endpoint=False)
+    metrics = [m for m in metrics if m in set(frame["metric"])]
     colors = colours(labels)
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
-    dashes = ["-", "--", "-.", ":"]
-    widths = {lb: 1.5 + 2.0 * (len(labels) - 1 - i) for i, lb in enumerate(labels)}
-    style = {lb: dict(color=colors[lb], lw=widths[lb], ls=dashes[i % len(dashes)], marker=markers[i % len(markers)],
-                      ms=4 + 1.5 * (len(labels) - 1 - i), alpha=0.85) for i, lb in enumerate(labels)}
-    for k, ds in enumerate(datasets):
-        ax = fig.add_subplot(math.ceil(len(datasets) / cols), cols, k + 1, projection="polar")
-        for lb in labels:
-            sub = frame[(frame["dataset"] == ds) & (frame["label"] == lb)].set_index("metric")
-            v = 100 * sub["value"].reindex(list(metrics)).astype(float).to_numpy()
-            ax.plot(np.r_[angles, angles[:1]], np.r_[v, v[:1]], label=lb, **style[lb])
-        ax.set_xticks(angles, [metric_name(m).replace(" ", "\n") for m in metrics])
-        ax.set_ylim(0, 100)
-        ax.set_title(f"{standin_label(ds)}\n(zero-shot, %)", pad=14)
+    lane = 0.8 / max(1, len(labels))
+    cols = min(2, len(datasets))
+    rows = math.ceil(len(datasets) / cols)
+    fig = _figure(1.0 + rows * (0.5 + len(metrics) * (0.17 * len(labels) + 0.1)))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
+    for ax in axes[len(datasets):]:
+        ax.axis("off")
+    for ax, ds in zip(axes, datasets):
+        sub = frame[frame["dataset"] == ds]
+        for r, m in enumerate(metrics):
+            vals = []
+            for i, lb in enumerate(labels):
+                v = sub[(sub["label"] == lb) & (sub["metric"] == m)]["value"]
+                if not len(v) or pd.isna(v.iloc[0]):
+                    continue
+                y = r + (i - (len(labels) - 1) / 2) * lane
+                ax.plot([100 * float(v.iloc[0])], [y], ls="none", marker=markers[i % len(markers)], ms=7,
+                        color=colors[lb], label=lb if r == 0 else "_nolegend_")
+                vals.append(100 * float(v.iloc[0]))
+            if vals:
+                ax.hlines(r, min(vals), max(vals), color="#bbbbbb", lw=1, zorder=0)
+        ax.set_yticks(range(len(metrics)), [metric_name(m).replace(" ", "\n") for m in metrics])
+        ax.set_ylim(len(metrics) - 0.5, -0.5)
+        ax.set_xlim(0, 100)
+        ax.axvline(50, color="grey", lw=0.8, ls=":")
+        ax.set_title(standin_label(str(ds)).replace(" (", "\n("))
+        ax.set_xlabel(xlabel + " (dotted: 50)")
     from matplotlib.lines import Line2D
 
-    fig.legend(handles=[Line2D([], [], label=lb, **style[lb]) for lb in labels],
-               loc="outside lower center", ncol=min(4, len(labels)), handlelength=3)
+    fig.legend(handles=[Line2D([], [], ls="none", marker=markers[i % len(markers)], ms=7, color=colors[lb], label=lb)
+                        for i, lb in enumerate(labels)], loc="outside lower center", ncol=min(4, len(labels)))
     if title:
         fig.suptitle(title)
     return fig
@@ -516,9 +548,12 @@ def draw_maps(rgb, masks, maps: dict, sigma: float = 4.0, threshold: float | Non
 # --------------------------------------------------------------------------- failure cases
 @_styled
 def plot_distributions(frame: pd.DataFrame, value: str = "score", hue: str = "label", col: str = "category",
-                       title: str | None = None, bins: int = 20, threshold: float | None = None):
+                       title: str | None = None, bins: int = 20, threshold: float | None = None,
+                       logy: bool = False):
     """One histogram panel per category: the score distributions of normal vs anomalous (densities,
-    so that both classes show whatever their counts); ``threshold`` draws a dotted line."""
+    so that both classes show whatever their counts); ``threshold`` draws a dotted line; ``logy``
+    a log density axis (said on the axis), for values piled up at 0 or 1 (pixel scores) that would
+    flatten the rest of the distribution on a linear axis."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -533,9 +568,11 @@ def plot_distributions(frame: pd.DataFrame, value: str = "score", hue: str = "la
                      common_norm=False, element="step", ax=ax, palette=colors, legend=False)
         if threshold is not None:
             ax.axvline(threshold, color="grey", lw=0.8, ls=":")
+        if logy:
+            ax.set_yscale("log")
         ax.set_title(str(c))
         ax.set_xlabel(value)
-        ax.set_ylabel("density" if ax.get_subplotspec().is_first_col() else "")
+        ax.set_ylabel(("density (log)" if logy else "density") if ax.get_subplotspec().is_first_col() else "")
     for ax in axes[len(cols):]:
         ax.axis("off")
     import matplotlib.patches as mpatches
@@ -566,7 +603,8 @@ def draw_cases(rgb, masks, raw, cases: pd.DataFrame, threshold: float, sigma: fl
         axes[i, 0].imshow(rgb[k])
         if gt.any():
             axes[i, 0].contour(gt, levels=[0.5], colors="red", linewidths=1)
-        axes[i, 0].set_title(f"{c['kind'].upper()} {c['category']} #{c['i']}\nscore {c['score']:.2f}")
+        axes[i, 0].set_title(f"{c['kind'].upper()} {case_name(c['category'], c.get('path', ''), c['i'])}\n"
+                             f"score {c['score']:.2f}", fontsize=MIN_FONT_PT)
         axes[i, 1].imshow(s, cmap=MAP_CMAP, vmin=0.0, vmax=1.0)
         au = auroc_or_nan(s.ravel(), gt.ravel().astype(int))
         axes[i, 1].set_title(f"map, σ = {sigma:g}" + ("" if np.isnan(au) else f"\npixel AUROC {100 * au:.0f}"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..model.scoring import gaussian_blur
-from .labels import MODE_NAMES
+from .labels import MODE_NAMES, case_name
 from .plots import draw_attention, draw_cases, draw_maps
 
 
@@ -114,7 +114,7 @@ def failure_explorer(rgb, masks, raw, cases, threshold: float, live: bool = Fals
     import ipywidgets as W
 
     hi = float(gaussian_blur(torch.as_tensor(raw).float(), 0.0).max())
-    options = [("all", "all")] + [(f"{c.kind.upper()} {c.category} #{c.i}", str(k))
+    options = [("all", "all")] + [(f"{c.kind.upper()} {case_name(c.category, getattr(c, 'path', ''), c.i)}", str(k))
                                   for k, c in enumerate(cases.itertuples())]
     return _controls(
         lambda image, threshold, sigma: draw_cases(rgb, masks, raw, cases, threshold, sigma, pick(image)),

@@ -13,8 +13,8 @@ current values and says beside it which it leaves out), a Run button with a prog
 the result: a new row in the chapter's table and a new bar in its figure, beside the paper's
 rows, with the difference to the chapter's reference setting. Runs go through the chapter's run store (:meth:`anomclip.book.chapter.Chapter.run`), so
 a setting already run comes back at once. Outside a live Jupyter kernel (the built book) the
-workbench shows one line saying what it offers; the chapter's default table and figure are the
-ablation's.
+workbench shows one box (:meth:`Workbench.note`, a tip) saying what ``make lab`` offers there; the
+chapter's default table and figure are the ablation's.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import AnomclipError
 from ..recipes import TINY_BACKBONE, resolve_block
-from .labels import SHOWN, compare, compare_table, styled
+from .labels import SHOWN, admonition, compare, compare_table, styled, wide_caption, wide_compare
 from .plots import plot_compare
 from .tables import paper_long, relabel
 from .widgets import live_ok
@@ -50,17 +50,24 @@ class Ablation:
     title: str = ""
     ours_label: str = "ours"
     metrics: tuple = SHOWN  # the metric keys compared
+    delta: bool = False  # Δ = ours − paper columns in the shown tables (the paper profile only)
 
     def __iter__(self):  # table, figure = ablation(...)
         return iter((self.tables, self.figure))
 
+    def wide(self, dataset: str) -> pd.DataFrame:
+        """The shown table of one dataset: rows = the variants, columns = metric × {paper, ours}
+        (and Δ on the paper profile), :func:`~anomclip.book.labels.wide_compare`."""
+        return wide_compare(self.cmp, dataset, labels=self.order, delta=self.delta)
+
     def show(self, caption: str = "") -> None:
-        """Display one table per dataset, then the figure."""
+        """Display one wide table per dataset (:meth:`wide`), then the figure."""
         import matplotlib.pyplot as plt
         from IPython.display import display
 
-        for ds, t in self.tables.items():
-            display(styled(t, f"{caption} — {ds}" if caption else ds))
+        for ds in self.tables:
+            t = self.wide(ds)
+            display(styled(t, wide_caption(t, f"{caption} — {ds}" if caption else ds)))
         fig = self.figure if self.figure is not None else self.draw()
         display(fig)
         plt.close(fig)
@@ -101,7 +108,8 @@ def ablation(ch, ours: pd.DataFrame, rows, table: int | str | None = None, title
     fig = None
     if figure:
         fig = plot_compare(cmp, order=order, metrics=plotted, ours_label=ch.ours, title=title)
-    return Ablation(cmp, tables, fig, order, names, mine, paper, title or "", ch.ours, tuple(metrics))
+    return Ablation(cmp, tables, fig, order, names, mine, paper, title or "", ch.ours, tuple(metrics),
+                    delta=not ch.smoke)
 
 
 # --------------------------------------------------------------------------- controls
@@ -403,15 +411,29 @@ class Workbench:
                        W.HBox([button, bar, status]), out])
 
     # -- the display
-    def show(self, live: bool = False):
-        """Controls, Run, progress and result in a live kernel; one line elsewhere (the static book)."""
-        from IPython.display import Markdown, display
+    def note(self):
+        """The box that says what the workbench offers in JupyterLab (``make lab``): its controls,
+        the Run button, and where a run lands."""
+        import html
 
         names = ", ".join(CONTROLS[f].description for f in self.fields)
+        body = (f"Open this chapter in JupyterLab (<code>make lab</code>) and this box gets controls for "
+                f"{html.escape(names)} and a Run button: your setting is trained and evaluated through the run "
+                "store (a setting already run comes back at once) and lands as a new row of the table above and a "
+                f"new bar of its figure, with its difference to \"{html.escape(self.reference_label)}\".")
+        md = (f"Open this chapter in JupyterLab (`make lab`) and this box gets controls for {names} and a Run "
+              "button: your setting is trained and evaluated through the run store (a setting already run comes "
+              "back at once) and lands as a new row of the table above and a new bar of its figure, with its "
+              f"difference to \"{self.reference_label}\".")
+        return admonition("tip", "Try your own setting", body, md)
+
+    def show(self, live: bool = False):
+        """Controls, Run, progress and result in a live kernel (under :meth:`note`); the note
+        alone elsewhere (the static book)."""
+        from IPython.display import display
+
+        display(self.note())
         if not live_ok(live):
-            display(Markdown(f"*Workbench: in JupyterLab (`make lab`) this cell shows controls for {names}, "
-                             f"a Run button and the table and figure above with your runs added, "
-                             f"with the difference to \"{self.reference_label}\".*"))
             return None
         display(self.build())
         self.redraw()

@@ -151,14 +151,38 @@ def overlay_image(img: Image.Image, prob: np.ndarray, cmap) -> Image.Image:
                            .astype(np.uint8))
 
 
+def _joint_scores(model, paths: list, batch_size: int, progress: bool = False):
+    """Scores ``[n]`` and maps ``[n, S, S]`` of a transductive method (MuSc): the images are encoded
+    ``batch_size`` at a time, their features kept (on the CPU), then scored together as one category."""
+    from tqdm.auto import tqdm
+
+    if len(paths) < 2:
+        raise AnomclipError(f"{model.recipe.method} scores each image against the other images of its category, "
+                            "so one image cannot be scored alone: give a folder of images of one category")
+    gs, feats = [], []
+    for chunk in tqdm(list(_batches(paths, batch_size)), desc="features", disable=not progress, leave=False):
+        x = torch.stack([image_to_tensor(read_image(p), model.image_size) for p in chunk]).to(model.device)
+        with torch.no_grad():
+            g, f = model.encode_image(x)
+        gs.append(g.cpu())
+        feats.append({m: {l: t.cpu() for l, t in d.items()} for m, d in f.items()})
+    g = torch.cat(gs)
+    f = {m: {l: torch.cat([b[m][l] for b in feats]) for l in feats[0][m]} for m in feats[0]}
+    del feats
+    with torch.no_grad():
+        res = model.score_features(g, f)
+    return res.image_score.float().cpu().numpy(), res.anomaly_map.float().cpu().numpy()
+
+
 def predict_images(load_model, images, out: Path, threshold: float | None, class_name: str, echo=print,
-                   batch_size: int = 8, progress: bool = False) -> list:
+                   batch_size: int = 8, progress: bool = False, plan=None) -> list:
     """Predict every image of ``images`` (files and folders) with the model ``load_model()`` returns.
 
     Every input is checked (decoded, then dropped) before the model is loaded and before
     anything is written: a bad file stops the command with one line, nothing written. Then the
     images are read, scored and written ``batch_size`` at a time. Returns the rows of
-    ``scores.csv``.
+    ``scores.csv``. ``plan`` (:class:`ThresholdPlan`): how each image is judged normal or
+    anomalous (a row's ``anomalous``), recorded under ``"threshold"`` in ``scores.json``.
     """
     from tqdm.auto import tqdm
 
@@ -168,7 +192,12 @@ def predict_images(load_model, images, out: Path, threshold: float | None, class
     paths, folders = collect_inputs(images, exclude=out)
     check_images(paths, progress)
     names = output_names(paths, anchors=folders)
+    image_cats = plan.categories_of(names, class_name) if plan is not None else None
+    if plan is not None and plan.ref is not None:
+        check_images(plan.ref.paths, progress)  # the reference images too, before the model is loaded
     model = load_model()
+    chosen, threshold_doc = plan.choose(model, class_name, batch_size, progress) if plan is not None else (None, None)
+    joint = _joint_scores(model, paths, batch_size, progress) if getattr(model, "transductive", False) else None
     import matplotlib
 
     cmap = matplotlib.colormaps[COLORMAP]
@@ -186,19 +215,25 @@ def predict_images(load_model, images, out: Path, threshold: float | None, class
             imgs = [read_image(p) for p, _ in chunk]
             x = torch.stack([image_to_tensor(img, model.image_size) for img in imgs]).to(model.device)
             n = len(imgs)
-            with torch.no_grad():
-                if n not in texts:
-                    texts[n] = model.text_for([class_name] * n)
-                g, feats = model.encode_image(x)
-                res = model.score_features(g, feats, texts[n])
-            scores = res.image_score.float().cpu().numpy()
-            maps = res.anomaly_map.float().cpu().numpy() / scale
+            if joint is not None:  # scored with the whole folder (a transductive method)
+                scores, maps = (a[len(rows):len(rows) + n] for a in joint)
+                maps = maps / scale
+            else:
+                with torch.no_grad():
+                    if n not in texts:
+                        texts[n] = model.text_for([class_name] * n)
+                    g, feats = model.encode_image(x)
+                    res = model.score_features(g, feats, texts[n])
+                scores = res.image_score.float().cpu().numpy()
+                maps = res.anomaly_map.float().cpu().numpy() / scale
             for (path, name), img, score, amap in zip(chunk, imgs, scores, maps):
                 prob = np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize(img.size, Image.BILINEAR))
                 overlay_path = out / f"{name}_overlay.png"
                 atomic_write(overlay_path, png(overlay_image(img, prob, cmap)))
                 row = {"image": str(path), "score": float(score), "map_max": float(amap.max()),
                        "overlay": str(overlay_path)}
+                if chosen is not None:
+                    row["anomalous"] = bool(float(score) >= chosen[image_cats[len(rows)]])
                 if threshold is not None:
                     mask_path = out / f"{name}_mask.png"
                     atomic_write(mask_path, png(Image.fromarray(((prob >= threshold) * 255).astype(np.uint8))))
@@ -216,6 +251,101 @@ def predict_images(load_model, images, out: Path, threshold: float | None, class
     atomic_write_text(out / "scores.csv", buf.getvalue())
     atomic_write_text(out / "scores.json", json.dumps({"backbone": model.info.weights, "class_name": class_name,
                                                        "colour_scale": colour_scale(model),
+                                                       **({"threshold": threshold_doc} if threshold_doc else {}),
                                                        "predictions": rows}, indent=1))
     echo(f"wrote {len(rows)} overlays, {LEGEND} and scores.csv/json to {out}")
     return rows
+
+
+# ----------------------------------------------------------------------------- thresholds
+
+
+def score_images(model, paths: list, class_name: str, batch_size: int = 8, progress: bool = False) -> np.ndarray:
+    """Image scores ``[n]`` of ``paths``, preprocessed and scored as the predicted images (nothing written)."""
+    if getattr(model, "transductive", False):
+        return _joint_scores(model, list(paths), batch_size, progress)[0]
+    out, texts = [], {}
+    for chunk in _batches(list(paths), batch_size):
+        x = torch.stack([image_to_tensor(read_image(p), model.image_size) for p in chunk]).to(model.device)
+        with torch.no_grad():
+            if len(chunk) not in texts:
+                texts[len(chunk)] = model.text_for([class_name] * len(chunk))
+            g, feats = model.encode_image(x)
+            out.append(model.score_features(g, feats, texts[len(chunk)]).image_score.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def normal_reference(folder) -> "Reference":
+    """The images of ``folder`` (recursively), all normal; an image's category is its first sub-folder."""
+    from .thresholds import Reference
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise AnomclipError(f"--normal {folder}: not a folder" if root.exists()
+                            else f"--normal {folder} does not exist")
+    paths, _ = collect_inputs([root])
+    cats = [p.relative_to(root.resolve()).parts[0] if len(p.relative_to(root.resolve()).parts) > 1 else ""
+            for p in paths]
+    return Reference("normal", str(root), paths, np.zeros(len(paths), np.int64), cats)
+
+
+def labelled_reference(folder) -> "Reference":
+    """The test split of a labelled dataset (``meta.json`` or a known layout, e.g. ``<category>/normal|anomalous``)."""
+    from ..data.dataset import load_index
+    from .thresholds import Reference
+
+    if not Path(folder).is_dir():
+        raise AnomclipError(f"--labelled {folder} does not exist" if not Path(folder).exists()
+                            else f"--labelled {folder}: not a folder")
+    samples = [s for v in load_index(folder, "test").values() for s in v]
+    if not samples:
+        raise AnomclipError(f"--labelled {folder} holds no images")
+    return Reference("labelled", str(folder), [Path(s.img_path) for s in samples],
+                     np.asarray([int(s.anomaly) for s in samples], np.int64), [s.cls_name for s in samples])
+
+
+class ThresholdPlan:
+    """A threshold rule, its scope and its reference images, checked before any model is loaded."""
+
+    def __init__(self, rule, scope: str = "global", normal=None, labelled=None):
+        from .thresholds import SCOPES
+
+        if scope not in SCOPES:
+            raise AnomclipError(f"--threshold-scope {scope!r}: choose global or category")
+        self.rule, self.scope = rule, scope
+        if rule.needs == "labelled" and labelled is None:
+            raise AnomclipError(f"--threshold {rule} is chosen on a labelled set: give --labelled DIR")
+        if rule.needs == "normal" and normal is None and labelled is None:
+            raise AnomclipError(f"--threshold {rule} is chosen on images known to be normal: give --normal DIR "
+                                "(or --labelled DIR)")
+        if rule.needs is None and (normal is not None or labelled is not None):
+            raise AnomclipError(f"--threshold {rule} is a number: --normal/--labelled would not be used")
+        self.ref = None
+        if rule.needs == "normal" and normal is not None:
+            self.ref = normal_reference(normal)
+        elif rule.needs is not None:
+            self.ref = labelled_reference(labelled)
+            if rule.needs == "normal" and self.ref.labels.all():
+                raise AnomclipError(f"--labelled {labelled} holds no normal image to choose {rule} from")
+
+    def categories_of(self, names: list, class_name: str) -> list:
+        """Each predicted image's threshold key: its first sub-folder (else ``class_name``) with the
+        category scope, ``"*"`` with the global one; a category without reference images is an error."""
+        if self.scope == "global" or self.ref is None:
+            return ["*"] * len(names)
+        known = set(self.ref.categories)
+        cats = [Path(n).parts[0] if len(Path(n).parts) > 1 else class_name for n in names]
+        missing = sorted(set(cats) - known)
+        if missing:
+            raise AnomclipError(f"--threshold-scope category: no reference images of category {missing[0]!r} "
+                                f"(the images' first sub-folder, else --class-name); {self.ref.kind} images "
+                                f"have {', '.join(sorted(known)) or 'none'}")
+        return cats
+
+    def choose(self, model, class_name: str, batch_size: int, progress: bool = False) -> tuple[dict, dict]:
+        """``({key: threshold}, the record of scores.json)``: the reference images scored by ``model``."""
+        from .thresholds import record, thresholds
+
+        scores = score_images(model, self.ref.paths, class_name, batch_size, progress) if self.ref else None
+        values = thresholds(self.rule, self.scope if self.ref else "global", self.ref, scores)
+        return values, record(self.rule, self.scope if self.ref else "global", values, self.ref)

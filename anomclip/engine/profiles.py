@@ -18,6 +18,7 @@ schedule on the smoke profile, and the recipe's own (the paper's) on the paper p
 """
 from __future__ import annotations
 
+import fcntl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,10 +104,20 @@ def ensure_synthetic(root: str | Path) -> dict[str, Path]:
 
     base = Path(root) / "synthetic"
     domains = {"textures": base / "textures", "objects": base / "objects"}
-    if not all((p / "meta.json").is_file() for p in domains.values()):
-        domains = make_synthetic(base)
-    for path in domains.values():
-        mark_synthetic(path)
+    if all((p / "meta.json").is_file() for p in domains.values()):
+        for path in domains.values():
+            mark_synthetic(path)  # data generated before the marker existed
+        return domains
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / ".lock", "a+") as fh:  # chapters executed side by side generate it once
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if not all((p / "meta.json").is_file() for p in domains.values()):
+                domains = make_synthetic(base)
+            for path in domains.values():
+                mark_synthetic(path)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
     return domains
 
 

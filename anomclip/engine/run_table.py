@@ -26,7 +26,7 @@ class RunTable:
 
 
 def run_table(profile, rows, datasets=None, train: bool = True, force: bool = False, device: str = "auto",
-              progress: bool = False, **kwargs) -> RunTable:
+              progress: bool = False, seeds=None, **kwargs) -> RunTable:
     """Run every ``(label, recipe)`` row under the profile's protocol.
 
     Each row is trained on every tuning dataset of ``profile.protocol`` and evaluated zero-shot
@@ -34,6 +34,12 @@ def run_table(profile, rows, datasets=None, train: bool = True, force: bool = Fa
     evaluates the untrained prompts. Labels are display names only: two rows with the same
     recipe are one experiment, run once. A recipe with epochs per tuning dataset
     (``epochs_by_tuning``, VAND's script) runs each direction with its own entry.
+
+    Every row carries ``low`` and ``high``, the bootstrap interval of its value (:mod:`.intervals`).
+    With ``seeds`` (e.g. ``(0, 1, 2)``) each experiment runs once per seed: ``value`` is the mean
+    over seeds, ``std`` their sample standard deviation (ddof=1), ``seeds`` how many defined it,
+    ``low``/``high`` the interval of the first seed's run; the experiments are
+    :class:`~anomclip.engine.runner.SeededExperiment`.
     """
     out, exps = [], {}
     cache = getattr(profile, "cache", None)
@@ -51,12 +57,18 @@ def run_table(profile, rows, datasets=None, train: bool = True, force: bool = Fa
             tuned = recipe.for_tuning(profile.datasets[src].name) if src is not None else recipe
             exp = run_experiment(tuned, profile.datasets[src] if src is not None else None,
                                  [profile.datasets[t] for t in targets], profile.out, device=device,
-                                 force=force, progress=progress, cache=cache, **kwargs)
+                                 force=force, progress=progress, cache=cache, seeds=seeds, **kwargs)
             exps[(label, src)] = exp
             for t in targets:
-                doc = exp.results[t]
+                doc = exp.results[t] if seeds is None else next(iter(exp.experiments.values())).results[t]
+                interval = (doc.get("intervals") or {}).get("mean", {})
                 for metric, value in doc["mean"].items():
-                    out.append({"label": label, "dataset": t, "metric": metric, "value": value,
-                                "source": "ours", "tuned_on": src,
-                                "provenance": doc["provenance"].get("label", "")})
+                    low, high = interval.get(metric) or (float("nan"), float("nan"))
+                    row = {"label": label, "dataset": t, "metric": metric, "value": value,
+                           "source": "ours", "tuned_on": src,
+                           "provenance": doc["provenance"].get("label", ""), "low": low, "high": high}
+                    if seeds is not None:
+                        s = exp.summary[t]["mean"][metric]
+                        row.update(value=s["mean"], std=s["std"], seeds=s["n"])
+                    out.append(row)
     return RunTable(pd.DataFrame(out), exps)

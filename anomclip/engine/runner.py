@@ -31,6 +31,8 @@ from ..errors import AnomclipError
 from ..methods import Method, trains
 from ..recipes import Recipe
 from .evaluate import EvalResult, evaluate
+from .intervals import Bootstrap
+from .seeds import parse_seeds, seed_summary
 from .features import FeatureCache, FeatureSet, extract_features
 from .loading import build_model, resolve_device
 from .results import DamagedEntry, provenance, read_results, write_results
@@ -103,10 +105,27 @@ class Experiment:
                                 progress=False, desc=f"features {name}")
 
     def predict(self, name: str, batch_size: int = 16) -> EvalResult:
-        """Scores, maps and metrics on ``name``, recomputed from the cached features (maps kept)."""
+        """Scores, maps and metrics on ``name``, recomputed from the cached features (maps kept; the
+        intervals are in ``results[name]``, not recomputed here)."""
         model = self.model()
         return evaluate(model, self.features(name, model), batch_size=batch_size, progress=False,
-                        keep_maps=True)
+                        keep_maps=True, dataset=self.data[name].name, bootstrap=None)
+
+
+@dataclass
+class SeededExperiment:
+    """One experiment run once per seed: the runs, and per evaluation dataset the summary over seeds."""
+
+    experiments: dict  # {seed: Experiment}
+    summary: dict  # {dataset name: seeds.seed_summary(...)}: mean, std (ddof=1), per-seed values
+
+    @property
+    def seeds(self) -> tuple:
+        return tuple(self.experiments)
+
+    @property
+    def reused(self) -> bool:
+        return all(e.reused for e in self.experiments.values())
 
 
 def tuned_for(recipe: Recipe, dataset: str) -> Recipe:
@@ -120,7 +139,7 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
                    device: str | None = "auto", force: bool = False, progress: bool = True,
                    authors_checkpoint: str | None = None, init_prompts: str | None = None, batch_size: int = 16,
                    cache: FeatureCache | None = None, skip_unreadable: bool = False,
-                   verify: bool = False, on_epoch=None) -> Experiment:
+                   verify: bool = False, on_epoch=None, seeds=None) -> Experiment:
     """Train (if ``train_data``) and evaluate ``recipe``; re-use what the store holds unless ``force``.
 
     The prompts start from their N(0, 0.02) initialisation, from the authors' released file
@@ -129,8 +148,16 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     every data file even when its size and modification time are unchanged. A recipe with
     epochs per tuning dataset (``epochs_by_tuning``: VAND's 3 on MVTec AD, 15 on VisA) runs the
     entry of ``train_data`` (:func:`tuned_for`). ``on_epoch(epoch, epochs)`` is called after
-    each training epoch (a progress bar's hook; a stored run trains none).
+    each training epoch (a progress bar's hook; a stored run trains none). ``seeds`` (e.g.
+    ``(0, 1, 2)``): one run per seed (the recipe's ``seed``, part of the run key), returned as
+    a :class:`SeededExperiment` (mean ± sample std per metric, :mod:`.seeds`).
     """
+    if seeds is not None:
+        runs = {s: run_experiment(recipe.with_(seed=s), train_data, eval_data, out_dir, device, force, progress,
+                                  authors_checkpoint, init_prompts, batch_size, cache, skip_unreadable, verify,
+                                  on_epoch) for s in parse_seeds(seeds)}
+        return SeededExperiment(runs, {spec.name: seed_summary({s: e.results[spec.name] for s, e in runs.items()})
+                                       for spec in eval_data})
     device = resolve_device(device)
     cache = cache or FeatureCache()
     if train_data is not None and not trains(recipe):
@@ -144,6 +171,10 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     train_fp = cache.fingerprint(train_samples, verify) if train_data else None
     init = init_identity(authors_checkpoint, init_prompts, cache)
     material = run_material(recipe, train_fp, init, cache)
+    if train_samples and any(s.anomaly and not getattr(s, "mask_path", None) for s in train_samples):
+        # anomalous training images without masks train with the image-level loss alone (engine.train);
+        # keyed, so that a run trained before that rule is not reused (data with masks keeps its keys)
+        material["without_masks"] = "image-level loss"
     key = content_key(material)
     folder = Path(out_dir) / "runs" / key
     exp = Experiment(key, recipe, folder, device=device, cache=cache, data={s.name: s for s in eval_data},
@@ -220,6 +251,8 @@ def _stored_results(path: Path, key: str) -> dict | None:
     if stored != key:
         notice(f"results file {path} belongs to evaluation {stored}, not {key}: recomputed")
         return None
+    if (doc.get("intervals") or {}).get("bootstrap") != Bootstrap().record():
+        return None  # written before the intervals (or with other settings): recomputed, an upgrade, not a repair
     return doc
 
 
@@ -248,17 +281,19 @@ def evaluate_dataset(model: Method, spec: DataSpec, samples, out_path, device: s
                      training_info: dict | None = None, init: str = UNTRAINED, progress: bool = True,
                      batch_size: int = 16, cache: FeatureCache | None = None, skip_unreadable: bool = False,
                      keys: dict | None = None, experiment: str | None = None, verify: bool = False,
-                     fingerprint: str | None = None):
+                     fingerprint: str | None = None, pixel_metrics: bool = True):
     """Evaluate ``model`` on ``samples`` and write the results file ``out_path`` (atomically).
 
     Returns ``(results doc, EvalResult)``. ``keys``: the run-store keys recorded in provenance;
     ``fingerprint``: the samples' content fingerprint when the caller already computed it.
+    ``pixel_metrics=False``: image metrics only.
     """
     t0 = time.perf_counter()
     cache = cache or FeatureCache()
     feats = extract_features(model, samples, cache, progress=progress, desc=f"features {spec.name}",
                              skip_unreadable=skip_unreadable, verify=verify, fingerprint=fingerprint)
-    res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress)
+    res: EvalResult = evaluate(model, feats, batch_size=batch_size, progress=progress, dataset=spec.name,
+                               pixel_metrics=pixel_metrics)
     durations = dict((training_info or {}).get("durations", {}), eval_features_s=feats.seconds,
                      eval_s=res.seconds, eval_total_s=time.perf_counter() - t0)
     prov = provenance(model, data=_data_info(spec, samples, feats.fingerprint), device=device, durations=durations,
@@ -266,7 +301,7 @@ def evaluate_dataset(model: Method, spec: DataSpec, samples, out_path, device: s
                       skip_unreadable=skip_unreadable, skipped=[list(s) for s in feats.skipped],
                       feature_dtype=cache.dtype, experiment=experiment)
     cats = feats.categories()
-    write_results(out_path, res.categories, res.mean, prov, res.notes,
+    write_results(out_path, res.categories, res.mean, prov, res.notes, intervals=res.intervals,
                   scores={c: [float(x) for x in v] for c, v in res.scores.items()},
                   labels={c: [int(feats.labels[i]) for i in idx] for c, idx in cats.items()},
                   paths_by_category={c: [feats.paths[i] for i in idx] for c, idx in cats.items()})

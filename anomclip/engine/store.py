@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 from ..data.fingerprint import content_key
 from ..errors import AnomclipError
 from ..io import atomic_write_text
-from ..recipes import Recipe
+from ..recipes import KEYED_WHEN_SET, Recipe
 from .features import CACHE_VERSION, FeatureCache
 from .results import DamagedEntry, read_stamped, stamped_json
 
@@ -55,6 +56,10 @@ def run_material(recipe: Recipe, train_fp: str | None, init: dict | None, cache:
     """Everything a run's prompts depend on (its key is the hash of this)."""
     settings = recipe.to_dict()
     settings.pop("name")  # a display name, not a setting
+    defaults = Recipe().to_dict()
+    for k in KEYED_WHEN_SET:  # settings added later: keyed only where set, so earlier keys stay
+        if json.dumps(settings.get(k)) == json.dumps(defaults[k]):
+            settings.pop(k, None)
     return {"store": STORE_VERSION, "features": CACHE_VERSION, "recipe": settings, "weights": weights_identity(recipe, cache),
             "train_data": train_fp, "init": {k: v for k, v in init.items() if k != "file"} if init else None,
             "feature_dtype": cache.dtype}

@@ -13,6 +13,13 @@ schedule), batch 8, 15 epochs, shuffled with a seeded generator (seed 111). Ever
 the frozen visual features from a :class:`~anomclip.engine.features.FeatureSet`; the text side is
 recomputed for each batch because it is what learns.
 
+**Images without masks** train with the image-level loss alone (their ``"global"`` term): an
+anomalous image without a mask says nothing about which pixels are anomalous. In a dataset
+where no anomalous image has a mask, every image does (a dataset of image labels only);
+otherwise the images with masks (normal ones count as all-zero masks) keep the whole loss, and
+a batch's loss is the size-weighted mean of its two parts. A dataset whose anomalous images all
+have masks trains exactly as before.
+
 A checkpoint after every epoch holds the prompts, the optimiser, the shuffling generator and
 the loss history, so an interrupted run resumed from it ends exactly where an uninterrupted
 one does.
@@ -23,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -65,6 +73,7 @@ def train(model: Method, features: FeatureSet, epochs: int | None = None, batch_
         return TrainResult(checkpoint=None)
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(r.betas), weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
+    image_only = image_level_only(features)
     result = TrainResult()
     start_epoch = 0
     if resume and checkpoint and Path(checkpoint).is_file():
@@ -86,8 +95,11 @@ def train(model: Method, features: FeatureSet, epochs: int | None = None, batch_
         batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for idx in bar:
-            g, feats, labels, masks, cls_names, _ = features.batch(idx, device)
-            losses = model.training_loss(g, feats, labels, masks, cls_names)
+            if image_only[idx].any():
+                losses = _split_loss(model, features, idx, image_only[idx], device)
+            else:
+                g, feats, labels, masks, cls_names, _ = features.batch(idx, device)
+                losses = model.training_loss(g, feats, labels, masks, cls_names)
             opt.zero_grad(set_to_none=True)
             if losses["total"].requires_grad:
                 losses["total"].backward()
@@ -115,3 +127,28 @@ def train(model: Method, features: FeatureSet, epochs: int | None = None, batch_
     result.seconds = time.perf_counter() - t_start
     result.checkpoint = str(checkpoint) if checkpoint else None
     return result
+
+
+def image_level_only(features: FeatureSet) -> np.ndarray:
+    """``[N]`` bool: the images trained with the image-level loss alone (module doc)."""
+    labels = np.asarray(features.labels).astype(bool)
+    has_mask = np.asarray(getattr(features, "has_mask", np.ones(labels.size, bool)), dtype=bool)
+    if labels.any() and not (has_mask & labels).any():
+        return np.ones(labels.size, bool)  # no anomalous image has a mask: image labels only
+    return ~has_mask
+
+
+def _split_loss(model: Method, features: FeatureSet, idx: np.ndarray, image_only: np.ndarray, device) -> dict:
+    """The loss of a batch some of whose images train with the image-level loss alone."""
+    parts = []
+    for sel, whole in ((idx[~image_only], True), (idx[image_only], False)):
+        if sel.size:
+            g, feats, labels, masks, cls_names, _ = features.batch(sel, device)
+            lo = model.training_loss(g, feats, labels, masks, cls_names)
+            parts.append((sel.size, lo["total"] if whole else lo["global"], lo["global"],
+                          lo["local"] if whole else lo["local"] * 0.0))
+    if len(parts) == 1:
+        _, total, glob, local = parts[0]
+        return {"total": total, "global": glob, "local": local}
+    n = idx.size
+    return {k: sum(p[i] * (p[0] / n) for p in parts) for i, k in ((1, "total"), (2, "global"), (3, "local"))}

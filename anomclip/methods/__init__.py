@@ -1,4 +1,5 @@
-"""The methods compared in the paper's Tables 1–3, on one engine (docs/compared-methods.md).
+"""The methods on one engine: the six of the paper's Tables 1–3 (docs/compared-methods.md) and
+those published after AnomalyCLIP (docs/after-anomalyclip.md).
 
 CLIP, CLIP-AC, WinCLIP, VAND (APRIL-GAN), CoOp and AnomalyCLIP are recipes (``get_recipe("clip")``,
 …, ``get_recipe("official")``) whose ``method`` field picks the class (:mod:`.registry`). Every
@@ -6,7 +7,7 @@ class satisfies the :class:`~anomclip.methods.protocol.Method` protocol, the onl
 engine uses, so the data index, preprocessing, feature cache, training loop, evaluation, metrics
 and results files are the same for all six. Imports the model layer; never the engine.
 """
-from ..recipes import METHODS, MethodInfo
+from ..recipes import METHODS, PAPER_METHODS, MethodInfo
 from .protocol import Method
 from .registry import (
            CLASSES,
@@ -17,5 +18,5 @@ from .registry import (
            trains,
 )
 
-__all__ = ["CLASSES", "METHODS", "Method", "MethodInfo", "ZERO_SHOT_METHODS", "build_method", "display_name",
+__all__ = ["CLASSES", "METHODS", "PAPER_METHODS", "Method", "MethodInfo", "ZERO_SHOT_METHODS", "build_method", "display_name",
            "model_class", "trains"]

@@ -6,6 +6,12 @@ split in two: :meth:`~Method.encode_image` computes the features the cache store
 :meth:`~Method.feature_spec`), and :meth:`~Method.score_features` turns cached features and
 text features into scores and maps. What a method trains lives in :attr:`~Method.prompt_learner`
 (an empty module when nothing is trained) and is saved by :meth:`~Method.save_prompts`.
+
+A *transductive* method (MuSc) scores a category's images jointly: it sets ``transductive = True``
+and has ``score_category(load, n, dataset=None, with_map=True, sigma=None) -> AnomalyOutput``,
+which evaluation calls once per category with ``load(rows, layer)`` reading the cached features of
+some of its images (``layer=None``: the global features). Not part of the protocol: the engine
+looks for the attribute.
 """
 from __future__ import annotations
 

@@ -10,15 +10,18 @@ from torch import nn
 from ..errors import AnomclipError
 from ..model.anomalyclip import AnomalyCLIP
 from ..recipes import METHODS, Recipe, get_recipe
+from .adaptclip import AdaptCLIP
 from .clip import CLIPAC, CLIPBaseline
 from .coop import CoOp
+from .crane import Crane
+from .musc import MuSc
 from .protocol import Method
 from .vand import VAND
 from .winclip import WinCLIP
 
 #: method key → the class that implements it (every key of METHODS, nothing else)
 CLASSES: dict[str, type] = {"clip": CLIPBaseline, "clip-ac": CLIPAC, "winclip": WinCLIP, "vand": VAND, "coop": CoOp,
-                            "anomalyclip": AnomalyCLIP}
+                            "anomalyclip": AnomalyCLIP, "crane": Crane, "adaptclip": AdaptCLIP, "musc": MuSc}
 assert list(CLASSES) == list(METHODS), "one class per method of recipes.METHODS"
 
 #: Methods with hand-written prompts and nothing to train: their runs take no training data.

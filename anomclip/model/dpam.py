@@ -69,6 +69,12 @@ def attention_pair(mode: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
     return {"vv": (v, v), "qq": (q, q), "kk": (k, k), "qk": (q, k)}[mode]
 
 
+#: Crane's E-Attn (docs/after-anomalyclip.md): the surrogate attention is the **sum** of the three
+#: self-correlation maps, ``(softmax(q qᵀ s) + softmax(k kᵀ s) + softmax(v vᵀ s)) v`` (rows sum to 3),
+#: one ``out_proj`` (its bias added once). Not an ensemble: one surrogate path.
+EATTN = "eattn"
+
+
 class DualPathEncoder(nn.Module):
     """DPAM around an open_clip ``VisionTransformer`` (frozen; no parameters of its own).
 
@@ -177,6 +183,11 @@ class DualPathEncoder(nn.Module):
         def branch(a, b):
             return ls_1(attn.out_proj(_merge_heads(F.scaled_dot_product_attention(a, b, v))))
 
+        def eattn():  # Crane: Σ over the three maps of A(E) v, then one out_proj
+            h = sum(F.scaled_dot_product_attention(e, e, v) for e in (q, k, v))
+            return ls_1(attn.out_proj(_merge_heads(h)))
+
         x_new = x + branch(q, k)
         x_new = x_new + getattr(blk, "ls_2", nn.Identity())(blk.mlp(blk.ln_2(x_new)))
-        return x_new, {mode: branch(*attention_pair(mode, q, k, v)) for mode in modes}
+        return x_new, {mode: eattn() if mode == EATTN else branch(*attention_pair(mode, q, k, v))
+                       for mode in modes}

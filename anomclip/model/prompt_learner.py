@@ -77,6 +77,16 @@ class PromptLearner(nn.Module):
             self._fixed[object_name] = (ids, emb)
         return self._fixed[object_name]
 
+    def set_fixed_tokens(self, ids: torch.Tensor, embeddings: torch.Tensor, object_name: str = "object") -> None:
+        """Use given token ids ``[2, 77]`` and frozen embeddings ``[2, 77, D]`` for ``object_name``
+        (an imported checkpoint's own buffers, e.g. Crane's token prefix/suffix) instead of
+        computing them from the loaded token embedding. The context positions are ignored."""
+        ref_ids, ref_emb = self._fixed_tokens(object_name)
+        if tuple(ids.shape) != tuple(ref_ids.shape) or tuple(embeddings.shape) != tuple(ref_emb.shape):
+            raise AnomclipError(f"fixed tokens {tuple(ids.shape)} / {tuple(embeddings.shape)} do not fit the "
+                                f"prompts {tuple(ref_ids.shape)} / {tuple(ref_emb.shape)}")
+        self._fixed[object_name] = (ids.to(ref_ids), embeddings.to(ref_emb))
+
     def object_name(self, cls_name: str | None) -> str:
         if self.object_aware:
             if not cls_name:

@@ -10,6 +10,11 @@ Everything read from it is labelled **paper**; our own numbers come from results
 authors' own re-run, the ``mean`` rows of the logs in their repository (columns: dataset,
 method, tuned_on, level, metric, value, and where they come from: repo, path, commit,
 commit_date). Everything read from it is labelled **authors' re-run**.
+
+``after_anomalyclip.csv`` holds the published zero-shot numbers of the methods after AnomalyCLIP
+(docs/after-anomalyclip.md; columns: dataset, method, variant — ``paper`` or ``code`` where a
+repository reports both —, setting — ``transductive`` for MuSc, which scores a category's test
+images jointly —, level, metric, value, and where each comes from: repo, path, commit, commit_date).
 """
 from __future__ import annotations
 
@@ -107,3 +112,47 @@ def with_rerun(cmp: pd.DataFrame) -> pd.DataFrame:
     rr = rerun_long().rename(columns={"value": RERUN})
     d = cmp.merge(rr[["label", "dataset", "metric", RERUN]], on=["label", "dataset", "metric"], how="inner")
     return d.set_index(["dataset", "label", "metric"])[["paper", RERUN, "ours", "status", "ours on"]]
+
+
+@lru_cache(maxsize=1)
+def after_anomalyclip() -> pd.DataFrame:
+    """The published numbers of the methods after AnomalyCLIP (values in %), with a ``provenance``
+    column (``repo@commit:path (commit_date)``)."""
+    with resources.files(__name__).joinpath("after_anomalyclip.csv").open() as f:
+        df = pd.read_csv(f, dtype=str)
+    df["value"] = df["value"].astype(float)
+    df["provenance"] = [f"{r.repo}@{r.commit[:7]}:{r.path} ({r.commit_date})" for r in df.itertuples()]
+    return df
+
+
+#: the tables of the paper that hold its zero-shot comparison (industrial, medical)
+ZERO_SHOT_TABLES = ("1", "2")
+
+
+def published_long(methods=None) -> pd.DataFrame:
+    """Every method's published zero-shot means as one long frame: label (the method's name),
+    dataset, metric (key of :data:`METRIC_KEYS`), value (%), source and setting.
+
+    The paper's six methods come from its Tables 1–2 (``source`` "AnomalyCLIP paper, Table N";
+    ``setting`` "" — its protocol); the later methods from :func:`after_anomalyclip`: per
+    (method, dataset, metric), the ``paper`` variant where there is one, else the ``code`` one
+    (``source``: its provenance; ``setting``: e.g. "tuned on VisA", "transductive"). ``methods``
+    (names) keeps those; metrics outside :data:`METRIC_KEYS` (F1-max) are left out."""
+    key_of = {v: k for k, v in METRIC_KEYS.items()}
+    rows = []
+    paper = paper_values(None, category="mean", variant="")
+    for r in paper[paper["table"].isin(ZERO_SHOT_TABLES)].itertuples():
+        if (r.level, r.metric) in key_of:
+            rows.append({"label": r.method, "dataset": r.dataset, "metric": key_of[(r.level, r.metric)],
+                         "value": float(r.value), "source": f"AnomalyCLIP paper, Table {r.table}", "setting": ""})
+    after = after_anomalyclip()
+    after = after.assign(_rank=(after["variant"] != "paper").astype(int)).sort_values("_rank", kind="stable")
+    after = after.drop_duplicates(["method", "dataset", "level", "metric"])
+    for r in after.itertuples():
+        if (r.level, r.metric) in key_of:
+            rows.append({"label": r.method, "dataset": r.dataset, "metric": key_of[(r.level, r.metric)],
+                         "value": float(r.value), "source": r.provenance, "setting": r.setting})
+    df = pd.DataFrame(rows, columns=["label", "dataset", "metric", "value", "source", "setting"])
+    if methods is not None:
+        df = df[df["label"].isin(list(methods))]
+    return df.reset_index(drop=True)
