@@ -182,38 +182,38 @@ while not other.exists():  # only a chapter executed side by side with this one 
 """
 
 
-@pytest.mark.slow
-def test_jobs_execute_chapters_side_by_side_each_on_its_share_of_the_cores(tmp_path):
-    """``jobs=2``: each of two chapters waits for the other to have started (run one after the
-    other, the first would time out); both are keyed and timed, the cost chapter still last."""
+def _waiting_pair(tmp_path, tail: str, echo=lambda m: None):
+    """Chapters 01_a (ending with ``tail``) and 02_b, each waiting for the other; execute_all's keywords."""
     nbs, pkg = tmp_path / "notebooks", tmp_path / "pkg"
     nbs.mkdir()
     pkg.mkdir()
     (pkg / "m.py").write_text("")
-    (nbs / "01_a.py").write_text(WAITS_FOR.format(me="a", other="b", tail=""))
+    (nbs / "01_a.py").write_text(WAITS_FOR.format(me="a", other="b", tail=tail))
     (nbs / "02_b.py").write_text(WAITS_FOR.format(me="b", other="a", tail=""))
+    return nbs, dict(notebooks_dir=nbs, out_dir=tmp_path / "chapters", cwd=tmp_path, echo=echo, package_dir=pkg)
+
+
+@pytest.mark.slow
+def test_jobs_execute_chapters_side_by_side_each_on_its_share_of_the_cores(tmp_path):
+    """``jobs=2``: each of two chapters waits for the other to have started (run one after the
+    other, the first would time out); both are keyed and timed, the cost chapter still last."""
+    said = []
+    nbs, kw = _waiting_pair(tmp_path, tail="", echo=said.append)
     (nbs / "12_cost.py").write_text(CHAPTER.replace("x = {n}", "x = sorted(p.name for p in __import__('pathlib')"
                                                                 ".Path('.').glob('*.started'))"))
-    said = []
-    kw = dict(notebooks_dir=nbs, out_dir=tmp_path / "chapters", cwd=tmp_path, echo=said.append, package_dir=pkg)
     timings = book.execute_all("smoke", "data", "cpu", jobs=2, **kw)
     assert set(timings) == {"01_a", "02_b", "12_cost"} and list(timings)[-1] == "12_cost"
     cores = max(1, (__import__("os").cpu_count() or 1) // 2)
     assert (tmp_path / "a.started").read_text() == (tmp_path / "b.started").read_text() == str(cores)
     for stem in timings:
         assert book.stored_key(tmp_path / "chapters" / f"{stem}.ipynb")
+    assert any("2 at a time" in m for m in said)
     assert book.execute_all("smoke", "data", "cpu", jobs=2, **kw) == {}  # keyed as one at a time
 
 
 @pytest.mark.slow
 def test_a_failing_chapter_among_jobs_is_named(tmp_path):
-    nbs, pkg = tmp_path / "notebooks", tmp_path / "pkg"
-    nbs.mkdir()
-    pkg.mkdir()
-    (pkg / "m.py").write_text("")
-    (nbs / "01_a.py").write_text(WAITS_FOR.format(me="a", other="b", tail="raise ValueError('broken on purpose')"))
-    (nbs / "02_b.py").write_text(WAITS_FOR.format(me="b", other="a", tail=""))
-    kw = dict(notebooks_dir=nbs, out_dir=tmp_path / "chapters", cwd=tmp_path, echo=lambda m: None, package_dir=pkg)
+    _, kw = _waiting_pair(tmp_path, tail="raise ValueError('broken on purpose')")
     with pytest.raises(book.ChapterError, match="chapter 01_a failed: ValueError: broken on purpose"):
         book.execute_all("smoke", "data", "cpu", jobs=2, **kw)
     doc = json.loads((tmp_path / "results" / "smoke" / "book_timings.json").read_text())

@@ -93,6 +93,8 @@ COLOURS = {
     # the methods, in the paper's order; AnomalyCLIP is red like its own mode (V-V) and setting
     "CLIP": "#17becf", "CLIP-AC": "#9edae5", "WinCLIP": "#bcbd22", "VAND": "#e377c2", "CoOp": "#8c564b",
     "AnomalyCLIP": _OFFICIAL,
+    # the methods published after it (chapter 15): colours of no other family
+    "Crane": "#1a9850", "AdaptCLIP": "#e08214", "MuSc": "#2166ac",
     # DPAM modes (Q-K is the original attention: "no DPAM" shares its colour), apart from the
     # datasets' tab10 (chapter 9 draws modes and datasets in consecutive figures); V-V is AnomalyCLIP's
     "Q-K": "#01665e", "no DPAM": "#01665e", "Q-Q": "#b35806", "K-K": "#542788", "V-V": _OFFICIAL,
