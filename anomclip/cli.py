@@ -834,7 +834,7 @@ def add_bench_parser(sub) -> None:
     b.add_argument("--naive", action="store_true", help="also extrapolate a naive per-threshold AUPRO")
     b.set_defaults(func=cmd_bench_aupro)
 
-    b = what.add_parser("methods", help="images/s of each of the six methods and what the shared feature cache saves")
+    b = what.add_parser("methods", help="images/s of each method and what the shared feature cache saves")
     b.add_argument("--out", default="results/methods-bench.json", help="JSON file to write (default: %(default)s)")
     b.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     b.add_argument("--images", type=int, default=8, help="images per batch on the tiny backbone (default: %(default)s)")

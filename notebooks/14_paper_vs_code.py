@@ -99,6 +99,7 @@ def deltas(label, metrics_=("image_auroc", "image_ap", "pixel_auroc", "pixel_aup
     return (w.loc[label] - w.loc["official (released code)"]).rename(f"{label} − official (points)")
 
 # %% [markdown]
+# (code-layers)=
 # ## (a) Which layers, which λ
 #
 # The paper computes the local loss and the anomaly map on four layers with λ = 1 (our
@@ -149,6 +150,7 @@ example = pd.Series({"standard AUPRO (FPR ≤ 0.3)": metrics.aupro(amap, mask),
 styled(example.to_frame("constructed example (%)"))
 
 # %% [markdown]
+# (code-ln-post)=
 # ## (c) `ln_post` on the global feature
 #
 # The released code projects the global (class-token) feature without CLIP's final layer

@@ -27,6 +27,15 @@ def tiny_clip():
     return load_clip("tiny-random", None, image_size=96)
 
 
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    """The synthetic two-domain benchmark at its defaults (seed 0), generated once per test process
+    and shared: a test that changes data copies it first."""
+    from anomclip.data.synth import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("synth"))
+
+
 @pytest.fixture
 def images():
     g = torch.Generator().manual_seed(0)

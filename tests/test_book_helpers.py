@@ -725,7 +725,7 @@ def test_the_ablation_schedule_shortens_the_smoke_tunings_only(tmp_path, monkeyp
         == (2, "ViT-B-16")
     paper = Profile("paper", get_recipe("official"), {}, synthetic=False)
     assert paper.recipe("paper", schedule="ablation") == get_recipe("paper") and get_recipe("paper").epochs == 15
-    with pytest.raises(AnomclipError, match="unknown schedule 'fast' \\(choose from ablation\\)"):
+    with pytest.raises(AnomclipError, match="unknown schedule 'fast' \\(choose from ablation, epoch-curve\\)"):
         S.recipe("paper", schedule="fast")
     with pytest.raises(AnomclipError, match="unknown schedule"):
         paper.recipe("paper", schedule="fast")

@@ -13,18 +13,12 @@ from PIL import Image
 from anomclip import AnomclipError
 from anomclip.cli import main
 from anomclip.data.dataset import load_index
-from anomclip.data.synth import make_synthetic
 from anomclip.engine.evaluate import evaluate
 from anomclip.engine.features import FeatureCache, extract_features
 from anomclip.engine.loading import build_model
 from anomclip.engine.runner import DataSpec, run_experiment
 from anomclip.engine.train import train
 from anomclip.recipes import smoke
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("synth"))
 
 
 @pytest.fixture(autouse=True)

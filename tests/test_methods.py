@@ -460,22 +460,22 @@ def test_anomalyclip_training_is_unchanged_by_the_generic_loop(synth, cache):
         assert torch.equal(a, b)
 
 
-def test_every_method_runs_end_to_end_through_run_experiment(synth, cache, tmp_path):
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_end_to_end_through_run_experiment(synth, cache, tmp_path, method):
     from anomclip.engine.runner import DataSpec, run_experiment
 
     tex, obj = DataSpec(str(synth["textures"]), "textures"), DataSpec(str(synth["objects"]), "objects")
-    for info in METHODS.values():
-        name = info.recipe
-        recipe = smoke(name, epochs=1, batch_size=8)
-        exp = run_experiment(recipe, tex if info.trains else None, [obj], tmp_path, progress=False, cache=cache,
-                             device="cpu")
-        doc = exp.results["objects"]
-        assert doc["provenance"]["recipe"]["method"] == recipe.method, name
-        for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
-            assert 0.0 <= doc["mean"][key] <= 1.0, (name, key)
-        assert (exp.checkpoint is not None) == info.trains, name
-        again = run_experiment(recipe, tex if info.trains else None, [obj], tmp_path, progress=False, cache=cache,
-                               device="cpu")
-        assert again.reused, name
-        pred = exp.predict("objects")  # maps recomputed from the cached features
-        assert pred.mean["pixel_auroc"] == pytest.approx(doc["mean"]["pixel_auroc"], abs=1e-9), name
+    info = METHODS[method]
+    recipe = smoke(info.recipe, epochs=1, batch_size=8)
+    exp = run_experiment(recipe, tex if info.trains else None, [obj], tmp_path, progress=False, cache=cache,
+                         device="cpu")
+    doc = exp.results["objects"]
+    assert doc["provenance"]["recipe"]["method"] == recipe.method
+    for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert 0.0 <= doc["mean"][key] <= 1.0, key
+    assert (exp.checkpoint is not None) == info.trains
+    again = run_experiment(recipe, tex if info.trains else None, [obj], tmp_path, progress=False, cache=cache,
+                           device="cpu")
+    assert again.reused
+    pred = exp.predict("objects")  # maps recomputed from the cached features
+    assert pred.mean["pixel_auroc"] == pytest.approx(doc["mean"]["pixel_auroc"], abs=1e-9)

@@ -3,7 +3,7 @@
 Every expectation is computed independently in the test: the LayerNorm over [C, H, W] and the
 r × r neighbourhood mean as explicit loops, the nearest-patch distances as a plain loop over
 images and patches, RsCIN by hand on a toy set. The side-by-side with the authors' code is
-tools/parity_musc.py (docs/after-anomalyclip.md, MuSc).
+tools/musc_side_by_side.py (docs/after-anomalyclip.md, MuSc).
 """
 from __future__ import annotations
 

@@ -14,17 +14,11 @@ from PIL import Image
 from anomclip import AnomclipError
 from anomclip.data import fingerprint
 from anomclip.data.dataset import load_index
-from anomclip.data.synth import make_synthetic
 from anomclip.engine.features import FeatureCache, extract_features
 from anomclip.engine.loading import build_model
 from anomclip.engine.run_table import run_table
 from anomclip.engine.runner import DataSpec, run_experiment
 from anomclip.recipes import smoke
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("synth"))
 
 
 @pytest.fixture

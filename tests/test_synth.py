@@ -32,11 +32,6 @@ def odd_pixels(img: np.ndarray) -> np.ndarray:
     return (hi < 50) | (lo > 220) | (hi - lo > 130)
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> dict[str, Path]:
-    return make_synthetic(tmp_path_factory.mktemp("synth"), seed=0)
-
-
 def test_returns_two_roots_with_meta(synth):
     assert set(synth) == {"textures", "objects"}
     for domain, root in synth.items():

@@ -9,7 +9,7 @@ thing measured:
 * :mod:`.training`    seconds per epoch with the feature cache vs recomputing the features
 * :mod:`.metrics`     exact AUPRO and the pixel metrics, beside the implementation they replaced
   (:mod:`.metrics_baseline`) (``anomclip bench aupro``)
-* :mod:`.methods`     images/s of each of the six methods, and what the shared feature cache saves
+* :mod:`.methods`     images/s of each method, and what the shared feature cache saves
   (``anomclip bench methods``)
 * :mod:`.workbench`   seconds from a workbench's Run to its new row, per ablation chapter (``anomclip bench workbench``)
 * :mod:`.predict`     ``anomclip predict``'s peak memory and speed on folders of N images (``anomclip bench predict``)

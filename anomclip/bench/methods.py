@@ -1,10 +1,10 @@
-"""Cost of the six methods on one engine: images/s and what the shared feature cache saves.
+"""Cost of every method on one engine: images/s and what the shared feature cache saves.
 
 * per method on the tiny random backbone: images/s of the visual encoder (what extraction
   costs), of scoring from cached features (text + maps), and of both (encode + score);
 * with ``paper`` the same for each method's own paper setting with random weights
   (ViT-L-14-336 at 518 px, WinCLIP's ViT-B-16-plus-240 at 240 px) on a couple of images;
-* the feature cache: evaluating all six methods on one synthetic dataset with an empty cache,
+* the feature cache: evaluating every method on one synthetic dataset with an empty cache,
   the number of extractions and their seconds against extracting once per method (CLIP,
   CLIP-AC and CoOp share one extraction), and a second pass that reads everything from the cache.
 """
@@ -48,7 +48,7 @@ def throughput(recipe, n_images: int, repeats: int, device: str) -> dict:
 
 
 def cache_savings(device: str, data_root: Path | None = None) -> dict:
-    """Evaluate all six methods on one synthetic dataset, twice, with one (initially empty) cache."""
+    """Evaluate every method on one synthetic dataset, twice, with one (initially empty) cache."""
     from ..data.dataset import load_index
     from ..data.synth import make_synthetic
     from ..engine.evaluate import evaluate

@@ -44,13 +44,15 @@ def gains(frame: pd.DataFrame, method: str, reference: str = REFERENCE) -> dict:
         d = frame[(frame["label"] == label) & frame["value"].notna()]
         return d.groupby(["dataset", "metric"], sort=False)["value"].first()
 
-    diff = (values(method) - values(reference)).dropna()
+    mine = values(method)
+    diff = (mine - values(reference)).dropna()
     if diff.empty:
-        return {"pairs": 0, "higher": 0, "mean": float("nan"), "most": None, "least": None, "datasets": []}
+        return {"pairs": 0, "higher": 0, "mean": float("nan"), "most": None, "least": None, "datasets": [],
+                "values": int(len(mine))}
     hi, lo = diff.idxmax(), diff.idxmin()
     return {"pairs": int(len(diff)), "higher": int((diff > 0).sum()), "mean": float(diff.mean()),
             "most": (*hi, float(diff[hi])), "least": (*lo, float(diff[lo])),
-            "datasets": list(dict.fromkeys(d for d, _ in diff.index))}
+            "datasets": list(dict.fromkeys(d for d, _ in diff.index)), "values": int(len(mine))}
 
 
 def _signed(v: float) -> str:
@@ -58,25 +60,30 @@ def _signed(v: float) -> str:
 
 
 def gains_sentence(g: dict, method: str, reference: str = REFERENCE, whose: str = "published") -> Conclusion:
-    """What :func:`gains` says, in one sentence. Cases: ``none`` (no (dataset, metric) in
-    common), ``all`` (higher everywhere), ``most`` (higher on more than half), ``some`` (on half
-    or fewer, at least one), ``never`` (higher nowhere)."""
+    """What :func:`gains` says, in one sentence. Cases: ``absent`` (``method`` has no number at
+    all), ``none`` (no (dataset, metric) in common), ``all`` (higher everywhere), ``most`` (higher
+    on more than half), ``some`` (on half or fewer, at least one), ``never`` (higher nowhere)."""
+    if not g.get("values", g["pairs"]):
+        return Conclusion("absent", f"{method} has no {whose} number here yet.")
     if not g["pairs"]:
         return Conclusion("none", f"{method} and {reference} have no {whose} number on a common dataset and metric.")
     n, k = g["pairs"], g["higher"]
     ds, m, v = g["most"]
     ds2, m2, v2 = g["least"]
-    pairs = f"{plural(n, '(dataset, metric) pair')} both have ({plural(len(g['datasets']), 'dataset')})"
+    common = f"in common ({plural(len(g['datasets']), 'dataset')})"
     spread = (f"; the largest difference is {_signed(v)} points ({metric_name(m)} on {ds}), the smallest "
               f"{_signed(v2)} ({metric_name(m2)} on {ds2})") if n > 1 else f" ({metric_name(m)} on {ds})"
     mean = f"{_signed(g['mean'])} points on average{spread}." if n > 1 else f"{_signed(g['mean'])} points{spread}."
     head = f"{whose.capitalize()} numbers: {method} is above {reference}"
-    if k == n:
-        case, on = "all", (f"on all {pairs}" if n > 1 else f"on the one {pairs}")
+    if n == 1:
+        case, on = ("all" if k else "never"), f"on the one (dataset, metric) pair {common}"
+        head = head if k else head.replace(" is above ", " is not above ")
+    elif k == n:
+        case, on = "all", f"on each of the {n} (dataset, metric) pairs {common}"
     elif k == 0:
-        case, on = "never", f"on none of the {pairs}"
+        case, on = "never", f"on none of the {n} (dataset, metric) pairs {common}"
     else:
-        case, on = ("most" if 2 * k > n else "some"), f"on {k} of the {pairs}"
+        case, on = ("most" if 2 * k > n else "some"), f"on {k} of the {n} (dataset, metric) pairs {common}"
     return Conclusion(case, f"{head} {on}: {mean}")
 
 
@@ -92,7 +99,8 @@ def smoke_ranking_note(smoke: bool) -> Conclusion:
                               "method's published number, docs/after-anomalyclip.md lists the known reasons.")
 
 
-def cost_sentence(costs: pd.DataFrame, method: str, reference: str = REFERENCE) -> Conclusion:
+def cost_sentence(costs: pd.DataFrame, method: str, reference: str = REFERENCE,
+                  set_of: int | None = None) -> Conclusion:
     """One method's cost against the reference's (``costs``: index = label, columns
     ``trainable parameters``, ``s/image``, ``peak MB``). Cases: ``missing`` (either row absent),
     ``cheaper`` (fewer seconds per image), ``dearer`` (more), ``same`` (within 5 %)."""
@@ -108,5 +116,20 @@ def cost_sentence(costs: pd.DataFrame, method: str, reference: str = REFERENCE) 
     case = "same" if abs(time_ratio - 1) <= 0.05 else ("cheaper" if time_ratio < 1 else "dearer")
     how = {"same": "about as long as", "cheaper": f"{fmt_sig(time_ratio, 2)}× the time of",
            "dearer": f"{fmt_sig(time_ratio, 2)}× the time of"}[case]
-    return Conclusion(case, f"{method} takes {how} {reference} per image, with {fmt_sig(mem_ratio, 2)}× its peak "
+    as_set = f" (scoring the {set_of} images as one set: more images, more time per image)" if set_of else ""
+    return Conclusion(case, f"{method} takes {how} {reference} per image{as_set}, with "
+                            f"{fmt_sig(mem_ratio, 2)}× its peak "
                             f"memory and {trained}.")
+
+
+def category_set(samples, n: int) -> list:
+    """``n`` samples of one category, anomalous and normal in turn (anomalous first), each kind in
+    its listed order; when one kind runs out, the other fills the set (fewer than ``n`` only when
+    the category has fewer). The set a transductive method scores together, and the images whose
+    maps every method draws."""
+    bad = [s for s in samples if s.anomaly]
+    good = [s for s in samples if not s.anomaly]
+    out = []
+    for i in range(max(len(bad), len(good))):
+        out += [s for s in (bad[i] if i < len(bad) else None, good[i] if i < len(good) else None) if s is not None]
+    return out[:n]

@@ -444,7 +444,8 @@ def read_timings(profile: str = "smoke", cwd: str | Path = REPO):
 #: the book's parts (caption, first and last chapter number), as the landing page's reading guide
 #: describes them; a chapter numbered past the last part joins it
 PARTS = (("The method", 1, 3), ("The main results", 4, 5), ("Ablations, one choice at a time", 6, 11),
-         ("Cost, failures and the released code", 12, 99))
+         ("Cost, failures and the released code", 12, 14), ("After AnomalyCLIP", 15, 15),
+         ("Questions people ask", 16, 99))
 
 
 def write_toc(book_dir: str | Path = BOOK) -> Path:

@@ -40,8 +40,13 @@ from .runner import DataSpec
 #: It keeps what these chapters show on the smoke profile: the local loss is what trains the
 #: maps (chapter 8: pixel AUROC of "global only" stays near the untrained prompts' while "local
 #: only" rises to the full model's), and every module, loss term and DPAM mode trains and runs.
+#:
+#: ``epoch-curve`` (chapter 16's evaluation after every epoch, :mod:`.epochs`): 3 epochs, whose
+#: second is the ``ablation`` run (read back from the store); the paper profile's curve runs the
+#: recipe's 15.
 SMOKE_SCHEDULES: dict[str, dict] = {
     "ablation": {"epochs": 2},
+    "epoch-curve": {"epochs": 3},
 }
 
 

@@ -170,11 +170,7 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     train_samples = train_data.samples() if train_data else None
     train_fp = cache.fingerprint(train_samples, verify) if train_data else None
     init = init_identity(authors_checkpoint, init_prompts, cache)
-    material = run_material(recipe, train_fp, init, cache)
-    if train_samples and any(s.anomaly and not getattr(s, "mask_path", None) for s in train_samples):
-        # anomalous training images without masks train with the image-level loss alone (engine.train);
-        # keyed, so that a run trained before that rule is not reused (data with masks keeps its keys)
-        material["without_masks"] = "image-level loss"
+    material = _material(recipe, train_samples, train_fp, init, cache)
     key = content_key(material)
     folder = Path(out_dir) / "runs" / key
     exp = Experiment(key, recipe, folder, device=device, cache=cache, data={s.name: s for s in eval_data},
@@ -237,6 +233,30 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
                                       fingerprint=eval_fps[spec.name])
             exp.results[spec.name] = doc
     return exp
+
+
+def _material(recipe: Recipe, train_samples, train_fp, init, cache: FeatureCache) -> dict:
+    """The run's key material (:func:`.store.run_material`, and how images without masks train)."""
+    material = run_material(recipe, train_fp, init, cache)
+    if train_samples and any(s.anomaly and not getattr(s, "mask_path", None) for s in train_samples):
+        # anomalous training images without masks train with the image-level loss alone (engine.train);
+        # keyed, so that a run trained before that rule is not reused (data with masks keeps its keys)
+        material["without_masks"] = "image-level loss"
+    return material
+
+
+def run_folder(recipe: Recipe, train_data: DataSpec | None, out_dir: str | Path, cache: FeatureCache | None = None,
+               verify: bool = False) -> Path:
+    """The run-store folder :func:`run_experiment` uses for ``recipe`` tuned on ``train_data`` from
+    its initial prompts (nothing is trained or evaluated)."""
+    cache = cache or FeatureCache()
+    if train_data is not None and not trains(recipe):
+        train_data = None
+    if train_data is not None:
+        recipe = tuned_for(recipe, train_data.name)
+    samples = train_data.samples() if train_data else None
+    fp = cache.fingerprint(samples, verify) if train_data else None
+    return Path(out_dir) / "runs" / content_key(_material(recipe, samples, fp, None, cache))
 
 
 def _stored_results(path: Path, key: str) -> dict | None:

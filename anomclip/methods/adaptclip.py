@@ -40,6 +40,7 @@ from torch import nn
 
 from ..errors import AnomclipError
 from ..io import read_checkpoint
+from ..model import blocks
 from ..model.anomalyclip import AnomalyOutput
 from ..model.dpam import DualPathEncoder, VisualFeatures
 from ..model.losses import dice_loss, focal_loss
@@ -69,6 +70,22 @@ def static_sentences(object_name: str = "object") -> tuple[list[str], list[str]]
     def expand(states):
         return [t.format(s.format(object_name)) for s in states for t in TEMPLATES]
     return expand(NORMAL_STATES), expand(ABNORMAL_STATES)
+
+
+def raw_text_features(clip_model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """open_clip's ``encode_text(ids, normalize=False)`` ``[n, D]``, run on the positions up to the last
+    end-of-text token only (under the causal mask the rest cannot reach it: equal up to round-off,
+    about 5× faster for these short sentences)."""
+    x = clip_model.token_embedding(ids) + clip_model.positional_embedding
+    mask = clip_model.attn_mask
+    if mask is not None:
+        n = int(ids.argmax(dim=-1).max()) + 1
+        x, mask = x[:, :n], mask[:n, :n]
+    for blk in clip_model.transformer.resblocks:
+        x = blocks.run_block(blk, x, attn_mask=mask)
+    x = clip_model.ln_final(x)[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
+    proj = clip_model.text_projection
+    return proj(x) if isinstance(proj, nn.Linear) else x @ proj
 
 
 class ResidualAdapter(nn.Module):
@@ -169,7 +186,7 @@ class AdaptCLIP(FrozenClipMethod):
             with torch.no_grad():
                 for sentences in static_sentences():
                     ids = self.tokenizer(sentences).to(self.device)
-                    rows.append(self.clip.encode_text(ids, normalize=False).float().mean(0))
+                    rows.append(raw_text_features(self.clip, ids).float().mean(0))
             self._text_cache[key] = F.normalize(torch.stack(rows), dim=-1)
         return self._text_cache[key]
 
@@ -219,9 +236,10 @@ class AdaptCLIP(FrozenClipMethod):
         (lv, mv), (lt, mt) = br["va"], br["ta"]
         sigma = self.recipe.sigma if sigma is None else sigma
         amap = gaussian_blur(0.5 * (mv[:, 1] + mt[:, 1]), sigma)
-        amap = torch.nan_to_num(amap, nan=0.0, posinf=0.0, neginf=0.0)
         pv, pt = lv.softmax(-1), lt.softmax(-1)
         score = (pv[:, 1] + pt[:, 1] + amap.flatten(1).max(1).values) / 3
+        # their test.py L312–313: NaN and ±inf to 0 in the map and the score, after the score is formed
+        amap = torch.nan_to_num(amap, nan=0.0, posinf=0.0, neginf=0.0)
         score = torch.nan_to_num(score, nan=0.0, posinf=0.0, neginf=0.0)
         image_logits = (0.5 * (pv + pt)).log()  # softmax of these = the mean of the two branches' probabilities
         return AnomalyOutput(score, amap if with_map else None, image_logits, {self.layers[-1]: 0.5 * (mv + mt)})

@@ -1,6 +1,6 @@
 """MuSc side by side with its authors' code, on identical random weights and images.
 
-    python tools/parity_musc.py /tmp/musc_src [--backbone ViT-L-14-336] [--size 224] [--images 6]
+    python tools/musc_side_by_side.py /tmp/musc_src [--backbone ViT-L-14-336] [--size 224] [--images 6]
 
 ``/tmp/musc_src`` is a tree of xrli-U/MuSc (e.g. ``git --git-dir=… archive HEAD | tar -x``). Their
 vendored open_clip, ``LNAMD``, ``MSM`` and ``RsCIN`` run as released; the glue between them (the order
