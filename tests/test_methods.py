@@ -401,14 +401,14 @@ def test_vand_and_coop_train_checkpoint_and_resume_like_anomalyclip(synth, cache
     from anomclip.engine.loading import build_model
     from anomclip.engine.train import train
 
-    recipe = smoke(name, epochs=3, batch_size=8)
+    recipe = smoke(name, epochs=2, batch_size=8)
     runs = []
     for tag in ("a", "b"):
         model = build_model(recipe)
         feats = _feats(model, synth["textures"], cache)
         res = train(model, feats, checkpoint=tmp_path / f"{tag}.pt", progress=False)
         runs.append(torch.load(tmp_path / f"{tag}.pt", weights_only=True)["prompt_learner"])
-    assert len(res.history) == 3 and all(math.isfinite(h["loss"]) for h in res.history)
+    assert len(res.history) == 2 and all(math.isfinite(h["loss"]) for h in res.history)
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     model = build_model(recipe)
     train(model, feats, checkpoint=tmp_path / "c.pt", progress=False, stop_after=1)  # interrupted
