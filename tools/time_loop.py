@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,9 @@ def timed(cmd: list[str], cwd: Path, env: dict) -> dict:
     p = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
     return {"command": " ".join(cmd), "seconds": round(time.perf_counter() - t0, 1), "returncode": p.returncode,
-            "last_line": lines[-1] if lines else ""}
+            "last_line": lines[-1] if lines else "",
+            # .ci/run's own step timings, and pytest's summaries
+            "steps": [ln for ln in lines if ln.startswith("ci: ") or re.search(r"\d+ passed.* in [\d.]+s", ln)]}
 
 
 def main(argv=None) -> int:
@@ -74,6 +77,8 @@ def main(argv=None) -> int:
             results["steps"].append(r)
             print(f"loop [{head}] {step}: {r['seconds']:.0f} s (exit {r['returncode']}) {r['last_line'][:100]}",
                   flush=True)
+            for line in r["steps"]:
+                print(f"    {line}", flush=True)
             if r["returncode"] != 0:
                 break
     args.out.parent.mkdir(parents=True, exist_ok=True)
