@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
+from side_by_side import rel, random_clip
 
 
 def stub_missing_modules() -> None:
@@ -66,24 +67,6 @@ def stub_missing_modules() -> None:
     module("termcolor", colored=lambda s, *a, **k: s)
 
 
-def random_clip(vision_width: int, text_width: int = 768, embed_dim: int = 768, seed: int = 0):
-    """An open_clip CLIP (QuickGELU) with every parameter randomised (biases and norms too)."""
-    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-
-    torch.manual_seed(seed)
-    model = CLIP(embed_dim, CLIPVisionCfg(layers=24, width=vision_width, head_width=64, patch_size=14, image_size=336),
-                 CLIPTextCfg(context_length=77, vocab_size=49408, width=text_width, heads=text_width // 64, layers=12),
-                 quick_gelu=True)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name == "logit_scale":
-                continue
-            scale = 0.1 if (name.endswith("bias") or ".ln" in name or name.startswith("ln")) else 0.02
-            p.add_(torch.randn(p.shape, generator=g) * scale)
-    return model.eval()
-
-
 def authors_args(features, prob):
     return argparse.Namespace(image_size=518, features_list=features, train_with_img_cls_prob=prob,
                               train_with_img_cls_type="pad_suffix", dino_model="none", both_eattn_dattn=False,
@@ -94,11 +77,6 @@ def authors_args(features, prob):
 def design(args):
     return {"Prompt_length": 12, "learnabel_text_embedding_depth": 9, "learnabel_text_embedding_length": 4,
             "others": args}
-
-
-def rel(a, b):
-    a, b = torch.as_tensor(a).detach().double(), torch.as_tensor(b).detach().double()
-    return float((a - b).abs().max()), float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def main(argv=None) -> dict:
