@@ -151,6 +151,23 @@ def overlay_image(img: Image.Image, prob: np.ndarray, cmap) -> Image.Image:
                            .astype(np.uint8))
 
 
+def _batch(model, imgs) -> torch.Tensor:
+    """Images preprocessed for ``model`` as one batch on its device."""
+    return torch.stack([image_to_tensor(img, model.image_size) for img in imgs]).to(model.device)
+
+
+def _score_batch(model, x: torch.Tensor, class_name: str, texts: dict):
+    """Scores ``[n]`` and maps ``[n, S, S]`` of a batch scored alone; ``texts`` caches the text
+    features per batch size."""
+    n = x.shape[0]
+    with torch.no_grad():
+        if n not in texts:
+            texts[n] = model.text_for([class_name] * n)
+        g, feats = model.encode_image(x)
+        res = model.score_features(g, feats, texts[n])
+    return res.image_score.float().cpu().numpy(), res.anomaly_map.float().cpu().numpy()
+
+
 def _joint_scores(model, paths: list, batch_size: int, progress: bool = False):
     """Scores ``[n]`` and maps ``[n, S, S]`` of a transductive method (MuSc): the images are encoded
     ``batch_size`` at a time, their features kept (on the CPU), then scored together as one category."""
@@ -161,9 +178,8 @@ def _joint_scores(model, paths: list, batch_size: int, progress: bool = False):
                             "so one image cannot be scored alone: give a folder of images of one category")
     gs, feats = [], []
     for chunk in tqdm(list(_batches(paths, batch_size)), desc="features", disable=not progress, leave=False):
-        x = torch.stack([image_to_tensor(read_image(p), model.image_size) for p in chunk]).to(model.device)
         with torch.no_grad():
-            g, f = model.encode_image(x)
+            g, f = model.encode_image(_batch(model, [read_image(p) for p in chunk]))
         gs.append(g.cpu())
         feats.append({m: {l: t.cpu() for l, t in d.items()} for m, d in f.items()})
     g = torch.cat(gs)
@@ -213,19 +229,11 @@ def predict_images(load_model, images, out: Path, threshold: float | None, class
     try:
         for chunk in _batches(list(zip(paths, names)), batch_size):
             imgs = [read_image(p) for p, _ in chunk]
-            x = torch.stack([image_to_tensor(img, model.image_size) for img in imgs]).to(model.device)
-            n = len(imgs)
             if joint is not None:  # scored with the whole folder (a transductive method)
-                scores, maps = (a[len(rows):len(rows) + n] for a in joint)
-                maps = maps / scale
+                scores, maps = (a[len(rows):len(rows) + len(imgs)] for a in joint)
             else:
-                with torch.no_grad():
-                    if n not in texts:
-                        texts[n] = model.text_for([class_name] * n)
-                    g, feats = model.encode_image(x)
-                    res = model.score_features(g, feats, texts[n])
-                scores = res.image_score.float().cpu().numpy()
-                maps = res.anomaly_map.float().cpu().numpy() / scale
+                scores, maps = _score_batch(model, _batch(model, imgs), class_name, texts)
+            maps = maps / scale
             for (path, name), img, score, amap in zip(chunk, imgs, scores, maps):
                 prob = np.asarray(Image.fromarray(amap.astype(np.float32), "F").resize(img.size, Image.BILINEAR))
                 overlay_path = out / f"{name}_overlay.png"
@@ -240,7 +248,7 @@ def predict_images(load_model, images, out: Path, threshold: float | None, class
                     row["mask"] = str(mask_path)
                 rows.append(row)
                 say(f"{row['score']:.4f}  {path}")
-            bar.update(n)
+            bar.update(len(imgs))
     finally:
         bar.close()
     atomic_write(out / LEGEND, _legend_png)
@@ -264,14 +272,9 @@ def score_images(model, paths: list, class_name: str, batch_size: int = 8, progr
     """Image scores ``[n]`` of ``paths``, preprocessed and scored as the predicted images (nothing written)."""
     if getattr(model, "transductive", False):
         return _joint_scores(model, list(paths), batch_size, progress)[0]
-    out, texts = [], {}
-    for chunk in _batches(list(paths), batch_size):
-        x = torch.stack([image_to_tensor(read_image(p), model.image_size) for p in chunk]).to(model.device)
-        with torch.no_grad():
-            if len(chunk) not in texts:
-                texts[len(chunk)] = model.text_for([class_name] * len(chunk))
-            g, feats = model.encode_image(x)
-            out.append(model.score_features(g, feats, texts[len(chunk)]).image_score.float().cpu().numpy())
+    texts: dict = {}
+    out = [_score_batch(model, _batch(model, [read_image(p) for p in chunk]), class_name, texts)[0]
+           for chunk in _batches(list(paths), batch_size)]
     return np.concatenate(out) if out else np.zeros(0)
 
 

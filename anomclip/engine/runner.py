@@ -160,17 +160,11 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
                                        for spec in eval_data})
     device = resolve_device(device)
     cache = cache or FeatureCache()
-    if train_data is not None and not trains(recipe):
-        train_data = None  # a zero-shot method (CLIP, CLIP-AC, WinCLIP): nothing to tune
-    if train_data is not None:
-        recipe = tuned_for(recipe, train_data.name)
     if authors_checkpoint and init_prompts:
         raise AnomclipError("give either authors_checkpoint or init_prompts, not both")
     eval_samples = {spec.name: spec.samples() for spec in eval_data}
-    train_samples = train_data.samples() if train_data else None
-    train_fp = cache.fingerprint(train_samples, verify) if train_data else None
     init = init_identity(authors_checkpoint, init_prompts, cache)
-    material = _material(recipe, train_samples, train_fp, init, cache)
+    recipe, train_data, train_samples, train_fp, material = _run_identity(recipe, train_data, init, cache, verify)
     key = content_key(material)
     folder = Path(out_dir) / "runs" / key
     exp = Experiment(key, recipe, folder, device=device, cache=cache, data={s.name: s for s in eval_data},
@@ -235,28 +229,34 @@ def run_experiment(recipe: Recipe, train_data: DataSpec | None, eval_data: list[
     return exp
 
 
-def _material(recipe: Recipe, train_samples, train_fp, init, cache: FeatureCache) -> dict:
-    """The run's key material (:func:`.store.run_material`, and how images without masks train)."""
-    material = run_material(recipe, train_fp, init, cache)
-    if train_samples and any(s.anomaly and not getattr(s, "mask_path", None) for s in train_samples):
-        # anomalous training images without masks train with the image-level loss alone (engine.train);
-        # keyed, so that a run trained before that rule is not reused (data with masks keeps its keys)
-        material["without_masks"] = "image-level loss"
-    return material
+def _run_identity(recipe: Recipe, train_data: DataSpec | None, init: dict | None, cache: FeatureCache,
+                  verify: bool = False):
+    """What a run is: ``(recipe as tuned, train_data, its samples, their fingerprint, key material)``.
 
-
-def run_folder(recipe: Recipe, train_data: DataSpec | None, out_dir: str | Path, cache: FeatureCache | None = None,
-               verify: bool = False) -> Path:
-    """The run-store folder :func:`run_experiment` uses for ``recipe`` tuned on ``train_data`` from
-    its initial prompts (nothing is trained or evaluated)."""
-    cache = cache or FeatureCache()
+    A zero-shot method takes no training data (CLIP, CLIP-AC, WinCLIP: nothing to tune); a recipe
+    with epochs per tuning dataset runs the entry of ``train_data`` (:func:`tuned_for`). The
+    material is :func:`.store.run_material`, plus how images without masks train.
+    """
     if train_data is not None and not trains(recipe):
         train_data = None
     if train_data is not None:
         recipe = tuned_for(recipe, train_data.name)
     samples = train_data.samples() if train_data else None
     fp = cache.fingerprint(samples, verify) if train_data else None
-    return Path(out_dir) / "runs" / content_key(_material(recipe, samples, fp, None, cache))
+    material = run_material(recipe, fp, init, cache)
+    if samples and any(s.anomaly and not getattr(s, "mask_path", None) for s in samples):
+        # anomalous training images without masks train with the image-level loss alone (engine.train);
+        # keyed, so that a run trained before that rule is not reused (data with masks keeps its keys)
+        material["without_masks"] = "image-level loss"
+    return recipe, train_data, samples, fp, material
+
+
+def run_folder(recipe: Recipe, train_data: DataSpec | None, out_dir: str | Path, cache: FeatureCache | None = None,
+               verify: bool = False) -> Path:
+    """The run-store folder :func:`run_experiment` uses for ``recipe`` tuned on ``train_data`` from
+    its initial prompts (nothing is trained or evaluated)."""
+    material = _run_identity(recipe, train_data, None, cache or FeatureCache(), verify)[-1]
+    return Path(out_dir) / "runs" / content_key(material)
 
 
 def _stored_results(path: Path, key: str) -> dict | None:
