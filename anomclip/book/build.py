@@ -342,6 +342,19 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
         write("running")  # a later chapter (the cost chapter) reads the times of the earlier ones
         echo(f"[book] {src.stem}: {seconds:.1f} s")
 
+    def up_to_date(src: Path) -> bool:
+        """Whether the executed notebook carries the key the chapter has now (then it is counted cached)."""
+        out = out_dir / f"{src.stem}.ipynb"
+        if force or not out.is_file():
+            return False
+        key = stored_key(out)
+        if key != key_of(src):
+            return False
+        keys[src.stem] = key
+        cached.append(src.stem)
+        echo(f"[book] {src.stem}: up to date")
+        return True
+
     pending: list[Path] = []  # chapters to execute, in order
     for src in execution_order(chapters(notebooks_dir)):
         if only and src not in chapters(notebooks_dir, only):
@@ -352,12 +365,7 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
         if src.name.startswith(DEPENDS_ON_EARLIER):
             pending.append(src)  # decided once the others ran (their keys and seconds)
             continue
-        out = out_dir / f"{src.stem}.ipynb"
-        if not force and out.is_file() and stored_key(out) == key_of(src):
-            keys[src.stem] = stored_key(out)
-            cached.append(src.stem)
-            echo(f"[book] {src.stem}: up to date")
-        else:
+        if not up_to_date(src):
             pending.append(src)
     first = [s_ for s_ in pending if not s_.name.startswith(DEPENDS_ON_EARLIER)]
     last = [s_ for s_ in pending if s_.name.startswith(DEPENDS_ON_EARLIER)]
@@ -365,12 +373,7 @@ def execute_all(profile: str = "smoke", data_root: str = "data", device: str = "
         for src, seconds in _execute_many(first, out_dir, params, cwd, jobs, echo):
             done(src, seconds)
         for src in last:
-            out = out_dir / f"{src.stem}.ipynb"
-            reads_timings = bool(timings)  # an earlier chapter just ran: its seconds changed
-            if not force and not reads_timings and out.is_file() and stored_key(out) == key_of(src):
-                keys[src.stem] = stored_key(out)
-                cached.append(src.stem)
-                echo(f"[book] {src.stem}: up to date")
+            if not timings and up_to_date(src):  # an earlier chapter that just ran changed its seconds
                 continue
             echo(f"[book] {src.stem} …")
             _, seconds = execute_chapter(src, out_dir, params, cwd)
