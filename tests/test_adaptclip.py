@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from by_hand import ln, tokens_before_ln_pre
 from anomclip import AnomclipError
 from anomclip.methods import CLASSES, METHODS, build_method
 from anomclip.methods.adaptclip import AdaptCLIP, static_sentences
@@ -23,12 +24,6 @@ from anomclip.recipes import get_recipe, smoke
 def adaptclip(tiny_clip, **overrides):
     clip_model, tokenizer, info = tiny_clip
     return build_method(smoke("adaptclip", **overrides), clip_model, tokenizer, info)
-
-
-def ln(x, mod):
-    mu = x.mean(-1, keepdim=True)
-    var = ((x - mu) ** 2).mean(-1, keepdim=True)
-    return (x - mu) / torch.sqrt(var + mod.eps) * mod.weight + mod.bias
 
 
 def softmax(z):
@@ -65,12 +60,7 @@ def dpam_raw_by_hand(clip_model, images, start, layers):
     """V-V surrogate path (per head softmax(v vᵀ/√d) v, out_proj; x_s(start) = x_o(start−1) + a_s, then
     x_s += a_s), projected with ln_post @ proj, class token kept; the global x_o[CLS] @ proj (no ln_post)."""
     v_ = clip_model.visual
-    p = v_.conv1.kernel_size[0]
-    b = images.shape[0]
-    patches = images.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(b, -1, 3 * p * p)
-    x = torch.cat([v_.class_embedding.expand(b, 1, -1), patches @ v_.conv1.weight.reshape(v_.conv1.out_channels, -1).T],
-                  dim=1) + v_.positional_embedding
-    x = ln(x, v_.ln_pre)
+    x = ln(tokens_before_ln_pre(v_, images), v_.ln_pre)
     xs, out = None, {}
     for l, blk in enumerate(v_.transformer.resblocks, start=1):
         if l >= start:

@@ -16,17 +16,13 @@ from anomclip.model.prompt_learner import (
     prompt_sentences,
 )
 from anomclip.model.scoring import gaussian_blur
+from by_hand import tokens_before_ln_pre
 
 
 def embed_by_hand(v, images):
     """The ViT's input tokens written out: conv1 as a product over non-overlapping patches
     (CLIP's conv1 has no bias), the class token, the positional embedding, then ``ln_pre``."""
-    p = v.conv1.kernel_size[0]
-    b, c = images.shape[:2]
-    patches = images.unfold(2, p, p).unfold(3, p, p)  # [B, C, gh, gw, p, p]
-    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
-    tokens = patches @ v.conv1.weight.reshape(v.conv1.out_channels, -1).T
-    x = torch.cat([v.class_embedding.expand(b, 1, -1), tokens], dim=1) + v.positional_embedding
+    x = tokens_before_ln_pre(v, images)
     return F.layer_norm(x, x.shape[-1:], v.ln_pre.weight, v.ln_pre.bias, v.ln_pre.eps)
 
 
