@@ -151,7 +151,9 @@ def test_deep_prompts_overwrite_positions_of_blocks_2_to_depth(tiny_clip):
     clip_model, tokenizer, _ = tiny_clip
     learner = PromptLearner(clip_model.token_embedding, tokenizer, n_ctx=12, depth=9, length=4, seed=1)
     seen = {}
-    hooks = [blk.register_forward_pre_hook(lambda mod, args, j=j: seen.__setitem__(j, args[0].detach().clone()))
+    # what enters block j is what its ln_1 normalises (the block's module itself may not be called:
+    # blocks.forward_block runs its operations)
+    hooks = [blk.ln_1.register_forward_pre_hook(lambda mod, args, j=j: seen.__setitem__(j, args[0].detach().clone()))
              for j, blk in enumerate(clip_model.transformer.resblocks, start=1)]
     try:
         emb, ids = learner()

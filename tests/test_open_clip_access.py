@@ -51,6 +51,34 @@ def test_run_block_takes_batch_first_tokens_whatever_layout_the_block_expects(ba
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_forward_block_is_open_clips_block_and_its_class_token_alone(batch_first):
+    """The block written out (blocks.forward_block) against open_clip's own block: bit for bit
+    when training (forward and gradient, with a causal mask as the text tower has), to round-off
+    at inference (torch's fused attention path), and its ``cls_only`` output is the first row."""
+    t = open_clip_transformer(batch_first)
+    mask = torch.full((7, 7), float("-inf")).triu(1)
+    x0 = torch.randn(3, 7, 32, requires_grad=True)
+    for attn_mask in (None, mask):
+        own, theirs = x0, x0
+        for blk in t.resblocks:
+            own = blocks.forward_block(blk, own, attn_mask)
+            theirs = blocks.run_block(blk, theirs, attn_mask)
+        assert torch.equal(own, theirs)
+        g_own, = torch.autograd.grad(own.square().sum(), x0)
+        g_theirs, = torch.autograd.grad(theirs.square().sum(), x0)
+        assert torch.equal(g_own, g_theirs)
+    t.eval()
+    with torch.no_grad():
+        x = x0.detach()
+        want = reference_block(reference_block(x, t.resblocks[0]), t.resblocks[1])
+        got = blocks.forward_block(t.resblocks[1], blocks.forward_block(t.resblocks[0], x))
+        last = blocks.forward_block(t.resblocks[1], blocks.forward_block(t.resblocks[0], x), cls_only=True)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert last.shape == (3, 1, 32)
+    torch.testing.assert_close(last, want[:, :1], atol=1e-5, rtol=1e-5)
+
+
 def test_a_block_without_torch_multihead_attention_is_batch_first():
     class OwnAttention(nn.Module):  # as open_clip's development branch: its own module, no batch_first
         pass

@@ -52,7 +52,8 @@ from ..data.fingerprint import DigestIndex, content_key, dataset_fingerprint
 from ..data.index import Sample
 from ..errors import AnomclipError
 
-CACHE_VERSION = 3  # 3: masks resized with PIL bilinear, as the authors do (data.mask_to_tensor)
+CACHE_VERSION = 4  # 3: masks resized with PIL bilinear, as the authors do (data.mask_to_tensor); 4: the
+# visual blocks written out (model.blocks.forward_block): features differ from 3's by float round-off
 CACHE_DTYPES = ("float32", "float16")
 DEFAULT_CACHE = Path(".cache/features")
 #: Upper bound of the free space kept in reserve on top of the memory maps' size (see :func:`disk_margin`).

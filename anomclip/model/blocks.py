@@ -13,6 +13,12 @@ all of them:
   ``[3W, W]`` (and ``in_proj_bias``), ``num_heads`` and ``out_proj``. Variants that change the
   attention product (q/k normalisation, scaled cosine attention, per-head scales, separate
   projections) are refused with one line rather than silently computed as plain attention.
+* **A block's arithmetic**, written out (:func:`forward_block`): ``ln_1``, the packed q/k/v
+  projection, ``scaled_dot_product_attention``, ``out_proj``, ``ls_1``; ``ln_2``, ``mlp``,
+  ``ls_2``: the operations open_clip's block performs, without ``nn.MultiheadAttention``'s
+  argument handling (a quarter of the text tower's time in training, where the result is bit
+  for bit open_clip's; at inference its fused fast path differs by float round-off), and, for
+  the last block of a ViT whose patch tokens nobody reads, for the class token alone.
 * **The token sequence entering block 1** (patch embedding, class token, positions, patch
   dropout, ``ln_pre``), written out from the public modules of open_clip's ``VisionTransformer``
   instead of calling its private ``_embeds``; tests check the whole tower against open_clip's
@@ -21,6 +27,7 @@ all of them:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import AnomclipError
@@ -40,6 +47,30 @@ def run_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None 
     if is_batch_first(block):
         return block(x, **kwargs)
     return block(x.transpose(0, 1), **kwargs).transpose(0, 1)
+
+
+def forward_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
+                  cls_only: bool = False) -> torch.Tensor:
+    """open_clip's residual block on batch-first tokens ``[B, N, W]``, its operations written out:
+    ``x + ls_1(out_proj(softmax(q kᵀ/√d + mask) v))``, then ``x + ls_2(mlp(ln_2(x)))``, with q, k, v
+    from one packed projection of ``ln_1(x)``. ``cls_only``: the output of the first token only
+    (``[B, 1, W]``; its attention still reads every token), for a last block whose other tokens
+    are not used. A block with attention dropout in training runs as open_clip's own."""
+    attn = block.attn
+    drop = max(float(getattr(attn, "dropout", 0.0) or 0.0), float(getattr(getattr(attn, "attn_drop", None), "p", 0.0)))
+    if block.training and drop > 0:
+        return run_block(block, x, attn_mask)[:, :1] if cls_only else run_block(block, x, attn_mask)
+    weight, bias, heads = qkv_projection(block)
+    b, n, w = x.shape
+    q, k, v = F.linear(block.ln_1(x), weight, bias).view(b, n, 3, heads, w // heads).permute(2, 0, 3, 1, 4)
+    if attn_mask is not None:
+        attn_mask = attn_mask.to(x.dtype)
+    if cls_only:
+        x, q = x[:, :1], q[:, :, :1]
+        attn_mask = None if attn_mask is None else attn_mask[:1]
+    a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, h, n, d]
+    x = x + getattr(block, "ls_1", nn.Identity())(attn.out_proj(a.transpose(1, 2).reshape(b, x.shape[1], w)))
+    return x + getattr(block, "ls_2", nn.Identity())(block.mlp(block.ln_2(x)))
 
 
 def qkv_projection(block: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int]:

@@ -156,7 +156,9 @@ def encode_prompts(clip_model: nn.Module, embeddings: torch.Tensor, ids: torch.T
     zeros, so it equals the full-length pass to float round-off (tested), at a quarter of the
     cost — training on cached features is mostly this tower. A learner with the authors' fp16
     quirk (the ``official-fp16-quirk`` recipe, which reproduces their arithmetic bit for bit)
-    runs all 77 positions, as their code does (tested bit for bit).
+    runs all 77 positions, as their code does (tested bit for bit). The blocks run as
+    :func:`blocks.forward_block` (open_clip's block written out: bit for bit its result when
+    training, a quarter less time), the fp16 quirk's through open_clip's own block.
     """
     transformer = clip_model.transformer
     x = embeddings + clip_model.positional_embedding.to(embeddings.dtype)
@@ -170,7 +172,7 @@ def encode_prompts(clip_model: nn.Module, embeddings: torch.Tensor, ids: torch.T
         if 2 <= j <= n_deep + 1:
             d = learner.deep(j - 2).to(x.dtype)
             x = torch.cat([x[:, :1], d.expand(x.shape[0], -1, -1), x[:, 1 + d.shape[0]:]], dim=1)
-        x = blocks.run_block(blk, x, attn_mask=mask)
+        x = blocks.run_block(blk, x, attn_mask=mask) if authors_arithmetic else blocks.forward_block(blk, x, mask)
     x = clip_model.ln_final(x)
     x = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
     proj = clip_model.text_projection
