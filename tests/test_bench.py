@@ -125,3 +125,23 @@ def test_every_bench_choice_has_help(capsys):
         assert all(a.help and a.help.strip() for a in p._actions if a.dest != "help"), name
         code, out, _ = run(capsys, "bench", name, "--help")
         assert code == 0 and "`" not in out, name
+
+
+def test_interleaved_medians_call_each_function_once_per_round_and_keep_the_median(monkeypatch):
+    """Rounds a, b, a, b … after one warm-up round; each median over that function's own rounds
+    (a fake clock: a call of a takes 1, 5, 2 s, of b 10, 10, 30 s, so the medians are 2 and 10)."""
+    from anomclip.bench import timing
+
+    calls, clock = [], [0.0]
+    took = {"a": iter([0, 1, 5, 2]), "b": iter([0, 10, 10, 30])}
+
+    def fn(name):
+        def run():
+            calls.append(name)
+            clock[0] += next(took[name])
+        return run
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+    out = timing.interleaved_medians({"a": fn("a"), "b": fn("b")}, 3, "cpu")
+    assert calls == ["a", "b"] * 4
+    assert out == {"a": 2.0, "b": 10.0}

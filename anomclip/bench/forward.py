@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model import blocks
-from .timing import median_seconds
+from .timing import interleaved_medians, median_seconds
 
 
 def naive_dual_path(model, images: torch.Tensor):
@@ -32,18 +32,18 @@ def naive_dual_path(model, images: torch.Tensor):
 
 
 def bench_forward(model, batch_sizes, repeats: int, device, bf16: bool = False) -> list[dict]:
-    """Per batch size: seconds and images/s of plain ``encode_image``, the DPAM forward and the
-    naive two-pass reference (medians of ``repeats`` after a warm-up), and their time ratios to
-    plain. With ``bf16`` on a GPU also the DPAM forward under bf16 autocast and its largest
+    """Per batch size: seconds and images/s of plain ``encode_image`` (open_clip's forward), the
+    DPAM forward and the naive two-pass reference (medians of ``repeats`` rounds after a warm-up,
+    the three timed in turn within each round), and their time ratios to plain. With ``bf16`` on a GPU also the DPAM forward under bf16 autocast and its largest
     score and map differences from fp32."""
     rows = []
     size = model.image_size
     for bs in batch_sizes:
         x = torch.randn(bs, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-        with torch.no_grad():
-            plain = median_seconds(lambda: model.clip.encode_image(x), repeats, device)
-            dpam = median_seconds(lambda: model.encode_image(x), repeats, device)
-            naive = median_seconds(lambda: naive_dual_path(model, x), repeats, device)
+        with torch.no_grad():  # interleaved: the three ratios are taken under the same conditions
+            t = interleaved_medians({"plain": lambda: model.clip.encode_image(x), "dpam": lambda: model.encode_image(x),
+                                     "naive": lambda: naive_dual_path(model, x)}, repeats, device)
+        plain, dpam, naive = t["plain"], t["dpam"], t["naive"]
         row = {"batch": bs, "plain_s": plain, "dpam_s": dpam, "naive_s": naive,
                "plain_img_per_s": bs / plain, "dpam_img_per_s": bs / dpam, "naive_img_per_s": bs / naive,
                "dpam_over_plain": dpam / plain, "naive_over_plain": naive / plain}

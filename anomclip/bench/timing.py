@@ -30,6 +30,21 @@ def median_seconds(fn, repeats: int, device) -> float:
     return float(np.median([seconds(fn, device) for _ in range(repeats)]))
 
 
+def interleaved_medians(fns: dict, repeats: int, device) -> dict:
+    """``{name: median seconds}`` of each ``fns[name]()`` over ``repeats`` rounds after one warm-up
+    round, every round calling each function once in turn: a ratio of two of them is then taken
+    under the same machine conditions, even where the machine's speed drifts during the run
+    (a shared host: timed back to back, the same code varied by 20 % within an hour here)."""
+    for fn in fns.values():
+        fn()
+        sync(device)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(seconds(fn, device))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def machine() -> dict:
     """The CPU, its cores, the platform and torch's threads: what a CPU timing depends on."""
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
