@@ -1,3 +1,4 @@
+import gc
 import os
 import tempfile
 
@@ -17,6 +18,10 @@ _threads = max(1, min(2, (os.cpu_count() or 1) // _workers))
 if _workers > 1:
     os.environ["OMP_NUM_THREADS"] = str(_threads)
 torch.set_num_threads(_threads)
+# the objects torch and the other libraries made at import stay out of the cyclic garbage
+# collector's scans from here on (they live as long as the process): every later allocation-heavy
+# step (collecting the test modules, a grammar built at import) no longer re-traverses them
+gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -147,6 +147,23 @@ def test_layers_given_as_fractions_scale_with_depth(tiny_clip):
 
 
 # ---------------------------------------------------------------- deep prompts
+def test_object_aware_training_text_of_several_categories_equals_one_pass_per_category(tiny_clip):
+    """In training, the prompts of every category of a batch go through the text tower together:
+    the features and their gradients are those of one pass per category (the rows never meet)."""
+    model = wrap(tiny_clip, object_aware=True, prompt_depth=9, prompt_length=4)
+    names = ["bottle", "metal nut", "bottle", "carpet"]
+    together = model.text_for(names)
+    grads = torch.autograd.grad(together.square().sum(), list(model.prompt_learner.parameters()))
+    # one category at a time, by the unbatched path, with the same loss summed over the batch
+    alone = {n: model.encode_text(n) for n in dict.fromkeys(names)}
+    separate = torch.stack([alone[n] for n in names])
+    want = torch.autograd.grad(separate.square().sum(), list(model.prompt_learner.parameters()))
+    assert together.shape == (4, 2, separate.shape[-1])
+    torch.testing.assert_close(together, separate, atol=1e-6, rtol=1e-5)
+    for a, b in zip(grads, want):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 def test_deep_prompts_overwrite_positions_of_blocks_2_to_depth(tiny_clip):
     clip_model, tokenizer, _ = tiny_clip
     learner = PromptLearner(clip_model.token_embedding, tokenizer, n_ctx=12, depth=9, length=4, seed=1)

@@ -228,25 +228,30 @@ def build_key(source: str | Path, parameters: dict, package: str | None = None, 
 
 
 def stored_key(path: str | Path) -> str | None:
-    """The build key stored in an executed notebook (None: absent, unreadable or with an error output)."""
-    import nbformat
+    """The build key stored in an executed notebook (None: absent, unreadable or with an error output).
 
+    Read as JSON (the executed notebooks are nbformat 4, written by papermill): importing
+    nbformat costs 1.3–5 s (its JSON-schema validator compiles a grammar at import), most of an
+    unchanged ``make book``, which only compares keys."""
     try:
-        nb = nbformat.read(str(path), as_version=4)
-    except Exception:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        cells, meta = nb["cells"], nb.get("metadata") or {}
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    for cell in nb.cells:
-        if cell.cell_type == "code" and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+    for cell in cells:
+        if cell.get("cell_type") == "code" and any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
             return None
-    return (nb.metadata.get(KEY_META) or {}).get("build_key")
+    return (meta.get(KEY_META) or {}).get("build_key")
 
 
 def store_key(path: str | Path, key: str) -> None:
-    import nbformat
+    """Write ``key`` into an executed notebook's metadata (atomically), in nbformat's own layout
+    (sorted keys, indent 1): read and written as JSON, without importing nbformat."""
+    from ..io import atomic_write_text
 
-    nb = nbformat.read(str(path), as_version=4)
-    nb.metadata.setdefault(KEY_META, {})["build_key"] = key
-    nbformat.write(nb, str(path))
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {}).setdefault(KEY_META, {})["build_key"] = key
+    atomic_write_text(path, json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
 
 
 def execute_chapter(source: str | Path, out_dir: str | Path = CHAPTERS, parameters: dict | None = None,

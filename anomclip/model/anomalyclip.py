@@ -153,7 +153,16 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
             return self.encode_text()
         if cls_names is None:
             raise AnomclipError("object-aware prompts need the category name of every image")
-        per = {n: self.encode_text(n) for n in dict.fromkeys(cls_names)}
+        names = list(dict.fromkeys(cls_names))
+        if torch.is_grad_enabled() and len(names) > 1:
+            # training: every category's prompts of the batch through the text tower in one pass
+            # (the rows do not interact: the same features as one pass per category, to round-off)
+            pairs = [self.prompt_learner(n) for n in names]
+            text = encode_prompts(self.clip, torch.cat([e for e, _ in pairs]), torch.cat([i for _, i in pairs]),
+                                  self.prompt_learner)
+            per = dict(zip(names, text.view(len(names), 2, -1)))
+        else:
+            per = {n: self.encode_text(n) for n in names}
         return torch.stack([per[n] for n in cls_names])
 
     # ------------------------------------------------------------------ scoring
