@@ -79,6 +79,24 @@ def test_forward_block_is_open_clips_block_and_its_class_token_alone(batch_first
     torch.testing.assert_close(last, want[:, :1], atol=1e-5, rtol=1e-5)
 
 
+def test_forward_block_runs_open_clips_own_block_where_it_is_not_plain_attention():
+    """Attention dropout while training, or an attention DPAM refuses (here q/k normalisation):
+    the block runs as open_clip's own, so the text tower still runs every block it ran before."""
+    t = open_clip_transformer(True)
+    blk = t.resblocks[0]
+    x = torch.randn(2, 5, 32)
+    blk.attn.dropout = 0.5  # nn.MultiheadAttention's own attribute
+    torch.manual_seed(1)
+    want = blocks.run_block(blk, x)
+    torch.manual_seed(1)
+    assert torch.equal(blocks.forward_block(blk, x), want)
+    blk.attn.dropout = 0.0
+    blk.attn.ln_q = nn.LayerNorm(16)  # not plain softmax(q kᵀ/√d) v: qkv_projection refuses it
+    with pytest.raises(AnomclipError):
+        blocks.qkv_projection(blk)
+    assert torch.equal(blocks.forward_block(blk, x), blocks.run_block(blk, x))
+
+
 def test_a_block_without_torch_multihead_attention_is_batch_first():
     class OwnAttention(nn.Module):  # as open_clip's development branch: its own module, no batch_first
         pass

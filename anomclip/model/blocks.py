@@ -55,12 +55,19 @@ def forward_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | N
     ``x + ls_1(out_proj(softmax(q kᵀ/√d + mask) v))``, then ``x + ls_2(mlp(ln_2(x)))``, with q, k, v
     from one packed projection of ``ln_1(x)``. ``cls_only``: the output of the first token only
     (``[B, 1, W]``; its attention still reads every token), for a last block whose other tokens
-    are not used. A block with attention dropout in training runs as open_clip's own."""
+    are not used. A block whose attention is not plain (:func:`qkv_projection` refuses it), or
+    has dropout while training, runs as open_clip's own."""
     attn = block.attn
-    drop = max(float(getattr(attn, "dropout", 0.0) or 0.0), float(getattr(getattr(attn, "attn_drop", None), "p", 0.0)))
-    if block.training and drop > 0:
-        return run_block(block, x, attn_mask)[:, :1] if cls_only else run_block(block, x, attn_mask)
-    weight, bias, heads = qkv_projection(block)
+    try:
+        weight, bias, heads = qkv_projection(block)
+        plain = True
+    except AnomclipError:
+        plain = False
+    drop = max(float(getattr(attn, "dropout", 0.0) or 0.0),  # nn.MultiheadAttention; open_clip's own Attention:
+               *(float(getattr(getattr(attn, name, None), "p", 0.0)) for name in ("attn_drop", "out_drop")))
+    if not plain or (block.training and drop > 0):
+        y = run_block(block, x, attn_mask)
+        return y[:, :1] if cls_only else y
     b, n, w = x.shape
     q, k, v = F.linear(block.ln_1(x), weight, bias).view(b, n, 3, heads, w // heads).permute(2, 0, 3, 1, 4)
     if attn_mask is not None:
