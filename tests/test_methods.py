@@ -47,6 +47,35 @@ def pair(tiny_clip, sentences_fn, names):
     return torch.stack([torch.stack([text_of(tiny_clip, s) for s in sentences_fn(n)]) for n in names])
 
 
+def test_an_ensemble_is_encoded_once_per_text_weights_and_again_when_they_change(monkeypatch):
+    """Two backbones loaded apart with the same weights share one encoding of an ensemble; a
+    text weight changed in place gives a new one. Each result is open_clip's own encode_text,
+    normalised, averaged and normalised again, and the caller gets a copy."""
+    from anomclip.methods import prompts
+    from anomclip.model.backbone import load_clip
+
+    calls = []
+    encode = prompts.encode_sentences
+    monkeypatch.setattr(prompts, "encode_sentences", lambda *a: calls.append(a[2]) or encode(*a))
+    normal = ["a photo of a flawless widget zq.", "a widget zq without defect."]  # sentences no other test uses
+    anomalous = ["a photo of a damaged widget zq."]
+    first, second = load_clip("tiny-random", None, image_size=96), load_clip("tiny-random", None, image_size=96)
+    a = prompts.ensemble_text(first[0], first[1], normal, anomalous)
+    assert len(calls) == 2
+    torch.testing.assert_close(a, torch.stack([text_of(first, normal), text_of(first, anomalous)]),
+                               atol=1e-5, rtol=1e-5)
+    b = prompts.ensemble_text(second[0], second[1], normal, anomalous)
+    assert len(calls) == 2 and torch.equal(a, b)
+    b.add_(1.0)  # a copy: the next caller is not affected
+    assert torch.equal(prompts.ensemble_text(second[0], second[1], normal, anomalous), a) and len(calls) == 2
+    with torch.no_grad():
+        second[0].ln_final.bias.add_(0.5)
+    c = prompts.ensemble_text(second[0], second[1], normal, anomalous)
+    assert len(calls) == 4 and not torch.allclose(c, a)
+    torch.testing.assert_close(c, torch.stack([text_of(second, normal), text_of(second, anomalous)]),
+                               atol=1e-5, rtol=1e-5)
+
+
 def clip_tokens(clip_model, images):
     """open_clip's own image embedding and its last-block patch tokens through ln_post and proj."""
     v = clip_model.visual

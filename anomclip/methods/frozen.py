@@ -14,7 +14,7 @@ from ..model.backbone import OnBackbone
 from ..model.checkpoint import TrainedState, check_tensors
 from ..model.dpam import DualPathEncoder, VisualFeatures
 from ..recipes import Recipe, resolve_block
-from .prompts import ensemble_text
+from .prompts import ensemble_text, text_tower_digest
 
 METHOD_CHECKPOINT_FORMAT = "anomclip-method/1"
 
@@ -33,7 +33,10 @@ class FixedText:
         """``[2, D]`` text features of one category (row 0 normal, row 1 anomalous)."""
         key = (cls_name, str(self.device))
         if key not in self._fixed_text:
-            self._fixed_text[key] = ensemble_text(self.clip, self.tokenizer, *self.sentences(cls_name))
+            if "tower" not in self._fixed_text:  # the frozen text tower's digest, once per model
+                self._fixed_text["tower"] = text_tower_digest(self.clip)
+            self._fixed_text[key] = ensemble_text(self.clip, self.tokenizer, *self.sentences(cls_name),
+                                                  tower=self._fixed_text["tower"])
         return self._fixed_text[key]
 
     def encode_text(self, cls_name: str | None = None) -> torch.Tensor:

@@ -12,8 +12,16 @@
 Every ensemble is reduced the same way (CLIP's notebook, APRIL-GAN's code): encode each sentence
 with the frozen text tower, L2-normalise, average the sentences of a state, L2-normalise again.
 The result is ``[2, D]``: row 0 normal, row 1 anomalous, as AnomalyCLIP's text features.
+
+An ensemble is computed once per process for given text-tower weights (:func:`ensemble_text`
+keeps it under a digest of those weights, the sentences and the tokenizer): a baseline built
+again, as every run, test and chapter cell builds one, does not re-encode its hundreds of
+sentences (VAND: 420 per category).
 """
 from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -120,7 +128,37 @@ def encode_sentences(clip_model, tokenizer, sentences: list[str]) -> torch.Tenso
         return encode_prompts(clip_model, clip_model.token_embedding(ids), ids)
 
 
-def ensemble_text(clip_model, tokenizer, normal: list[str], anomalous: list[str]) -> torch.Tensor:
-    """``[2, D]``: per state, the normalised mean of the normalised sentence features."""
-    rows = [F.normalize(encode_sentences(clip_model, tokenizer, s).mean(0), dim=-1) for s in (normal, anomalous)]
-    return torch.stack(rows)
+#: the ensembles computed in this process: {(text tower digest, tokenizer, sentences, device): [2, D]}
+_ENSEMBLES: OrderedDict = OrderedDict()
+_ENSEMBLES_KEPT = 1024
+
+
+def text_tower_digest(clip_model) -> str:
+    """A digest of the values of every parameter and buffer of ``clip_model`` outside its image
+    tower (token and positional embeddings, blocks, ``ln_final``, projection, mask): 30 ms for
+    the tiny backbone, about half a second for ViT-L's text tower on a CPU."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in (*clip_model.named_parameters(), *clip_model.named_buffers()):
+        if not name.startswith("visual."):
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def ensemble_text(clip_model, tokenizer, normal: list[str], anomalous: list[str], tower: str | None = None
+                  ) -> torch.Tensor:
+    """``[2, D]``: per state, the normalised mean of the normalised sentence features.
+
+    Kept for the process under the text tower's digest (``tower``: :func:`text_tower_digest` of
+    ``clip_model``, computed here when not given), the tokenizer and the sentences: the same
+    weights and sentences give the stored result (a copy), anything changed computes anew."""
+    device = clip_model.token_embedding.weight.device
+    key = (tower or text_tower_digest(clip_model), type(tokenizer).__name__,
+           getattr(tokenizer, "context_length", None), tuple(normal), tuple(anomalous), str(device))
+    if key not in _ENSEMBLES:
+        rows = [F.normalize(encode_sentences(clip_model, tokenizer, s).mean(0), dim=-1) for s in (normal, anomalous)]
+        _ENSEMBLES[key] = torch.stack(rows)
+        while len(_ENSEMBLES) > _ENSEMBLES_KEPT:
+            _ENSEMBLES.popitem(last=False)
+    _ENSEMBLES.move_to_end(key)
+    return _ENSEMBLES[key].clone()
