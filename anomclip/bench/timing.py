@@ -25,9 +25,7 @@ def seconds(fn, device="cpu") -> float:
 
 def median_seconds(fn, repeats: int, device) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    sync(device)
-    return float(np.median([seconds(fn, device) for _ in range(repeats)]))
+    return interleaved_medians({"fn": fn}, repeats, device)["fn"]
 
 
 def interleaved_medians(fns: dict, repeats: int, device) -> dict:

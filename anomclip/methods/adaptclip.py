@@ -31,7 +31,6 @@ code would stop there). The few-shot prompt-query adapter is not implemented.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 
 import torch
@@ -42,6 +41,7 @@ from ..errors import AnomclipError
 from ..io import read_checkpoint
 from ..model import blocks
 from ..model.anomalyclip import AnomalyOutput
+from ..model.checkpoint import tensor_digest
 from ..model.dpam import DualPathEncoder, VisualFeatures
 from ..model.losses import dice_loss, focal_loss
 from ..model.prompt_learner import encode_prompts
@@ -195,10 +195,7 @@ class AdaptCLIP(FrozenClipMethod):
         textual = self.learner["textual"]
         if torch.is_grad_enabled():
             return encode_prompts(self.clip, *textual())
-        h = hashlib.blake2b(digest_size=16)
-        for p in (textual.ctx_pos, textual.ctx_neg):
-            h.update(p.detach().float().cpu().numpy().tobytes())
-        key = ("learned", h.digest(), str(self.device))
+        key = ("learned", tensor_digest((textual.ctx_pos, textual.ctx_neg)), str(self.device))
         if key not in self._text_cache:
             self._text_cache = {k: v for k, v in self._text_cache.items() if k[0] != "learned"}
             self._text_cache[key] = encode_prompts(self.clip, *textual())

@@ -5,6 +5,8 @@ uses; the classes here supply it for a frozen CLIP with hand-written prompts.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -29,14 +31,17 @@ class FixedText:
     def sentences(self, cls_name: str) -> tuple[list[str], list[str]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @functools.cached_property
+    def text_tower(self) -> str:
+        """The frozen text tower's digest (:func:`.prompts.text_tower_digest`), taken once per model."""
+        return text_tower_digest(self.clip)
+
     def class_text(self, cls_name: str) -> torch.Tensor:
         """``[2, D]`` text features of one category (row 0 normal, row 1 anomalous)."""
         key = (cls_name, str(self.device))
         if key not in self._fixed_text:
-            if "tower" not in self._fixed_text:  # the frozen text tower's digest, once per model
-                self._fixed_text["tower"] = text_tower_digest(self.clip)
             self._fixed_text[key] = ensemble_text(self.clip, self.tokenizer, *self.sentences(cls_name),
-                                                  tower=self._fixed_text["tower"])
+                                                  tower=self.text_tower)
         return self._fixed_text[key]
 
     def encode_text(self, cls_name: str | None = None) -> torch.Tensor:

@@ -20,12 +20,12 @@ sentences (VAND: 420 per category).
 """
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 
+from ..model.checkpoint import tensor_digest
 from ..model.prompt_learner import encode_prompts
 
 #: CLIP's 80 ImageNet prompt templates (CLIP paper, notebook ``Prompt_Engineering_for_ImageNet``).
@@ -137,12 +137,8 @@ def text_tower_digest(clip_model) -> str:
     """A digest of the values of every parameter and buffer of ``clip_model`` outside its image
     tower (token and positional embeddings, blocks, ``ln_final``, projection, mask): 30 ms for
     the tiny backbone, about half a second for ViT-L's text tower on a CPU."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in (*clip_model.named_parameters(), *clip_model.named_buffers()):
-        if not name.startswith("visual."):
-            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return tensor_digest(t for name, t in (*clip_model.named_parameters(), *clip_model.named_buffers())
+                         if not name.startswith("visual."))
 
 
 def ensemble_text(clip_model, tokenizer, normal: list[str], anomalous: list[str], tower: str | None = None

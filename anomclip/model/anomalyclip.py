@@ -9,7 +9,6 @@ visual features (:meth:`AnomalyCLIP.score_features`).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from ..errors import AnomclipError
 from ..io import read_checkpoint
 from ..recipes import Recipe, get_recipe, resolve_block
 from . import backbone as bb
-from .checkpoint import TrainedState, check_tensors
+from .checkpoint import TrainedState, check_tensors, tensor_digest
 from .dpam import DualPathEncoder, VisualFeatures
 from .losses import glocal_loss
 from .prompt_learner import PromptLearner, encode_prompts
@@ -132,20 +131,24 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
             self._text_cache[key] = self._encode_text(name)
         return self._text_cache[key]
 
-    def _prompt_digest(self) -> bytes:
+    def _prompt_digest(self) -> str:
         """A digest of the prompt tensors' values: the text cache's key (a changed value recomputes)."""
-        h = hashlib.blake2b(digest_size=16)
-        for p in self.prompt_learner.parameters():
-            h.update(p.detach().float().cpu().numpy().tobytes())
-        return h.digest()
+        return tensor_digest(self.prompt_learner.parameters())
 
     def clear_text_cache(self) -> None:
         """Forget the cached text features: the next :meth:`encode_text` computes them again."""
         self._text_cache.clear()
 
     def _encode_text(self, object_name: str) -> torch.Tensor:
-        emb, ids = self.prompt_learner(object_name if self.prompt_learner.object_aware else None)
-        return encode_prompts(self.clip, emb, ids, self.prompt_learner)
+        return self._encode_texts([object_name])[0]
+
+    def _encode_texts(self, object_names: list) -> torch.Tensor:
+        """``[len(object_names), 2, D]``: the prompts of every name through the text tower in one
+        pass (the rows do not interact: the same features as one pass per name, to round-off)."""
+        aware = self.prompt_learner.object_aware
+        pairs = [self.prompt_learner(n if aware else None) for n in object_names]
+        emb, ids = (torch.cat(t) if len(pairs) > 1 else t[0] for t in zip(*pairs))
+        return encode_prompts(self.clip, emb, ids, self.prompt_learner).view(len(pairs), 2, -1)
 
     def text_for(self, cls_names=None) -> torch.Tensor:
         """``[2, D]`` for object-agnostic prompts, ``[B, 2, D]`` for object-aware ones."""
@@ -154,13 +157,8 @@ class AnomalyCLIP(bb.OnBackbone, TrainedState, nn.Module):
         if cls_names is None:
             raise AnomclipError("object-aware prompts need the category name of every image")
         names = list(dict.fromkeys(cls_names))
-        if torch.is_grad_enabled() and len(names) > 1:
-            # training: every category's prompts of the batch through the text tower in one pass
-            # (the rows do not interact: the same features as one pass per category, to round-off)
-            pairs = [self.prompt_learner(n) for n in names]
-            text = encode_prompts(self.clip, torch.cat([e for e, _ in pairs]), torch.cat([i for _, i in pairs]),
-                                  self.prompt_learner)
-            per = dict(zip(names, text.view(len(names), 2, -1)))
+        if torch.is_grad_enabled():  # training: the batch's categories in one pass
+            per = dict(zip(names, self._encode_texts([self.prompt_learner.object_name(n) for n in names])))
         else:
             per = {n: self.encode_text(n) for n in names}
         return torch.stack([per[n] for n in cls_names])

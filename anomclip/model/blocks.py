@@ -49,6 +49,31 @@ def run_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None 
     return block(x.transpose(0, 1), **kwargs).transpose(0, 1)
 
 
+def qkv_heads(block: nn.Module, x: torch.Tensor):
+    """Per-head ``q, k, v`` ``[B, h, N, d]`` of a block from one packed projection of ``ln_1(x)``."""
+    weight, bias, heads = qkv_projection(block)
+    b, n, w = x.shape
+    q, k, v = F.linear(block.ln_1(x), weight, bias).chunk(3, dim=-1)
+    return tuple(t.view(b, n, heads, w // heads).transpose(1, 2) for t in (q, k, v))
+
+
+def project_heads(block: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """Per-head attention outputs ``[B, h, n, d]`` merged and projected: ``ls_1(out_proj(·))``, ``[B, n, W]``."""
+    b, h, n, d = a.shape
+    return getattr(block, "ls_1", nn.Identity())(block.attn.out_proj(a.transpose(1, 2).reshape(b, n, h * d)))
+
+
+def attention_output(block: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``ls_1(out_proj(softmax(q kᵀ/√d + mask) v))`` with the heads merged: ``[B, n_q, W]``."""
+    return project_heads(block, F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask))
+
+
+def mlp_residual(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The block's second half: ``x + ls_2(mlp(ln_2(x)))``."""
+    return x + getattr(block, "ls_2", nn.Identity())(block.mlp(block.ln_2(x)))
+
+
 def forward_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
                   cls_only: bool = False) -> torch.Tensor:
     """open_clip's residual block on batch-first tokens ``[B, N, W]``, its operations written out:
@@ -59,7 +84,7 @@ def forward_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | N
     has dropout while training, runs as open_clip's own."""
     attn = block.attn
     try:
-        weight, bias, heads = qkv_projection(block)
+        q, k, v = qkv_heads(block, x)
         plain = True
     except AnomclipError:
         plain = False
@@ -68,16 +93,12 @@ def forward_block(block: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | N
     if not plain or (block.training and drop > 0):
         y = run_block(block, x, attn_mask)
         return y[:, :1] if cls_only else y
-    b, n, w = x.shape
-    q, k, v = F.linear(block.ln_1(x), weight, bias).view(b, n, 3, heads, w // heads).permute(2, 0, 3, 1, 4)
     if attn_mask is not None:
         attn_mask = attn_mask.to(x.dtype)
     if cls_only:
         x, q = x[:, :1], q[:, :, :1]
         attn_mask = None if attn_mask is None else attn_mask[:1]
-    a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, h, n, d]
-    x = x + getattr(block, "ls_1", nn.Identity())(attn.out_proj(a.transpose(1, 2).reshape(b, x.shape[1], w)))
-    return x + getattr(block, "ls_2", nn.Identity())(block.mlp(block.ln_2(x)))
+    return mlp_residual(block, x + attention_output(block, q, k, v, attn_mask))
 
 
 def qkv_projection(block: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int]:

@@ -6,8 +6,11 @@ and reading always gives one-line errors (:func:`anomclip.io.read_checkpoint`).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+
+import torch
 
 from ..errors import AnomclipError
 from ..io import atomic_torch_save, read_checkpoint
@@ -37,3 +40,13 @@ def check_tensors(own: dict, stored: dict, path, what: str) -> None:
     """Refuse a state dict whose tensor names or shapes differ from the model's (one line)."""
     if set(own) != set(stored) or any(tuple(stored[k].shape) != tuple(own[k].shape) for k in own):
         raise AnomclipError(f"{path}: {what}")
+
+
+def tensor_digest(tensors) -> str:
+    """A digest of tensors' values, dtypes and shapes, in order: the key of an in-memory cache of
+    what they determine (text features of prompts or of a frozen text tower)."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in tensors:
+        h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

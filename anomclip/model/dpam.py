@@ -58,16 +58,6 @@ class VisualFeatures(NamedTuple):
         return self.patches[mode]
 
 
-def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
-    b, n, w = t.shape
-    return t.view(b, n, heads, w // heads).transpose(1, 2)  # [B, h, N, d]
-
-
-def _merge_heads(t: torch.Tensor) -> torch.Tensor:
-    b, h, n, d = t.shape
-    return t.transpose(1, 2).reshape(b, n, h * d)
-
-
 def attention_pair(mode: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     """The (query, key) tensors whose product gives the attention map of a DPAM ``mode``."""
     return {"vv": (v, v), "qq": (q, q), "kk": (k, k), "qk": (q, k)}[mode]
@@ -161,11 +151,11 @@ class DualPathEncoder(nn.Module):
         if not 1 <= int(block) <= self.depth:
             raise AnomclipError(f"block {block} is outside 1..{self.depth}")
         x = self.embed(images)
-        blocks = self.visual.transformer.resblocks
-        for blk in list(blocks)[: int(block) - 1]:
+        resblocks = self.visual.transformer.resblocks
+        for blk in list(resblocks)[: int(block) - 1]:
             x = self.run_block(blk, x)
-        blk = blocks[int(block) - 1]
-        q, k, v = self._qkv(blk, x)
+        blk = resblocks[int(block) - 1]
+        q, k, v = blocks.qkv_heads(blk, x)
         scale = q.shape[-1] ** -0.5
         maps = {}
         for mode in ("qk", "qq", "kk", "vv"):
@@ -173,29 +163,19 @@ class DualPathEncoder(nn.Module):
             maps[mode] = torch.softmax(a @ b.transpose(-2, -1) * scale, dim=-1)
         return maps
 
-    @staticmethod
-    def _qkv(blk: nn.Module, x: torch.Tensor):
-        """Per-head ``q, k, v`` ``[B, h, N, d]`` of a block from ``ln_1(x)`` (its own in_proj)."""
-        weight, bias, heads = blocks.qkv_projection(blk)
-        q, k, v = F.linear(blk.ln_1(x), weight, bias).chunk(3, dim=-1)
-        return tuple(_split_heads(t, heads) for t in (q, k, v))
-
     def _dual_block(self, blk: nn.Module, x: torch.Tensor, modes, cls_only: bool = False):
         """One block on both paths. Returns (x_o^(l), {mode: a_s^(l)}); with ``cls_only`` the
         original path's output is its class token alone (``[B, 1, W]``: the last block, whose
         patch tokens the surrogate path replaces)."""
-        attn = blk.attn
-        q, k, v = self._qkv(blk, x)
-        ls_1 = getattr(blk, "ls_1", nn.Identity())
-
-        def branch(a, b):
-            return ls_1(attn.out_proj(_merge_heads(F.scaled_dot_product_attention(a, b, v))))
+        q, k, v = blocks.qkv_heads(blk, x)
 
         def eattn():  # Crane: Σ over the three maps of A(E) v, then one out_proj
-            h = sum(F.scaled_dot_product_attention(e, e, v) for e in (q, k, v))
-            return ls_1(attn.out_proj(_merge_heads(h)))
+            return blocks.project_heads(blk, sum(F.scaled_dot_product_attention(e, e, v) for e in (q, k, v)))
 
-        x_new = x[:, :1] + branch(q[:, :, :1], k) if cls_only else x + branch(q, k)
-        x_new = x_new + getattr(blk, "ls_2", nn.Identity())(blk.mlp(blk.ln_2(x_new)))
-        return x_new, {mode: eattn() if mode == EATTN else branch(*attention_pair(mode, q, k, v))
-                       for mode in modes}
+        if cls_only:
+            x_new = x[:, :1] + blocks.attention_output(blk, q[:, :, :1], k, v)
+        else:
+            x_new = x + blocks.attention_output(blk, q, k, v)
+        return blocks.mlp_residual(blk, x_new), {
+            mode: eattn() if mode == EATTN else blocks.attention_output(blk, *attention_pair(mode, q, k, v), v)
+            for mode in modes}
